@@ -28,8 +28,9 @@ def check_buffer(name: str, buf: Any) -> np.ndarray:
 
 
 def get_algorithm(name: str) -> Any:
+    """The generator function of a registered algorithm; the error lists the valid names."""
     try:
-        return ALGORITHMS[name]
+        return ALGORITHMS[name].run
     except KeyError:
         raise ValueError(f"unknown allreduce algorithm {name!r}; expected one of {sorted(ALGORITHMS)}") from None
 

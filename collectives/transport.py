@@ -11,6 +11,12 @@ runs unchanged on two transports: :class:`collectives.mpi_transport.MPITransport
 executes each step with real MPI calls, and the simulator's transport, which runs thousands of
 virtual ranks in one process by interleaving their generators and charging each step to a
 virtual clock. Nothing in an algorithm may talk to MPI directly.
+
+Rules that keep an algorithm runnable everywhere: touch data only by slicing 1-D buffers
+(``buf[a:b]``), ``t.reduce`` (combine), ``t.copy`` (move locally) and messages; get temporary
+space from ``t.scratch``; read only ``buf.size`` and ``buf.dtype`` from a buffer. The simulator
+relies on this to run algorithms on symbolic data (which ranks' contributions an element
+holds) and, for scale, on payload-free buffers.
 """
 
 from __future__ import annotations
@@ -72,6 +78,10 @@ class Transport(ABC):
     def reduce(self, op: ReduceOp, inout: np.ndarray, incoming: np.ndarray) -> None:
         """``inout = op(inout, incoming)`` elementwise: the local computation of a collective."""
         op.reduce(inout, incoming)
+
+    def copy(self, dst: np.ndarray, src: np.ndarray) -> None:
+        """``dst[...] = src``: local data movement inside a collective."""
+        np.copyto(dst, src)
 
     def scratch(self, n: int, dtype: np.dtype) -> np.ndarray:
         """Temporary space for ``n`` elements, valid until the collective returns."""

@@ -1,17 +1,22 @@
-"""The allreduce algorithms, one module each, registered by name."""
+"""The allreduce algorithms, one module each, registered by name in ``REGISTRY``."""
 
-from collections.abc import Callable, Iterator
+from collectives.algorithms.ring import ring_allreduce, ring_cost
+from collectives.algorithms.spec import Algorithm, AlgorithmSpec, Cost
 
-import numpy as np
+REGISTRY: dict[str, AlgorithmSpec] = {}
 
-from collectives.algorithms.ring import ring_allreduce
-from collectives.ops import ReduceOp
-from collectives.transport import Step, Transport
 
-Algorithm = Callable[[Transport, np.ndarray, ReduceOp], Iterator[Step]]
+def register(spec: AlgorithmSpec) -> AlgorithmSpec:
+    """Add an algorithm (ours or a user's) so every API, test harness and benchmark can use it."""
+    if spec.name in REGISTRY:
+        raise ValueError(f"an allreduce algorithm named {spec.name!r} is already registered")
+    REGISTRY[spec.name] = spec
+    return spec
 
-ALGORITHMS: dict[str, Algorithm] = {
-    "ring": ring_allreduce,
-}
 
-__all__ = ["ALGORITHMS", "Algorithm", "ring_allreduce"]
+register(AlgorithmSpec("ring", ring_allreduce, ring_cost, "reduce-scatter then allgather around a ring"))
+
+# The public name: iterating it gives the algorithm names, indexing it gives the spec.
+ALGORITHMS = REGISTRY
+
+__all__ = ["ALGORITHMS", "REGISTRY", "Algorithm", "AlgorithmSpec", "Cost", "register", "ring_allreduce"]

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from collectives.algorithms.chunking import chunk_bounds
+from collectives.algorithms.spec import Cost
 from collectives.ops import ReduceOp
 from collectives.transport import Step, Transport
 
@@ -49,3 +50,17 @@ def ring_allreduce(t: Transport, buf: np.ndarray, op: ReduceOp) -> Iterator[Step
 
     for s in range(p - 1):  # allgather
         yield t.sendrecv(chunk(r - s + 1), right, chunk(r - s), left, tag=p + s)
+
+
+def ring_cost(p: int, nbytes: int) -> Cost:
+    """2(p-1) alpha + 2(p-1)/p n beta + (p-1)/p n gamma."""
+    if p == 1:
+        return Cost(0, 0, 0, 0, 0)
+    share = (p - 1) / p * nbytes
+    return Cost(
+        latency_terms=2 * (p - 1),
+        transfer_bytes=2 * share,
+        reduce_bytes=share,
+        messages_per_rank=2 * (p - 1),
+        bytes_sent_per_rank=2 * share,
+    )
