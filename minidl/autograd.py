@@ -15,7 +15,7 @@ training relies on that to start communication during backward.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 _grad_enabled = True
 _sequence = itertools.count()
+_callbacks: list[Callable[[], None]] = []
 
 
 def is_grad_enabled() -> bool:
@@ -124,6 +125,15 @@ class Function:
                 out.requires_grad = True
                 out._node = Node(cls, ctx, tuple(a if isinstance(a, Tensor) else None for a in args))
         return out
+
+
+def queue_callback(fn: Callable[[], None]) -> None:
+    """Run ``fn()`` once the backward pass now in progress has finished (like PyTorch's
+    ``Variable._execution_engine.queue_callback``). Data-parallel training uses it to wait for
+    the last gradient allreduce before the optimizer step. Outside backward it runs at the end
+    of the next one.
+    """
+    _callbacks.append(fn)
 
 
 def _collect(roots: Sequence[Tensor]) -> tuple[list[Tensor], dict[int, int]]:
@@ -227,6 +237,8 @@ def run_backward(
             if not retain_graph:
                 node.freed = True
                 node.ctx = None  # drop saved activations now, not when the graph dies
+    while _callbacks:
+        _callbacks.pop(0)()
     if capture is not None:
         return [capture[id(t)] for t in inputs]
     return None
