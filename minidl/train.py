@@ -20,7 +20,7 @@ import minidl
 import minidl.functional as F
 from minidl import nn, optim
 from minidl.data import DataLoader, DistributedSampler, load_digits
-from minidl.distributed import GradientAverager, broadcast_parameters, world
+from minidl.distributed import DistributedDataParallel, world
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,11 +73,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     minidl.manual_seed(args.seed + rank)  # deliberately different; rank 0's weights are broadcast
     train_set, test_set = load_digits("train"), load_digits("test")
     model = nn.Sequential(nn.Linear(64, args.hidden), nn.ReLU(), nn.Linear(args.hidden, 10))
-    broadcast_parameters(model, comm)
+    ddp = DistributedDataParallel(model, comm, algorithm=args.algorithm)
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     sampler = DistributedSampler(len(train_set), num_replicas=size, rank=rank, shuffle=True, seed=args.seed)
     loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler)
-    average = GradientAverager(model, comm, algorithm=args.algorithm)
 
     say(
         f"minidl.train: {size} rank(s), {len(train_set)} train / {len(test_set)} test digits, "
@@ -87,25 +86,26 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     totals = np.zeros(3)
     for epoch in range(1, args.epochs + 1):
         sampler.set_epoch(epoch)
-        epoch_start, comm_start = time.perf_counter(), average.comm_seconds
+        epoch_start, comm_seconds = time.perf_counter(), 0.0
         stats = np.zeros(3)  # loss sum, correct, samples (this rank)
         for x, y in loader:
-            logits = model(x)
+            logits = ddp(x)
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad()
-            loss.backward()
-            average()
+            loss.backward()  # gradients are averaged across ranks during backward
+            comm_seconds += ddp.stats.comm_seconds
             optimizer.step()
             stats += (loss.item() * len(y), (logits.data.argmax(1) == y.data).sum(), len(y))
         collectives.allreduce(stats, comm)
         elapsed = time.perf_counter() - epoch_start
-        totals += (stats[2], elapsed, average.comm_seconds - comm_start)
+        totals += (stats[2], elapsed, comm_seconds)
         test_acc = evaluate(model, test_set)
         if not args.quiet:
             say(
                 f"{epoch:>5} {stats[0] / stats[2]:>8.4f} {stats[1] / stats[2]:>9.4f} {test_acc:>8.4f} "
-                f"{stats[2] / elapsed:>10.0f} {average.comm_seconds - comm_start:>11.3f}"
+                f"{stats[2] / elapsed:>10.0f} {comm_seconds:>11.3f}"
             )
+    ddp.close()
     wall = time.perf_counter() - start
     summary = {
         "ranks": size,
