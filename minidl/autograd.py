@@ -1,20 +1,27 @@
-"""Reverse-mode automatic differentiation: the graph, the ``Function`` protocol and ``backward``.
+"""Reverse-mode automatic differentiation: the graph, the ``Function`` protocol, ``backward`` and ``grad``.
 
 Every differentiable op is a :class:`Function` subclass that defines ``forward`` (numpy arrays in,
 a numpy array out) and ``backward`` (the output gradient as a :class:`~minidl.tensor.Tensor` in,
-one gradient per input out) side by side. ``backward`` is written with Tensor ops where possible,
-so that with ``create_graph=True`` the gradient computation is itself recorded and can be
-differentiated again (Hessian-vector products).
+one gradient per input out) side by side. ``backward`` is written with Tensor ops, so that with
+``create_graph=True`` the gradient computation is itself recorded and can be differentiated again
+(Hessian-vector products). Ops with a hand-fused numpy backward (conv, pooling, normalisation)
+keep that fast path for ordinary backward and, under ``create_graph``, differentiate a reference
+composition of primitive ops instead (:func:`composite_backward`).
 
 The engine processes graph nodes in decreasing creation order, which is a valid reverse
-topological order because a tensor is always created after its inputs. A leaf's gradient is
-accumulated, and its hooks fire, as soon as its last consumer has been processed: data-parallel
-training relies on that to start communication during backward.
+topological order because a node is always created after the nodes of its inputs, and it never
+recurses, so a chain of any length works. A leaf's gradient is accumulated, and its hooks fire,
+as soon as its last consumer has been processed: data-parallel training relies on that to start
+communication while backward is still running elsewhere in the graph.
+
+Unless ``retain_graph`` is set, each node drops its saved values and its links to its inputs as
+soon as backward has passed through it, so a finished step leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +33,8 @@ if TYPE_CHECKING:
 _grad_enabled = True
 _sequence = itertools.count()
 _callbacks: list[Callable[[], None]] = []
+_depth = 0  # nesting of run_backward (fused ops differentiate a reference inside backward)
+Tensor: Any = None  # bound by minidl.tensor once the class exists (avoids an import cycle on the hot path)
 
 
 def is_grad_enabled() -> bool:
@@ -34,7 +43,7 @@ def is_grad_enabled() -> bool:
 
 
 class set_grad_enabled:
-    """Context manager that turns graph recording on or off (like ``torch.set_grad_enabled``)."""
+    """Context manager (or decorator) that turns graph recording on or off, like ``torch.set_grad_enabled``."""
 
     def __init__(self, mode: bool) -> None:
         self.mode = bool(mode)
@@ -49,48 +58,64 @@ class set_grad_enabled:
         global _grad_enabled
         _grad_enabled = self.prev
 
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        mode = self.mode
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+
+        wrapper.__name__ = getattr(fn, "__name__", "wrapper")
+        wrapper.__doc__ = getattr(fn, "__doc__", None)
+        return wrapper
+
 
 class no_grad(set_grad_enabled):
-    """Context manager under which no graph is recorded (inference, optimizer updates)."""
+    """Context manager (or decorator) under which no graph is recorded (inference, optimizer updates)."""
 
     def __init__(self) -> None:
         super().__init__(False)
 
 
 class enable_grad(set_grad_enabled):
-    """Context manager that re-enables recording inside ``no_grad``."""
+    """Context manager (or decorator) that re-enables recording inside ``no_grad``."""
 
     def __init__(self) -> None:
         super().__init__(True)
 
 
 class Context:
-    """Per-call scratch space that ``forward`` fills and ``backward`` reads.
+    """One op application: scratch space for ``forward``/``backward`` and the graph node of its output.
 
-    ``inputs`` holds the op's arguments as given (Tensors stay Tensors), so a backward written
-    with Tensor ops can differentiate through them; anything else is stored as attributes.
+    ``inputs`` holds the op's positional arguments as given (Tensors stay Tensors), so a backward
+    written with Tensor ops can differentiate through them; ``kwargs`` its keyword arguments;
+    ``needs_input_grad`` a bool per positional argument. Anything else ``forward`` wants to keep
+    for ``backward`` is stored as an attribute. ``output()`` returns the op's result Tensor
+    (for functions with ``save_output = True``): a weak reference, because the output owns this
+    node and a strong one would make a cycle that only the garbage collector could free.
     """
 
-    def __init__(self, inputs: tuple[Any, ...]) -> None:
+    fn: type[Function]
+    seq: int
+    freed = False
+    needs_input_grad: tuple[bool, ...] = ()
+
+    def __init__(self, inputs: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> None:
         self.inputs = inputs
-        self.needs_input_grad: tuple[bool, ...] = ()
-        self.output: Tensor | None = None
-
-
-class Node:
-    """The record that links an output tensor to the op and inputs that produced it."""
-
-    __slots__ = ("ctx", "fn", "freed", "inputs")
-
-    def __init__(self, fn: type[Function], ctx: Context, inputs: tuple[Tensor | None, ...]) -> None:
-        self.fn = fn
-        self.ctx = ctx
-        self.inputs = inputs
-        self.freed = False
+        self.kwargs = kwargs or {}
 
     @property
     def name(self) -> str:
         return self.fn.__name__
+
+    def output(self) -> Tensor:
+        raise RuntimeError(f"{self.fn.__name__}: set save_output = True on the Function to use ctx.output()")
+
+    def __repr__(self) -> str:
+        return f"<{self.fn.__name__}Backward>" if hasattr(self, "fn") else "<Context>"
+
+
+Node = Context  # the graph node of a tensor is the context of the op that produced it
 
 
 class Function:
@@ -98,10 +123,12 @@ class Function:
 
     ``forward(ctx, *args, **kwargs)`` receives Tensor arguments as numpy arrays (other arguments
     unchanged) and returns a numpy array. ``backward(ctx, grad)`` receives the gradient of the
-    output as a Tensor and returns a gradient (Tensor, array or None) per positional argument.
+    output as a Tensor and returns one gradient (Tensor, array or None) per positional argument,
+    or a single gradient when there is one argument. Gradients are only needed for arguments
+    whose ``ctx.needs_input_grad`` entry is True; return None for the others.
     """
 
-    differentiable_backward = True
+    save_output = False  # keep a (weak) reference to the output for backward: ctx.output()
 
     @staticmethod
     def forward(ctx: Context, *args: Any, **kwargs: Any) -> np.ndarray:
@@ -113,18 +140,40 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
-        from minidl.tensor import Tensor
-
-        ctx = Context(args)
-        arrays = [a.data if isinstance(a, Tensor) else a for a in args]
-        out = Tensor._make(cls.forward(ctx, *arrays, **kwargs))
-        if _grad_enabled:
-            needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-            if any(needs):
-                ctx.needs_input_grad = needs
-                out.requires_grad = True
-                out._node = Node(cls, ctx, tuple(a if isinstance(a, Tensor) else None for a in args))
-        return out
+        # The hot path of every op: keep it to plain attribute work (measured by benchmarks/op_overhead.py).
+        ctx = Context.__new__(Context)
+        ctx.inputs = args
+        ctx.kwargs = kwargs
+        T = Tensor
+        record = False
+        if len(args) == 1:
+            a = args[0]
+            if isinstance(a, T):
+                record = a.requires_grad
+                out = cls.forward(ctx, a.data, **kwargs)
+            else:
+                out = cls.forward(ctx, a, **kwargs)
+        else:
+            arrays = []
+            for a in args:
+                if isinstance(a, T):
+                    if a.requires_grad:
+                        record = True
+                    arrays.append(a.data)
+                else:
+                    arrays.append(a)
+            out = cls.forward(ctx, *arrays, **kwargs)
+        t = T.__new__(T)
+        t.data = out if type(out) is np.ndarray else np.asarray(out)
+        if record and _grad_enabled:
+            ctx.needs_input_grad = tuple([isinstance(a, T) and a.requires_grad for a in args])
+            ctx.fn = cls
+            ctx.seq = next(_sequence)
+            t._node = ctx
+            t.requires_grad = True
+            if cls.save_output:
+                ctx.output = weakref.ref(t)
+        return t
 
 
 def queue_callback(fn: Callable[[], None]) -> None:
@@ -136,14 +185,26 @@ def queue_callback(fn: Callable[[], None]) -> None:
     _callbacks.append(fn)
 
 
-def _collect(roots: Sequence[Tensor]) -> tuple[list[Tensor], dict[int, int]]:
-    """Interior tensors reachable from ``roots`` and, for every tensor, its number of consumers."""
+def _release(node: Context) -> None:
+    """Drop a node's saved values and input links (after backward passed through it)."""
+    fn, seq = node.fn, node.seq
+    node.__dict__.clear()
+    node.fn, node.seq, node.freed = fn, seq, True
+
+
+def _collect(roots: Sequence[Tensor], stop: set[int] | None) -> tuple[list[Tensor], dict[int, int]]:
+    """Non-leaf tensors reachable from ``roots`` (newest first) and each tensor's number of consumers.
+
+    Traversal does not go past tensors whose id is in ``stop`` (the ``inputs`` of :func:`grad`).
+    """
     pending: dict[int, int] = {}
     interior: list[Tensor] = []
     seen: set[int] = set()
-    stack = [t for t in roots if t._node is not None]
-    for t in stack:
-        seen.add(id(t))
+    stack = []
+    for t in roots:
+        if t._node is not None and id(t) not in seen and (stop is None or id(t) not in stop):
+            seen.add(id(t))
+            stack.append(t)
     while stack:
         t = stack.pop()
         interior.append(t)
@@ -153,23 +214,37 @@ def _collect(roots: Sequence[Tensor]) -> tuple[list[Tensor], dict[int, int]]:
                 f"backward through the graph a second time (op {node.name}): its saved values "
                 "were freed by the first backward; pass retain_graph=True to the first call"
             )
-        for inp in node.inputs:
-            if inp is None or not inp.requires_grad:
+        for inp, need in zip(node.inputs, node.needs_input_grad):
+            if not need:
                 continue
-            pending[id(inp)] = pending.get(id(inp), 0) + 1
-            if id(inp) not in seen and inp._node is not None:
-                seen.add(id(inp))
+            key = id(inp)
+            pending[key] = pending.get(key, 0) + 1
+            if key not in seen and inp._node is not None and (stop is None or key not in stop):
+                seen.add(key)
                 stack.append(inp)
-    interior.sort(key=lambda t: t._seq, reverse=True)
+    interior.sort(key=lambda t: t._node.seq, reverse=True)
     return interior, pending
 
 
-def _as_grad(value: Any, like: Tensor) -> Tensor:
-    from minidl.tensor import Tensor
+def _prune(interior: list[Tensor], targets: set[int]) -> set[int]:
+    """Ids of the tensors on some path to a target (so ``grad`` computes nothing else)."""
+    live = set(targets)
+    for t in reversed(interior):  # oldest first: a node's inputs are decided before the node
+        node = t._node
+        for inp, need in zip(node.inputs, node.needs_input_grad):
+            if need and id(inp) in live:
+                live.add(id(t))
+                break
+    return live
 
+
+def _as_grad(value: Any, like: Tensor, op: Any) -> Tensor:
+    """Validate a gradient computed for ``like`` and bring it to ``like``'s dtype."""
     g = value if isinstance(value, Tensor) else Tensor._make(np.asarray(value))
-    if g.shape != like.shape:
-        raise RuntimeError(f"backward: gradient of shape {g.shape} computed for a tensor of shape {like.shape}")
+    if g.data.shape != like.data.shape:
+        raise RuntimeError(f"backward of {op}: gradient of shape {g.shape} computed for an input of shape {like.shape}")
+    if g.data.dtype != like.data.dtype:
+        g = g.astype(like.data.dtype)
     return g
 
 
@@ -179,31 +254,33 @@ def run_backward(
     retain_graph: bool = False,
     create_graph: bool = False,
     inputs: Sequence[Tensor] | None = None,
+    allow_unused: bool = False,
+    run_hooks: bool = True,
 ) -> list[Tensor | None] | None:
     """Propagate ``root_grads`` from ``roots`` back through the graph.
 
-    With ``inputs=None`` gradients are accumulated into the ``.grad`` of leaves (``backward``);
-    otherwise the gradients of ``inputs`` are returned and nothing is accumulated (``grad``).
+    With ``inputs=None`` gradients are accumulated into the ``.grad`` of leaves (and of tensors
+    that called ``retain_grad()``), as ``Tensor.backward`` does. Otherwise the gradients of
+    ``inputs`` are returned, nothing is accumulated, and only the part of the graph between
+    ``roots`` and ``inputs`` is visited, as ``grad`` does. ``run_hooks=False`` skips tensor
+    hooks (for the engine's own nested differentiation).
     """
-    capture = None if inputs is None else {id(t): None for t in inputs}
+    capture: dict[int, Tensor | None] | None = None
+    stop = None
+    if inputs is not None:
+        capture = {id(t): None for t in inputs}
+        stop = set(capture)
+    interior, pending = _collect(roots, stop)
+    live = None if stop is None else _prune(interior, stop)
     grads: dict[int, Tensor] = {}
-    interior, pending = _collect(roots)
-
-    def deliver(t: Tensor, g: Tensor | None) -> None:
-        key = id(t)
-        if g is not None:
-            prev = grads.get(key)
-            grads[key] = g if prev is None else prev + g
-        if t._node is None:  # a leaf: complete once all its consumers have delivered
-            pending[key] -= 1
-            if pending[key] == 0 and key in grads:
-                finish(t, grads.pop(key))
 
     def finish(t: Tensor, g: Tensor) -> None:
-        for hook in t._hooks or ():
-            out = hook(g)
-            if out is not None:
-                g = _as_grad(out, t)
+        """``g`` is the complete gradient of ``t``: run hooks, then store or accumulate it."""
+        if run_hooks and t._hooks:
+            for hook in t._hooks:
+                out = hook(g)
+                if out is not None:
+                    g = _as_grad(out, t, "hook")
         if capture is not None:
             if id(t) in capture:
                 capture[id(t)] = g
@@ -212,33 +289,176 @@ def run_backward(
             if not create_graph:
                 g = g.detach()
             t.grad = g if t.grad is None else t.grad + g
-            for hook in t._post_hooks or ():
-                hook(t)
+            if run_hooks and t._post_hooks:
+                for hook in t._post_hooks:
+                    hook(t)
 
-    with set_grad_enabled(create_graph):
+    def deliver(t: Tensor, g: Tensor | None) -> None:
+        key = id(t)
+        if g is not None:
+            prev = grads.get(key)
+            grads[key] = g if prev is None else prev + g
+        if t._node is None or (stop is not None and key in stop):
+            # a leaf (or an input of grad()): complete once all its consumers have delivered
+            left = pending[key] - 1
+            pending[key] = left
+            if left == 0 and key in grads:
+                finish(t, grads.pop(key))
+
+    global _depth
+    prev_mode = _grad_enabled
+    _set_mode(create_graph)
+    _depth += 1
+    try:
         for root, g in zip(roots, root_grads, strict=True):
-            if root._node is None:
+            if root._node is None or (stop is not None and id(root) in stop):
                 pending[id(root)] = pending.get(id(root), 0) + 1
             deliver(root, g)
         for t in interior:
             node = t._node
             g = grads.pop(id(t), None)
-            if g is None:  # no gradient flows here; still release the inputs' counts
-                in_grads: tuple[Any, ...] = ()
-            else:
+            in_grads: Any = ()
+            if g is not None and (live is None or id(t) in live):
                 finish(t, g)
-                in_grads = node.fn.backward(node.ctx, g)
-                if not isinstance(in_grads, tuple):
+                in_grads = node.fn.backward(node, g)
+                if type(in_grads) is not tuple:
                     in_grads = (in_grads,)
-            in_grads = in_grads + (None,) * (len(node.inputs) - len(in_grads))
-            for inp, ig in zip(node.inputs, in_grads):
-                if inp is not None and inp.requires_grad:
-                    deliver(inp, None if ig is None else _as_grad(ig, inp))
+            n_out = len(in_grads)
+            for i, (inp, need) in enumerate(zip(node.inputs, node.needs_input_grad)):
+                if not need:
+                    continue
+                ig = in_grads[i] if i < n_out else None
+                if ig is not None:
+                    if live is not None and id(inp) not in live:
+                        ig = None
+                    elif type(ig) is not Tensor or ig.data.shape != inp.data.shape or ig.data.dtype != inp.data.dtype:
+                        ig = _as_grad(ig, inp, node.fn.__name__)
+                deliver(inp, ig)
             if not retain_graph:
-                node.freed = True
-                node.ctx = None  # drop saved activations now, not when the graph dies
-    while _callbacks:
-        _callbacks.pop(0)()
+                _release(node)
+    finally:
+        _set_mode(prev_mode)
+        _depth -= 1
+    if _depth == 0:
+        while _callbacks:
+            _callbacks.pop(0)()
     if capture is not None:
-        return [capture[id(t)] for t in inputs]
+        result = [capture[id(t)] for t in inputs]
+        if not allow_unused:
+            for i, (t, g) in enumerate(zip(inputs, result)):
+                if g is None:
+                    raise RuntimeError(
+                        f"grad: input {i} (shape {t.shape}) is not used to compute the outputs "
+                        "(or no gradient flows to it); pass allow_unused=True to get None for it"
+                    )
+        return result
     return None
+
+
+def _set_mode(mode: bool) -> None:
+    global _grad_enabled
+    _grad_enabled = mode
+
+
+def _as_tuple(x: Any) -> tuple[Any, ...]:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def _root_grads(outputs: tuple[Tensor, ...], grad_outputs: Any, who: str) -> list[Tensor]:
+    given = (None,) * len(outputs) if grad_outputs is None else _as_tuple(grad_outputs)
+    if len(given) != len(outputs):
+        raise ValueError(f"{who}: {len(outputs)} outputs but {len(given)} grad_outputs")
+    out = []
+    for i, (o, g) in enumerate(zip(outputs, given)):
+        if not isinstance(o, Tensor):
+            raise TypeError(f"{who}: output {i} is a {type(o).__name__}, expected a Tensor")
+        if not o.requires_grad:
+            raise RuntimeError(
+                f"{who}: output {i} does not require grad: no input of its computation has "
+                "requires_grad=True (or it ran under no_grad())"
+            )
+        if g is None:
+            if o.data.size != 1:
+                raise RuntimeError(
+                    f"{who}: output {i} is not a scalar (shape {o.shape}), so its gradient must be given: "
+                    f"pass a tensor of shape {o.shape} (e.g. ones_like(output) to sum), or reduce it to a scalar first"
+                )
+            g = Tensor._make(np.ones_like(o.data))
+        elif not isinstance(g, Tensor):
+            g = Tensor._make(np.asarray(g, dtype=o.data.dtype))
+        if g.shape != o.shape:
+            raise RuntimeError(f"{who}: gradient of shape {g.shape} given for output {i} of shape {o.shape}")
+        out.append(g)
+    return out
+
+
+def backward(
+    tensors: Tensor | Sequence[Tensor],
+    grad_tensors: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+) -> None:
+    """Accumulate the gradients of ``tensors`` into the leaves' ``.grad`` (like ``torch.autograd.backward``)."""
+    outputs = _as_tuple(tensors)
+    roots = _root_grads(outputs, grad_tensors, "backward")
+    retain = create_graph if retain_graph is None else retain_graph
+    run_backward(outputs, roots, retain_graph=retain, create_graph=create_graph)
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned rather than accumulated.
+
+    Mirrors ``torch.autograd.grad``: ``grad_outputs`` (one per output; may be omitted for scalar
+    outputs) weights each output, ``create_graph=True`` records the computation so the result
+    can be differentiated again (Hessian-vector products), and ``retain_graph`` defaults to
+    ``create_graph``. Leaves' ``.grad`` are left untouched. An input that does not influence
+    the outputs raises unless ``allow_unused=True``, in which case its gradient is None.
+    """
+    outs = _as_tuple(outputs)
+    ins = _as_tuple(inputs)
+    for i, t in enumerate(ins):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(f"grad: input {i} must be a Tensor with requires_grad=True")
+    roots = _root_grads(outs, grad_outputs, "grad")
+    retain = create_graph if retain_graph is None else retain_graph
+    result = run_backward(
+        outs, roots, retain_graph=retain, create_graph=create_graph, inputs=ins, allow_unused=allow_unused
+    )
+    return tuple(result)
+
+
+def composite_backward(reference: Callable[..., Tensor], ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
+    """Differentiable gradients of a fused op, from a reference composition of primitive ops.
+
+    A fused op (e.g. conv2d with an im2col GEMM backward) calls this from ``backward`` when the
+    gradient must itself be differentiable (``create_graph``): it re-runs ``reference`` (the same
+    op written with Tensor ops, taking the same arguments) on the saved inputs and differentiates
+    it, recording the graph. The fast numpy backward stays the default path.
+    """
+    wanted, seen = [], set()
+    for i, need in enumerate(ctx.needs_input_grad):
+        if need and id(ctx.inputs[i]) not in seen:  # a tensor passed twice gets its gradient once
+            seen.add(id(ctx.inputs[i]))
+            wanted.append(i)
+    with set_grad_enabled(True):
+        out = reference(*ctx.inputs, **ctx.kwargs)
+        got = run_backward(
+            [out],
+            [grad],
+            retain_graph=True,
+            create_graph=True,
+            inputs=[ctx.inputs[i] for i in wanted],
+            allow_unused=True,
+            run_hooks=False,
+        )
+    result: list[Tensor | None] = [None] * len(ctx.inputs)
+    for i, g in zip(wanted, got):
+        result[i] = g
+    return tuple(result)

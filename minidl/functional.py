@@ -51,4 +51,4 @@ def nll_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 
 def cross_entropy(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Cross-entropy of logits ``input`` (N, C) against integer class ``target`` (N,)."""
-    return nll_loss(log_softmax(input, axis=-1), target, reduction=reduction)
+    return nll_loss(log_softmax(input, -1), target, reduction=reduction)

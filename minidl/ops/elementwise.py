@@ -1,4 +1,9 @@
-"""Elementwise arithmetic with numpy broadcasting, and pointwise functions."""
+"""Elementwise arithmetic with numpy broadcasting, and pointwise math functions.
+
+Binary ops accept Tensors, numpy arrays and Python scalars on either side (scalars are "weak":
+``float32_tensor * 0.5`` stays float32, as in numpy 2 and PyTorch). Gradients are summed over
+broadcast dimensions by :func:`unbroadcast`.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +11,42 @@ from typing import Any
 
 import numpy as np
 
-from minidl.autograd import Context, Function, is_grad_enabled
+from minidl.autograd import Context, Function
 from minidl.tensor import Tensor
 
 
 def unbroadcast(grad: Tensor, shape: tuple[int, ...]) -> Tensor:
     """Sum ``grad`` over the axes that broadcasting expanded, so it matches ``shape``."""
-    if grad.shape == shape:
+    gshape = grad.data.shape
+    if gshape == shape:
         return grad
-    lead = grad.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and gshape[lead + i] != 1)
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
-    return grad.reshape(shape)
+    return grad.reshape(shape) if grad.data.shape != shape else grad
 
 
 def _shape_of(x: Any) -> tuple[int, ...]:
-    return x.shape if isinstance(x, Tensor) else np.shape(x)
+    return x.data.shape if isinstance(x, Tensor) else np.shape(x)
 
 
-def _check_broadcast(op: str, a: np.ndarray, b: np.ndarray) -> None:
+def _binary(op: str, ufunc: Any, a: Any, b: Any) -> np.ndarray:
     try:
-        np.broadcast_shapes(np.shape(a), np.shape(b))
+        return ufunc(a, b)
     except ValueError:
-        raise ValueError(f"{op}: shapes {np.shape(a)} and {np.shape(b)} cannot be broadcast together") from None
+        sa, sb = np.shape(a), np.shape(b)
+        try:
+            np.broadcast_shapes(sa, sb)
+        except ValueError:
+            raise ValueError(f"{op}: shapes {sa} and {sb} cannot be broadcast together") from None
+        raise
 
 
 class Add(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        _check_broadcast("add", a, b)
-        return np.add(a, b)
+        return _binary("add", np.add, a, b)
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -51,8 +61,7 @@ class Add(Function):
 class Sub(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        _check_broadcast("sub", a, b)
-        return np.subtract(a, b)
+        return _binary("sub", np.subtract, a, b)
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -67,8 +76,7 @@ class Sub(Function):
 class Mul(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        _check_broadcast("mul", a, b)
-        return np.multiply(a, b)
+        return _binary("mul", np.multiply, a, b)
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -83,17 +91,18 @@ class Mul(Function):
 class Div(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        _check_broadcast("div", a, b)
-        return np.true_divide(a, b)
+        return _binary("div", np.true_divide, a, b)
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
         a, b = ctx.inputs
         na, nb = ctx.needs_input_grad
-        return (
-            unbroadcast(grad / b, _shape_of(a)) if na else None,
-            unbroadcast(-grad * a / (b * b), _shape_of(b)) if nb else None,
-        )
+        ga = gb = None
+        if na or nb:
+            g_over_b = grad / b
+            ga = unbroadcast(g_over_b, _shape_of(a)) if na else None
+            gb = unbroadcast(-g_over_b * a / b, _shape_of(b)) if nb else None
+        return ga, gb
 
 
 class Neg(Function):
@@ -107,10 +116,11 @@ class Neg(Function):
 
 
 class Pow(Function):
+    save_output = True
+
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        _check_broadcast("pow", a, b)
-        return np.power(a, b)
+        return _binary("pow", np.power, a, b)
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -118,23 +128,36 @@ class Pow(Function):
         na, nb = ctx.needs_input_grad
         ga = gb = None
         if na:
-            ga = unbroadcast(grad * b * a ** (b - 1), _shape_of(a))
+            if isinstance(b, Tensor):
+                ga = grad * b * a ** (b - 1)
+            elif np.ndim(b) == 0 and b == 2:
+                ga = grad * a * 2.0
+            else:
+                ga = grad * (b * a ** (np.asarray(b) - 1))
+            ga = unbroadcast(ga, _shape_of(a))
         if nb:
-            gb = unbroadcast(grad * a**b * log(a), _shape_of(b))
+            # d(a**b)/db = a**b * log(a); define it as 0 where a == 0 and b >= 0 (the limit), like PyTorch
+            a_data = a.data if isinstance(a, Tensor) else np.asarray(a)
+            b_data = b.data
+            zero = (a_data == 0) & (b_data >= 0)
+            log_a = log(a) if isinstance(a, Tensor) else Tensor._make(np.log(np.where(zero, 1, a_data)))
+            term = ctx.output() * log_a
+            if zero.any():
+                term = where(zero, Tensor._make(np.zeros((), term.dtype)), term)
+            gb = unbroadcast(grad * term, _shape_of(b))
         return ga, gb
 
 
 class Exp(Function):
+    save_output = True
+
     @staticmethod
     def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
-        ctx.out = np.exp(a)
-        return ctx.out
+        return np.exp(a)
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> Tensor:
-        if is_grad_enabled():  # create_graph: recompute so the result is differentiable in a
-            return grad * exp(ctx.inputs[0])
-        return grad * Tensor._make(ctx.out)
+        return grad * ctx.output()
 
 
 class Log(Function):
@@ -147,26 +170,130 @@ class Log(Function):
         return grad / ctx.inputs[0]
 
 
-class ReLU(Function):
+class Sqrt(Function):
+    save_output = True
+
     @staticmethod
     def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
-        ctx.mask = a > 0
-        return np.where(ctx.mask, a, np.zeros((), a.dtype))
+        return np.sqrt(a)
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> Tensor:
-        return grad * ctx.mask.astype(grad.dtype)
+        return grad / (ctx.output() * 2.0)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        ctx.sign = np.sign(a)  # gradient 0 at 0, like PyTorch
+        return np.abs(a)
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        return grad * ctx.sign
+
+
+class Clip(Function):
+    """``min(max(a, lo), hi)``; the gradient passes where ``lo <= a <= hi`` (bounds inclusive, like PyTorch)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, lo: Any = None, hi: Any = None) -> np.ndarray:
+        if lo is None and hi is None:
+            raise ValueError("clip: at least one of min and max must be given")
+        inside = np.ones(a.shape, dtype=bool)
+        if lo is not None:
+            inside &= a >= lo
+        if hi is not None:
+            inside &= a <= hi
+        ctx.inside = inside
+        return np.clip(a, lo, hi)
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        return grad * ctx.inside.astype(grad.dtype)
+
+
+class Maximum(Function):
+    """Elementwise maximum of two operands; where they tie, each gets half the gradient (like PyTorch)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
+        out = _binary("maximum", np.maximum, a, b)
+        ctx.share_a = (np.greater(a, b) + 0.5 * np.equal(a, b)).astype(out.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
+        return _split_between(ctx, grad)
+
+
+class Minimum(Function):
+    """Elementwise minimum of two operands; where they tie, each gets half the gradient."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
+        out = _binary("minimum", np.minimum, a, b)
+        ctx.share_a = (np.less(a, b) + 0.5 * np.equal(a, b)).astype(out.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
+        return _split_between(ctx, grad)
+
+
+def _split_between(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
+    a, b = ctx.inputs
+    na, nb = ctx.needs_input_grad
+    return (
+        unbroadcast(grad * ctx.share_a, _shape_of(a)) if na else None,
+        unbroadcast(grad * (1 - ctx.share_a), _shape_of(b)) if nb else None,
+    )
+
+
+class Where(Function):
+    """``a`` where ``cond`` is true, else ``b`` (all three broadcast together)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any, cond: np.ndarray) -> np.ndarray:
+        try:
+            return np.where(cond, a, b)
+        except ValueError:
+            raise ValueError(
+                f"where: condition {np.shape(cond)} and operands {np.shape(a)}, {np.shape(b)} "
+                "cannot be broadcast together"
+            ) from None
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
+        a, b = ctx.inputs
+        cond = ctx.kwargs["cond"]
+        na, nb = ctx.needs_input_grad
+        zero = Tensor._make(np.zeros((), grad.dtype))
+        return (
+            unbroadcast(Where.apply(grad, zero, cond=cond), _shape_of(a)) if na else None,
+            unbroadcast(Where.apply(zero, grad, cond=cond), _shape_of(b)) if nb else None,
+        )
 
 
 class Cast(Function):
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, dtype: np.dtype) -> np.ndarray:
         ctx.src = a.dtype
-        return a.astype(dtype, copy=False)
+        return a.astype(dtype)
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> Tensor:
-        return grad.astype(ctx.src)
+        return Cast.apply(grad, dtype=ctx.src)
+
+
+class Clone(Function):
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        return a.copy()
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        return grad
 
 
 def add(a: Any, b: Any) -> Tensor:
@@ -201,5 +328,41 @@ def log(a: Tensor) -> Tensor:
     return Log.apply(a)
 
 
-def relu(a: Tensor) -> Tensor:
-    return ReLU.apply(a)
+def sqrt(a: Tensor) -> Tensor:
+    return Sqrt.apply(a)
+
+
+def abs(a: Tensor) -> Tensor:
+    return Abs.apply(a)
+
+
+def clip(a: Tensor, min: Any = None, max: Any = None) -> Tensor:
+    """Limit values to [min, max] (either bound may be None), like ``torch.clamp``."""
+    return Clip.apply(a, lo=min, hi=max)
+
+
+clamp = clip
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    return Maximum.apply(a, b)
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    return Minimum.apply(a, b)
+
+
+def where(condition: Any, a: Any, b: Any) -> Tensor:
+    """Elementwise ``a if condition else b`` (``torch.where``); gradients flow to ``a`` and ``b``."""
+    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if cond.dtype != np.bool_:
+        cond = cond.astype(bool)
+    return Where.apply(a, b, cond=cond)
+
+
+def cast(a: Tensor, dtype: Any) -> Tensor:
+    return Cast.apply(a, dtype=np.dtype(dtype))
+
+
+def clone(a: Tensor) -> Tensor:
+    return Clone.apply(a)

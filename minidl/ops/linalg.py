@@ -1,38 +1,58 @@
-"""Matrix multiplication (numpy's BLAS), with batching and broadcasting over leading dims."""
+"""Matrix multiplication (numpy's BLAS) with numpy's rules: batching, broadcasting, 1-D operands."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from minidl.autograd import Context, Function
+from minidl.ops.elementwise import unbroadcast
 from minidl.tensor import Tensor
 
 
 class MatMul(Function):
+    """``a @ b`` for operands with at least 2 dims; leading dims broadcast."""
+
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        if a.ndim < 2 or b.ndim < 2:
-            raise ValueError(f"matmul: both operands need 2+ dims here, got shapes {a.shape} and {b.shape}")
         if a.shape[-1] != b.shape[-2]:
             raise ValueError(
                 f"matmul: shapes {a.shape} and {b.shape} do not align ({a.shape[-1]} columns vs {b.shape[-2]} rows)"
             )
-        return a @ b
+        try:
+            return np.matmul(a, b)
+        except ValueError:
+            raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
-        from minidl.ops.elementwise import unbroadcast
-
         a, b = ctx.inputs
         na, nb = ctx.needs_input_grad
-        ga = unbroadcast(matmul(grad, b.transpose(-1, -2)), a.shape) if na else None
-        gb = unbroadcast(matmul(a.transpose(-1, -2), grad), b.shape) if nb else None
+        ga = unbroadcast(MatMul.apply(grad, b.mT), a.shape) if na else None
+        gb = unbroadcast(MatMul.apply(a.mT, grad), b.shape) if nb else None
         return ga, gb
 
 
-def matmul(a: Tensor, b: Tensor) -> Tensor:
-    if not isinstance(a, Tensor):
-        a = Tensor._make(np.asarray(a))
-    if not isinstance(b, Tensor):
-        b = Tensor._make(np.asarray(b))
-    return MatMul.apply(a, b)
+def _as_tensor(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor._make(np.asarray(x))
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    """``a @ b`` with numpy/PyTorch semantics: a 1-D left operand is a row, a 1-D right operand a column."""
+    a, b = _as_tensor(a), _as_tensor(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {a.shape} and {b.shape}")
+    if a.ndim >= 2 and b.ndim >= 2:
+        return MatMul.apply(a, b)
+    a2 = a.reshape(1, a.shape[0]) if a.ndim == 1 else a
+    b2 = b.reshape(b.shape[0], 1) if b.ndim == 1 else b
+    if a2.shape[-1] != b2.shape[-2]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align ({a.shape[-1]} vs {b2.shape[-2]})")
+    out = MatMul.apply(a2, b2)
+    shape = out.shape
+    if a.ndim == 1:
+        shape = shape[:-2] + shape[-1:]
+    if b.ndim == 1:
+        shape = shape[:-1]
+    return out.reshape(shape)

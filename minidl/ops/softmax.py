@@ -1,4 +1,4 @@
-"""Numerically stable log-softmax."""
+"""Numerically stable softmax and log-softmax (the maximum is subtracted before exponentiating)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,56 @@ from minidl.autograd import Context, Function
 from minidl.tensor import Tensor
 
 
-class LogSoftmax(Function):
+def _check_axis(op: str, x: np.ndarray, axis: int) -> int:
+    nd = max(x.ndim, 1)
+    if not -nd <= axis < nd:
+        raise ValueError(f"{op}: dim {axis} is out of range for a tensor of shape {x.shape}")
+    return axis % nd if x.ndim else 0
+
+
+def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
+    if x.ndim == 0:
+        return x - x
+    if x.shape[axis] == 0:
+        return x
+    m = x.max(axis=axis, keepdims=True)
+    return x - np.where(np.isfinite(m), m, np.zeros((), x.dtype))
+
+
+class Softmax(Function):
+    save_output = True
+
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, axis: int = -1) -> np.ndarray:
-        shifted = x - x.max(axis=axis, keepdims=True)
-        out = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-        ctx.axis = axis
-        ctx.out = out
-        return out
+        ctx.axis = _check_axis("softmax", x, axis)
+        e = np.exp(_shifted(x, ctx.axis))
+        return e / e.sum(axis=ctx.axis if x.ndim else None, keepdims=True)
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> Tensor:
-        from minidl.autograd import is_grad_enabled
+        # d softmax: s * (g - sum(g * s)), written with the output so it is itself differentiable
+        s = ctx.output()
+        return s * (grad - (grad * s).sum(axis=ctx.axis, keepdims=True))
 
-        # d/dx log_softmax = grad - softmax * sum(grad); softmax = exp(out)
-        if is_grad_enabled():
-            softmax = log_softmax(ctx.inputs[0], ctx.axis).exp()
-        else:
-            softmax = Tensor._make(np.exp(ctx.out))
-        return grad - softmax * grad.sum(axis=ctx.axis, keepdims=True)
+
+class LogSoftmax(Function):
+    save_output = True
+
+    @staticmethod
+    def forward(ctx: Context, x: np.ndarray, axis: int = -1) -> np.ndarray:
+        ctx.axis = _check_axis("log_softmax", x, axis)
+        shifted = _shifted(x, ctx.axis)
+        return shifted - np.log(np.exp(shifted).sum(axis=ctx.axis if x.ndim else None, keepdims=True))
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        # d log_softmax: g - softmax * sum(g), softmax = exp(output)
+        return grad - ctx.output().exp() * grad.sum(axis=ctx.axis, keepdims=True)
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return Softmax.apply(x, axis=int(axis))
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return LogSoftmax.apply(x, axis=axis)
+    return LogSoftmax.apply(x, axis=int(axis))

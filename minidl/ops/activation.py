@@ -1,0 +1,161 @@
+"""Activation functions: relu, leaky_relu, gelu (exact and tanh), tanh, sigmoid, silu, softplus.
+
+Backwards are written with Tensor ops (or in terms of the op's own output), so every activation
+is differentiable any number of times.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from minidl.autograd import Context, Function
+from minidl.ops.elementwise import exp, where
+from minidl.ops.special import erf
+from minidl.tensor import Tensor
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class ReLU(Function):
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        ctx.mask = a > 0
+        return np.where(ctx.mask, a, np.zeros((), a.dtype))
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        return grad * ctx.mask.astype(grad.dtype)
+
+
+class LeakyReLU(Function):
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
+        ctx.slope = np.where(a > 0, np.ones((), a.dtype), np.asarray(negative_slope, a.dtype))
+        return a * ctx.slope
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        return grad * ctx.slope
+
+
+class Tanh(Function):
+    save_output = True
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        return np.tanh(a)
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        out = ctx.output()
+        return grad * (1.0 - out * out)
+
+
+class Sigmoid(Function):
+    save_output = True
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        return np.exp(-np.logaddexp(np.zeros((), a.dtype), -a))  # no overflow for large |a|
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        out = ctx.output()
+        return grad * (out * (1.0 - out))
+
+
+class GELU(Function):
+    """``x * Phi(x)`` with the exact normal CDF ``Phi``."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        return a * (0.5 * (1.0 + erf(a * np.asarray(1.0 / math.sqrt(2.0), a.dtype))))
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        return grad * GELUDerivative.apply(ctx.inputs[0])
+
+
+class GELUDerivative(Function):
+    """``d/dx [x Phi(x)] = Phi(x) + x phi(x)``, an op of its own so that GELU's gradient is differentiable."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        cdf = 0.5 * (1.0 + erf(a * np.asarray(1.0 / math.sqrt(2.0), a.dtype)))
+        pdf = np.exp(-0.5 * a * a) * np.asarray(_INV_SQRT_2PI, a.dtype)
+        return cdf + a * pdf
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        x = ctx.inputs[0]
+        pdf = exp(x * x * -0.5) * _INV_SQRT_2PI
+        return grad * pdf * (2.0 - x * x)
+
+
+class SiLU(Function):
+    """``x * sigmoid(x)`` (swish)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        return a * np.exp(-np.logaddexp(np.zeros((), a.dtype), -a))
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        x = ctx.inputs[0]
+        s = Sigmoid.apply(x)
+        return grad * (s * (1.0 + x * (1.0 - s)))
+
+
+class Softplus(Function):
+    """``log(1 + exp(beta x)) / beta``, linear above ``threshold`` (like ``torch.nn.functional.softplus``)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
+        z = a * np.asarray(beta, a.dtype)
+        ctx.linear = z > threshold
+        soft = np.logaddexp(np.zeros((), a.dtype), z) / np.asarray(beta, a.dtype)
+        return np.where(ctx.linear, a, soft)
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        beta = ctx.kwargs.get("beta", 1.0)
+        s = Sigmoid.apply(ctx.inputs[0] * beta)
+        if ctx.linear.any():
+            s = where(ctx.linear, Tensor._make(np.ones((), s.dtype)), s)
+        return grad * s
+
+
+def relu(a: Tensor) -> Tensor:
+    return ReLU.apply(a)
+
+
+def leaky_relu(a: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return LeakyReLU.apply(a, negative_slope=float(negative_slope))
+
+
+def tanh(a: Tensor) -> Tensor:
+    return Tanh.apply(a)
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    return Sigmoid.apply(a)
+
+
+def gelu(a: Tensor, approximate: str = "none") -> Tensor:
+    """GELU: exact (``approximate="none"``, via erf) or the tanh approximation (``"tanh"``)."""
+    if approximate == "none":
+        return GELU.apply(a)
+    if approximate == "tanh":
+        inner = (a + a * a * a * 0.044715) * math.sqrt(2.0 / math.pi)
+        return a * 0.5 * (Tanh.apply(inner) + 1.0)
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def silu(a: Tensor) -> Tensor:
+    return SiLU.apply(a)
+
+
+def softplus(a: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    return Softplus.apply(a, beta=float(beta), threshold=float(threshold))
