@@ -4,8 +4,46 @@ Each algorithm is written once against a small point-to-point interface
 (:mod:`collectives.transport`) and runs over MPI or in a simulator.
 """
 
-from collectives.algorithms import ALGORITHMS, REGISTRY, register
-from collectives.api import allreduce
+from collectives.agreement import CollectiveMismatchError, set_checks
+from collectives.algorithms import ALGORITHMS, REGISTRY, AlgorithmSpec, Constraints, Cost, register, unregister
+from collectives.algorithms.chunking import chunk_bounds
+from collectives.api import allgather, allreduce, broadcast, explain, reduce, reduce_scatter
 from collectives.ops import OPS, ReduceOp
 
-__all__ = ["ALGORITHMS", "OPS", "REGISTRY", "ReduceOp", "allreduce", "register"]
+
+def iallreduce(buf, comm=None, op="sum", algorithm="ring", *, progress=None, check=None):
+    """Start an allreduce and return a request with ``test()`` and ``wait()``; see :mod:`collectives.nonblocking`."""
+    from collectives.nonblocking import iallreduce as start
+
+    return start(buf, comm, op, algorithm, progress=progress, check=check)
+
+
+def wrap(comm, algorithm="ring", *, check=None):
+    """An mpi4py intracommunicator whose collectives run our algorithms; see :mod:`collectives.mpi_wrap`."""
+    from collectives.mpi_wrap import wrap as make
+
+    return make(comm, algorithm, check=check)
+
+
+__all__ = [
+    "ALGORITHMS",
+    "OPS",
+    "REGISTRY",
+    "AlgorithmSpec",
+    "CollectiveMismatchError",
+    "Constraints",
+    "Cost",
+    "ReduceOp",
+    "allgather",
+    "allreduce",
+    "broadcast",
+    "chunk_bounds",
+    "explain",
+    "iallreduce",
+    "reduce",
+    "reduce_scatter",
+    "register",
+    "set_checks",
+    "unregister",
+    "wrap",
+]

@@ -1,4 +1,15 @@
-"""Reduction operators: what a collective combines elementwise, and how."""
+"""Reduction operators: what a collective combines elementwise, and how.
+
+Every op is associative and commutative, which is what lets the algorithms reorder and regroup
+contributions freely. ``avg`` is ``sum`` followed by a division by the number of ranks, done
+once at the end on the fully reduced data (so every rank divides the same bits the same way):
+
+- floating and complex dtypes: ``sum / p`` rounded once, as numpy's true division does;
+- integer dtypes: the sum (wrapping on overflow, as numpy's integer arithmetic does) divided by p
+  and rounded toward zero, as C integer division and NCCL's ``ncclAvg`` do (``-7 avg over 2``
+  is ``-3``; numpy's ``//`` would give ``-4``);
+- bool: not defined (use ``max`` for logical or, ``min`` for logical and).
+"""
 
 from __future__ import annotations
 
@@ -6,29 +17,87 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The dtypes every collective accepts (plus bool for max/min): numpy's fixed-size numeric types.
+NUMERIC_DTYPES: tuple[np.dtype, ...] = tuple(
+    np.dtype(t)
+    for t in (
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    )
+)
+BOOL = np.dtype(bool)
+
 
 @dataclass(frozen=True)
 class ReduceOp:
-    """An elementwise, associative and commutative reduction backed by a numpy ufunc."""
+    """An elementwise, associative and commutative reduction backed by a numpy ufunc.
+
+    ``ordered`` says whether the op needs an ordering of values (so no complex numbers);
+    ``logical`` whether it is defined on bool; ``average`` whether the result is divided by
+    the number of ranks after the reduction (see the module docstring).
+    """
 
     name: str
     ufunc: np.ufunc
+    ordered: bool = False
+    logical: bool = False
+    average: bool = False
 
     def reduce(self, inout: np.ndarray, incoming: np.ndarray) -> None:
         """``inout = inout (op) incoming``, in place, without allocating."""
         self.ufunc(inout, incoming, out=inout)
 
+    def finalize(self, buf: np.ndarray, p: int) -> None:
+        """What happens to the fully reduced buffer before it is returned (avg: divide by p)."""
+        if not self.average or p == 1 or buf.size == 0:
+            return
+        if buf.dtype.kind in "iu":
+            # Truncating division, exact: s - fmod(s, p) is a multiple of p and cannot overflow.
+            rem = np.fmod(buf, buf.dtype.type(p))
+            np.subtract(buf, rem, out=buf)
+            np.floor_divide(buf, buf.dtype.type(p), out=buf)
+        else:
+            np.divide(buf, p, out=buf, casting="unsafe")
+
+    def check_dtype(self, dtype: np.dtype) -> str | None:
+        """Why this op cannot reduce ``dtype`` (a sentence), or None if it can."""
+        if dtype == BOOL:
+            if self.logical:
+                return None
+            return f"op {self.name!r} is not defined on bool; use 'max' (logical or) or 'min' (logical and)"
+        if dtype not in NUMERIC_DTYPES:
+            names = ", ".join(d.name for d in NUMERIC_DTYPES)
+            return f"dtype {dtype} is not supported; expected one of {names} (bool for max/min)"
+        if self.ordered and dtype.kind == "c":
+            return f"op {self.name!r} needs ordered values and is not defined on complex dtype {dtype}"
+        return None
+
     def reference(self, arrays: list[np.ndarray]) -> np.ndarray:
         """The result a collective must produce, computed directly (for tests)."""
-        return self.ufunc.reduce(np.stack(arrays), axis=0)
+        out = self.ufunc.reduce(np.stack(arrays), axis=0).astype(arrays[0].dtype, copy=False)
+        out = np.array(out)  # a writable array even for 0-d or empty inputs
+        self.finalize(out, len(arrays))
+        return out
 
 
 SUM = ReduceOp("sum", np.add)
 PROD = ReduceOp("prod", np.multiply)
-MAX = ReduceOp("max", np.maximum)
-MIN = ReduceOp("min", np.minimum)
+MAX = ReduceOp("max", np.maximum, ordered=True, logical=True)
+MIN = ReduceOp("min", np.minimum, ordered=True, logical=True)
+AVG = ReduceOp("avg", np.add, average=True)
 
-OPS: dict[str, ReduceOp] = {op.name: op for op in (SUM, PROD, MAX, MIN)}
+OPS: dict[str, ReduceOp] = {op.name: op for op in (SUM, PROD, MAX, MIN, AVG)}
 
 
 def get_op(op: str | ReduceOp) -> ReduceOp:

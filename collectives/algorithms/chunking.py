@@ -1,4 +1,4 @@
-"""How a buffer of n elements is cut into p nearly equal chunks."""
+"""How a buffer of n elements is cut into p nearly equal chunks, and chunks into segments."""
 
 from __future__ import annotations
 
@@ -13,3 +13,23 @@ def chunk_bounds(n: int, p: int) -> list[int]:
     for i in range(p):
         bounds.append(bounds[-1] + base + (1 if i < extra else 0))
     return bounds
+
+
+def segments(lo: int, hi: int, seg: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` cut into pieces of at most ``seg`` elements; an empty range is one empty piece.
+
+    Sender and receiver compute the same pieces, so each piece is one message.
+    """
+    if hi <= lo:
+        return [(lo, lo)]
+    return [(a, min(a + seg, hi)) for a in range(lo, hi, seg)]
+
+
+def segment_count(n: int, seg: int) -> int:
+    """``len(segments(0, n, seg))``: at least one, even for n = 0."""
+    return max(1, -(-n // seg))
+
+
+def segment_elements(segment_bytes: int, itemsize: int) -> int:
+    """Elements per segment for a segment size in bytes (at least one)."""
+    return max(1, segment_bytes // itemsize)

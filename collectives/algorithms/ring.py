@@ -3,16 +3,24 @@
 The buffer is cut into p chunks. Rank r sends to its right neighbour (r+1) and receives from
 its left neighbour (r-1), always at the same time, so every link is busy at every step.
 
-Reduce-scatter, steps s = 0 .. p-2: rank r sends chunk (r - s) and receives chunk (r - s - 1),
-which it adds to its own copy. After p-1 steps rank r holds chunk (r + 1) fully reduced.
+One walk serves both halves: at step s (0 <= s < 2(p-1)) rank r sends chunk (r - s - 1) and
+receives chunk (r - s - 2). In the reduce-scatter steps (s < p-1) it adds the incoming chunk to
+its own copy; after them rank r holds chunk r fully reduced. In the allgather steps it stores
+the incoming chunk, which is complete, in place of its own. The public building blocks are the
+two halves of the same walk: ``ring_reduce_scatter`` (leaves chunk r on rank r) and
+``ring_allgather`` (starts from chunk r on rank r).
 
-Allgather, steps s = 0 .. p-2: rank r sends chunk (r - s + 1), the newest complete chunk it
-has, and receives chunk (r - s), overwriting its copy. After p-1 steps every rank has all.
+Segmentation (NCCL's chunking): each chunk travels as messages of at most ``segment_bytes``, and
+a segment is forwarded to the right as soon as it has been reduced, so the next step's send of
+segment k overlaps this step's reduction of segment k+1, and a segment is reduced while it is
+still in cache. Both sides cut chunks the same way (``chunking.segments``).
 
-Cost for n bytes on p ranks (alpha = latency per message, beta = time per byte,
-gamma = reduction time per byte): 2(p-1) alpha + 2(p-1)/p n beta + (p-1)/p n gamma.
-Each rank sends 2(p-1)/p n bytes, which is optimal, so the ring wins for large messages;
-its 2(p-1) latency terms make it lose for small ones.
+Cost for n bytes on p ranks, chunk c = ceil(n/p) (alpha = latency per message, beta = time per
+byte, gamma = reduction time per byte): 2(p-1) alpha + 2(p-1) c beta + (p-1) c gamma.
+Each rank sends about 2(p-1)/p n bytes, which is optimal, so the ring wins for large messages;
+its 2(p-1) latency terms make it lose for small ones. With m segments per chunk a rank sends
+2(p-1) m messages; the time formula counts a step's segments as one latency, as they are all
+in flight at once.
 
 Every chunk is reduced in the same order (around the ring) and then copied, so all ranks end
 with bitwise identical results.
@@ -24,43 +32,95 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from collectives.algorithms.chunking import chunk_bounds
-from collectives.algorithms.spec import Cost
+from collectives.algorithms.chunking import chunk_bounds, segment_count, segment_elements, segments
+from collectives.algorithms.spec import ZERO_COST, Cost
 from collectives.ops import ReduceOp
 from collectives.transport import Step, Transport
 
+SEGMENT_BYTES = 512 * 1024
 
-def ring_allreduce(t: Transport, buf: np.ndarray, op: ReduceOp) -> Iterator[Step]:
+
+def ring_walk(
+    t: Transport, buf: np.ndarray, op: ReduceOp | None, first: int, last: int, segment_bytes: int
+) -> Iterator[Step]:
+    """Steps ``first`` .. ``last - 1`` of the ring walk (reduce-scatter is 0 .. p-2, allgather p-1 .. 2p-3)."""
     p, r = t.size, t.rank
-    if p == 1:
-        return
     bounds = chunk_bounds(buf.size, p)
-
-    def chunk(i: int) -> np.ndarray:
-        i %= p
-        return buf[bounds[i] : bounds[i + 1]]
-
+    seg = segment_elements(segment_bytes, buf.dtype.itemsize)
     right, left = (r + 1) % p, (r - 1) % p
-    incoming = t.scratch(bounds[1] - bounds[0], buf.dtype)  # chunk 0 is the largest
+    reduce_steps = min(last, p - 1) - first
+    scratch = t.scratch(bounds[1] - bounds[0] if reduce_steps > 0 else 0, buf.dtype)  # chunk 0 is the largest
 
-    for s in range(p - 1):  # reduce-scatter
-        into = chunk(r - s - 1)
-        yield t.sendrecv(chunk(r - s), right, incoming[: into.size], left, tag=s)
-        t.reduce(op, into, incoming[: into.size])
+    def pieces(step: int) -> list[tuple[int, int]]:
+        c = (r - step - 1) % p  # the chunk sent at this step
+        return segments(bounds[c], bounds[c + 1], seg)
 
-    for s in range(p - 1):  # allgather
-        yield t.sendrecv(chunk(r - s + 1), right, chunk(r - s), left, tag=p + s)
+    sending = [t.isend(buf[a:b], right, first) for a, b in pieces(first)]
+    for s in range(first, last):
+        reducing = s < p - 1
+        incoming = pieces(s + 1)  # what we receive now is what we send next
+        base = incoming[0][0]
+        if reducing:
+            recvs = [t.irecv(scratch[a - base : b - base], left, s) for a, b in incoming]
+        else:
+            recvs = [t.irecv(buf[a:b], left, s) for a, b in incoming]
+        forwarded = []
+        for (a, b), req in zip(incoming, recvs):
+            yield t.wait(req)
+            if reducing:
+                t.reduce(op, buf[a:b], scratch[a - base : b - base])
+            if s + 1 < last:
+                forwarded.append(t.isend(buf[a:b], right, s + 1))
+        yield t.wait(*sending)  # this step's sends: their chunk is overwritten p-1 steps later
+        sending = forwarded
 
 
-def ring_cost(p: int, nbytes: int) -> Cost:
-    """2(p-1) alpha + 2(p-1)/p n beta + (p-1)/p n gamma."""
+def ring_allreduce(t: Transport, buf: np.ndarray, op: ReduceOp, segment_bytes: int = SEGMENT_BYTES) -> Iterator[Step]:
+    if t.size > 1:
+        yield from ring_walk(t, buf, op, 0, 2 * (t.size - 1), segment_bytes)
+
+
+def ring_reduce_scatter(
+    t: Transport, buf: np.ndarray, op: ReduceOp, segment_bytes: int = SEGMENT_BYTES
+) -> Iterator[Step]:
+    """Leaves chunk r (``chunk_bounds(buf.size, p)``) of the reduction on rank r; the rest is scratch."""
+    if t.size > 1:
+        yield from ring_walk(t, buf, op, 0, t.size - 1, segment_bytes)
+
+
+def ring_allgather(t: Transport, buf: np.ndarray, segment_bytes: int = SEGMENT_BYTES) -> Iterator[Step]:
+    """Fills every chunk of ``buf`` from the rank that owns it (chunk r comes from rank r)."""
+    if t.size > 1:
+        yield from ring_walk(t, buf, None, t.size - 1, 2 * (t.size - 1), segment_bytes)
+
+
+def _ring_counts(p: int, count: int, itemsize: int, segment_bytes: int) -> tuple[int, int]:
+    """(messages, bytes) the busiest rank sends in a whole ring allreduce (p >= 2).
+
+    Rank r sends every chunk but its own in the reduce-scatter and every chunk but chunk r+1 in
+    the allgather: all chunks twice, less chunks r and r+1. The busiest rank is the one whose
+    chunks r and r+1 are both small (the last ``p - n % p`` chunks are one element smaller).
+    """
+    seg = segment_elements(segment_bytes, itemsize)
+    base, extra = divmod(count, p)
+    big, small = base + 1, base
+    if extra == 0:
+        skipped = (small, small)
+    elif p - extra >= 2:
+        skipped = (small, small)
+    else:  # only the last chunk is small: the best pair is (p-1, 0)
+        skipped = (small, big)
+    total_elems = 2 * count - sum(skipped)
+    total_msgs = 2 * (extra * segment_count(big, seg) + (p - extra) * segment_count(small, seg))
+    total_msgs -= sum(segment_count(s, seg) for s in skipped)
+    return total_msgs, total_elems * itemsize
+
+
+def ring_cost(p: int, nbytes: int, itemsize: int = 1, segment_bytes: int = SEGMENT_BYTES) -> Cost:
+    """2(p-1) alpha + 2(p-1) c beta + (p-1) c gamma, c = the largest chunk in bytes."""
     if p == 1:
-        return Cost(0, 0, 0, 0, 0)
-    share = (p - 1) / p * nbytes
-    return Cost(
-        latency_terms=2 * (p - 1),
-        transfer_bytes=2 * share,
-        reduce_bytes=share,
-        messages_per_rank=2 * (p - 1),
-        bytes_sent_per_rank=2 * share,
-    )
+        return ZERO_COST
+    count = nbytes // itemsize
+    c = -(-count // p) * itemsize
+    messages, sent = _ring_counts(p, count, itemsize, segment_bytes)
+    return Cost(2 * (p - 1), 2 * (p - 1) * c, (p - 1) * c, messages, sent)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,15 +32,41 @@ class Cost:
         return self.latency_terms * alpha + self.transfer_bytes * beta + self.reduce_bytes * gamma
 
 
+ZERO_COST = Cost(0, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """When an algorithm may run, as data (MPICH's ``coll_selection`` restrictions).
+
+    The algorithms shipped here run everywhere; a user's algorithm may declare limits, and
+    ``collectives.allreduce`` and the selector honour them with an error or by skipping it.
+    """
+
+    power_of_two: bool = False  # only for p a power of two
+    min_count_per_rank: int = 0  # needs at least this many elements per rank (count >= k*p)
+
+    def violation(self, p: int, count: int) -> str | None:
+        """Why the algorithm cannot run on p ranks and ``count`` elements, or None."""
+        if self.power_of_two and p & (p - 1):
+            return f"needs a power-of-two number of ranks, got {p}"
+        if count < self.min_count_per_rank * p:
+            return f"needs at least {self.min_count_per_rank} element(s) per rank, got {count} on {p} ranks"
+        return None
+
+
 @dataclass(frozen=True)
 class AlgorithmSpec:
     """A registered allreduce algorithm.
 
     ``run(t, buf, op)`` is the generator that does the work (see :mod:`collectives.transport`);
-    ``cost(p, nbytes)`` its closed form; ``summary`` one line for listings and ``explain``.
+    ``cost(p, nbytes, itemsize=1)`` its closed form (``itemsize`` lets it count the exact
+    chunking of ``nbytes // itemsize`` elements); ``summary`` one line for listings and
+    ``explain``; ``constraints`` where it may run.
     """
 
     name: str
     run: Algorithm
-    cost: Callable[[int, int], Cost]
+    cost: Callable[..., Cost]
     summary: str
+    constraints: Constraints = field(default_factory=Constraints)

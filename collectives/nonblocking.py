@@ -1,0 +1,197 @@
+"""Non-blocking allreduce: start it, compute, then ``wait()`` (or poll with ``test()``).
+
+Each request runs the same algorithm generator as ``allreduce``, on its own transport in
+non-blocking mode with its own tag range (``tag_offset``), so any number can be outstanding
+at once. Two ways to make progress while the caller computes:
+
+- ``progress="thread"``: one background thread per process drives the outstanding requests
+  in the order they were started, blocking in MPI (which releases the GIL) between steps;
+- ``progress="test"``: nothing happens between the caller's calls; each ``test()`` advances the
+  algorithm as far as it can without blocking, and ``wait()`` finishes it.
+
+Which overlaps better was measured with ``python -m collectives.bench --overlap`` (numbers in
+BENCHMARKS.md); the default, :data:`DEFAULT_PROGRESS`, is the winner there.
+
+Requests must be started in the same order on every rank (as for MPI's non-blocking
+collectives); the cross-rank check runs as the request's first step, on a non-blocking MPI
+allreduce posted by the caller, so it keeps that order even with the thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from collectives import agreement
+from collectives.api import _prepare, context
+from collectives.mpi_transport import MPITransport
+from collectives.ops import ReduceOp
+from collectives.transport import Step
+
+DEFAULT_PROGRESS = "thread"
+PROGRESS_MODES = ("thread", "test")
+
+
+class _Request(Step):
+    __slots__ = ("req",)
+
+    def __init__(self, req: Any) -> None:
+        self.req = req
+
+    def wait(self) -> None:
+        self.req.Wait()
+
+    def test(self) -> bool:
+        return self.req.Test()
+
+
+class AllreduceRequest:
+    """A started allreduce. ``test()`` says whether it is done; ``wait()`` finishes it and returns the buffer."""
+
+    def __init__(self, buf: np.ndarray, steps: Iterator[Step], progress: str) -> None:
+        self.buf = buf
+        self._steps = steps
+        self._step: Step | None = None
+        self._error: BaseException | None = None
+        self._finished = threading.Event()
+        self.progress = progress
+        if progress == "thread":
+            _worker().submit(self)
+
+    # -- driving the generator -------------------------------------------------------------
+    def _drive(self, block: bool) -> bool:
+        """Advance; with ``block`` run to the end. True when finished (or failed)."""
+        try:
+            while True:
+                step = self._step
+                if step is not None:
+                    if block:
+                        step.wait()
+                    elif not step.test():
+                        return False
+                self._step = next(self._steps)
+        except StopIteration:
+            pass
+        except BaseException as e:  # handed to the caller in test()/wait()
+            self._error = e
+        self._step = None
+        self._finished.set()
+        return True
+
+    def _result(self) -> np.ndarray:
+        if self._error is not None:
+            raise self._error
+        return self.buf
+
+    def test(self) -> bool:
+        """True once the allreduce has completed (raises its error if it failed); never blocks."""
+        if self.progress == "test" and not self._finished.is_set():
+            self._drive(block=False)
+        if self._finished.is_set():
+            self._result()
+            return True
+        return False
+
+    def wait(self) -> np.ndarray:
+        """Block until the allreduce has completed; returns the buffer holding the result."""
+        if self.progress == "test":
+            if not self._finished.is_set():
+                self._drive(block=True)
+        else:
+            self._finished.wait()
+        return self._result()
+
+    Test = test
+    Wait = wait
+
+
+class _ProgressThread:
+    """One daemon thread that runs submitted requests to completion, first come first served."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[AllreduceRequest] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="collectives-progress", daemon=True)
+        self.thread.start()
+
+    def submit(self, request: AllreduceRequest) -> None:
+        self.queue.put(request)
+
+    def _loop(self) -> None:
+        while True:
+            self.queue.get()._drive(block=True)
+
+
+_thread: _ProgressThread | None = None
+_thread_lock = threading.Lock()
+
+
+def _worker() -> _ProgressThread:
+    global _thread
+    with _thread_lock:
+        if _thread is None:
+            _thread = _ProgressThread()
+    return _thread
+
+
+def _steps(
+    check: tuple[np.ndarray, Any, dict, BaseException | None] | None,
+    run: Any,
+    t: MPITransport,
+    flat: np.ndarray,
+    op: ReduceOp,
+) -> Iterator[Step]:
+    if check is not None:
+        combined, req, names, error = check
+        yield _Request(req)
+        agreement.verify(combined, names, error)
+    yield from run(t, flat, op)
+    op.finalize(flat, t.size)
+
+
+def iallreduce(
+    buf: np.ndarray,
+    comm: Any = None,
+    op: str | ReduceOp = "sum",
+    algorithm: str = "ring",
+    *,
+    progress: str | None = None,
+    check: bool | None = None,
+) -> AllreduceRequest:
+    """Start reducing ``buf`` in place across ``comm``; arguments as for ``allreduce``.
+
+    ``progress`` is "thread" or "test" (default :data:`DEFAULT_PROGRESS`). Do not touch ``buf``
+    until ``wait()`` returns (or ``test()`` returns True).
+    """
+    progress = progress or DEFAULT_PROGRESS
+    if progress not in PROGRESS_MODES:
+        raise ValueError(f"iallreduce: progress must be one of {PROGRESS_MODES}, got {progress!r}")
+    ctx = context(comm)
+    tag_offset = ctx.next_tag_offset()  # before anything can fail: every rank must count every call
+    flat, reduce_op, run, error = _prepare("allreduce", ctx, buf, op, algorithm, 0)
+    pending = None
+    if agreement.checks_enabled(check) and ctx.size > 1:
+        opname = reduce_op.name if reduce_op else str(op)
+        sig = agreement.signature(
+            "allreduce",
+            -1 if flat is None else flat.size,
+            None if flat is None else flat.dtype,
+            opname,
+            str(algorithm),
+            0,
+            error is not None,
+            ctx.rank,
+        )
+        combined, req = agreement.start(ctx.comm, sig, blocking=False)
+        names = {"collective": "iallreduce", "op": opname, "algorithm": str(algorithm)}
+        if error is not None:  # tell the others, then fail here and now
+            req.Wait()
+            raise error
+        pending = (combined, req, names, error)
+    elif error is not None:
+        raise error
+    t = MPITransport(ctx.comm, tag_offset=tag_offset, blocking=False)
+    return AllreduceRequest(buf, _steps(pending, run, t, flat, reduce_op), progress)
