@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,12 +12,45 @@ from minidl.data.sampler import DistributedSampler
 from minidl.tensor import Tensor
 
 
+def default_collate_arrays(samples: Sequence[Any]) -> tuple[np.ndarray, ...]:
+    """Stack a list of samples (each an array or a tuple of arrays/numbers) field by field."""
+    if not samples:
+        raise ValueError("collate: empty batch")
+    first = samples[0]
+    if isinstance(first, (tuple, list)):
+        width = len(first)
+        for s in samples:
+            if not isinstance(s, (tuple, list)) or len(s) != width:
+                raise ValueError(f"collate: samples have different numbers of fields ({width} and {len(s)})")
+        return tuple(_stack([s[i] for s in samples], i) for i in range(width))
+    return (_stack(list(samples), 0),)
+
+
+def _stack(values: list[Any], field: int) -> np.ndarray:
+    arrays = [v.data if isinstance(v, Tensor) else np.asarray(v) for v in values]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise ValueError(f"collate: field {field} has samples of different shapes {sorted(shapes)}")
+    return np.stack(arrays)
+
+
+def default_collate(samples: Sequence[Any]) -> tuple[Tensor, ...]:
+    """Stack samples into a tuple of Tensors, one per field (images, labels, ...)."""
+    return tuple(Tensor._make(np.ascontiguousarray(a)) for a in default_collate_arrays(samples))
+
+
 class DataLoader:
     """Iterates over ``dataset`` in batches of ``batch_size``, yielding tuples of Tensors.
 
-    Pass ``sampler=DistributedSampler(...)`` to shard across ranks; otherwise ``shuffle`` with
-    ``seed`` gives a reproducible order that changes each epoch (call ``set_epoch``).
-    Indexing is vectorised: the dataset receives a whole index array per batch.
+    - ``shuffle=True``: a new permutation every epoch, derived from ``(seed, epoch)``, so runs are
+      reproducible. The epoch advances by one each time the loader is iterated; ``set_epoch(e)``
+      chooses it explicitly (do that when resuming from a checkpoint).
+    - ``sampler=DistributedSampler(...)``: shard across ranks; then shuffling is the sampler's
+      business and, as in PyTorch, you call ``sampler.set_epoch(e)`` (or ``loader.set_epoch(e)``)
+      every epoch.
+    - A dataset with ``get_batch(indices)`` is fetched one vectorised call per batch; any other
+      dataset one ``__getitem__`` per sample, stacked by ``collate_fn`` (default: stack each field
+      into a Tensor).
     """
 
     def __init__(
@@ -28,27 +61,40 @@ class DataLoader:
         seed: int = 0,
         drop_last: bool = False,
         sampler: DistributedSampler | None = None,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: pass shuffle to the sampler, not to the DataLoader")
         self.dataset = dataset
-        self.batch_size = batch_size
+        self.batch_size = int(batch_size)
         self.drop_last = drop_last
+        self.collate_fn = collate_fn
+        self._own_sampler = sampler is None
         self.sampler = sampler or DistributedSampler(len(dataset), shuffle=shuffle, seed=seed)
 
     def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch``'s permutation for the next pass."""
         self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+    def fetch(self, indices: np.ndarray) -> Any:
+        """The batch for an array of sample indices, as the loader yields it."""
+        get_batch = getattr(self.dataset, "get_batch", None)
+        if get_batch is not None and self.collate_fn is None:
+            batch = get_batch(indices)
+            batch = batch if isinstance(batch, tuple) else (batch,)
+            return tuple(Tensor._make(np.ascontiguousarray(x)) for x in batch)
+        samples = [self.dataset[int(i)] for i in indices]
+        return (self.collate_fn or default_collate)(samples)
+
+    def __iter__(self) -> Iterator[Any]:
         idx = self.sampler.indices()
+        if self._own_sampler:
+            self.sampler.epoch += 1  # the next pass reshuffles (set_epoch overrides)
         for b in range(len(self)):
-            batch = self.dataset[idx[b * self.batch_size : (b + 1) * self.batch_size]]
-            if not isinstance(batch, tuple):
-                batch = (batch,)
-            yield tuple(Tensor._make(np.ascontiguousarray(x)) for x in batch)
+            yield self.fetch(idx[b * self.batch_size : (b + 1) * self.batch_size])

@@ -1,4 +1,4 @@
-"""Stochastic gradient descent with momentum (PyTorch's formulation)."""
+"""Stochastic gradient descent with momentum, exactly PyTorch's formulation."""
 
 from __future__ import annotations
 
@@ -8,47 +8,56 @@ from typing import Any
 import numpy as np
 
 from minidl.optim.optimizer import Optimizer
+from minidl.tensor import Tensor
 
 
 class SGD(Optimizer):
-    """``v = momentum * v + g; p -= lr * v`` (``g`` includes ``weight_decay * p``).
+    """``g += weight_decay * p``; ``v = momentum * v + (1 - dampening) * g``; ``p -= lr * v``.
 
-    Matches ``torch.optim.SGD``: the first step sets ``v = g``; ``nesterov`` uses ``g + momentum * v``.
+    As ``torch.optim.SGD``: the first step sets ``v = g`` (no dampening), ``nesterov`` steps
+    along ``g + momentum * v``, and ``maximize`` ascends instead.
     """
 
     def __init__(
         self,
         params: Iterable[Any],
-        lr: float,
+        lr: float = 1e-3,
         momentum: float = 0.0,
         dampening: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        maximize: bool = False,
     ) -> None:
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0 (got {lr}, {momentum}, {weight_decay})")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+        )
         super().__init__(params, defaults)
 
-    def step(self) -> None:
-        for group in self.param_groups:
-            lr, mom, damp = group["lr"], group["momentum"], group["dampening"]
-            wd, nesterov = group["weight_decay"], group["nesterov"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad.data
-                if wd:
-                    g = g + wd * p.data
-                if mom:
-                    state = self.state.setdefault(id(p), {})
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = np.array(g, dtype=p.dtype, copy=True)
-                    else:
-                        buf *= mom
-                        buf += (1 - damp) * g
-                    g = g + mom * buf if nesterov else buf
-                p.data -= (lr * g).astype(p.dtype, copy=False)
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        if group["momentum"] < 0 or group["weight_decay"] < 0:
+            raise ValueError(
+                f"SGD: momentum and weight_decay must be >= 0, got {group['momentum']} and {group['weight_decay']}"
+            )
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0")
+
+    def _update(self, group: dict[str, Any], p: Tensor, grad: np.ndarray, state: dict[str, Any]) -> None:
+        d_p = -grad if group["maximize"] else grad
+        if group["weight_decay"]:
+            d_p = d_p + group["weight_decay"] * p.data
+        momentum = group["momentum"]
+        if momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(d_p, dtype=p.dtype, copy=True)
+            else:
+                buf *= momentum
+                buf += (1 - group["dampening"]) * d_p
+            d_p = d_p + momentum * buf if group["nesterov"] else buf
+        p.data -= group["lr"] * d_p

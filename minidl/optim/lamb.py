@@ -1,0 +1,70 @@
+"""LAMB: layer-wise adaptive moments (You et al. 2019), Adam with a per-layer trust ratio."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from minidl.optim.optimizer import Optimizer, excluded_from_adaptation
+from minidl.tensor import Tensor
+
+
+class LAMB(Optimizer):
+    """Algorithm 2 of the paper (with Adam's bias correction), per parameter tensor ``w``::
+
+        m = b1 m + (1-b1) g;   v = b2 v + (1-b2) g^2
+        r = (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+        u = r + weight_decay * w
+        w -= lr * (||w|| / ||u||) * u        (ratio 1 when ||w|| or ||u|| is zero)
+
+    Biases and normalisation parameters (at most one dimension) are excluded by default
+    (``exclude_bias_and_norm=True``): no weight decay and a trust ratio of 1 (a plain Adam step).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        exclude_bias_and_norm: bool = True,
+    ) -> None:
+        defaults = dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, exclude_bias_and_norm=exclude_bias_and_norm
+        )
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        b1, b2 = group["betas"]
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ValueError(f"LAMB: betas must be in [0, 1), got {group['betas']}")
+        if group["eps"] < 0 or group["weight_decay"] < 0:
+            raise ValueError("LAMB: eps and weight_decay must be >= 0")
+
+    def _update(self, group: dict[str, Any], p: Tensor, grad: np.ndarray, state: dict[str, Any]) -> None:
+        (b1, b2), eps = group["betas"], group["eps"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p.data)
+            state["exp_avg_sq"] = np.zeros_like(p.data)
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= b1
+        m += (1 - b1) * grad
+        v *= b2
+        v += (1 - b2) * grad * grad
+        update = (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+        if group["exclude_bias_and_norm"] and excluded_from_adaptation(p):
+            ratio = 1.0
+        else:
+            if group["weight_decay"]:
+                update = update + group["weight_decay"] * p.data
+            w_norm = float(np.linalg.norm(p.data))
+            u_norm = float(np.linalg.norm(update))
+            ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+        p.data -= (group["lr"] * ratio) * update
