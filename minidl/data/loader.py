@@ -72,11 +72,19 @@ class DataLoader:
         self.drop_last = drop_last
         self.collate_fn = collate_fn
         self._own_sampler = sampler is None
+        self._start_batch = 0
         self.sampler = sampler or DistributedSampler(len(dataset), shuffle=shuffle, seed=seed)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use ``epoch``'s permutation for the next pass."""
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Use ``epoch``'s permutation for the next pass, beginning at batch ``start_batch``.
+
+        ``start_batch`` resumes mid-epoch from a checkpoint: the skipped batches are not
+        fetched, so they consume no augmentation randomness.
+        """
+        if not 0 <= start_batch <= len(self):
+            raise ValueError(f"DataLoader.set_epoch: start_batch must be in [0, {len(self)}], got {start_batch}")
         self.sampler.set_epoch(epoch)
+        self._start_batch = int(start_batch)
 
     def __len__(self) -> int:
         n = len(self.sampler)
@@ -94,7 +102,8 @@ class DataLoader:
 
     def __iter__(self) -> Iterator[Any]:
         idx = self.sampler.indices()
+        start, self._start_batch = self._start_batch, 0
         if self._own_sampler:
             self.sampler.epoch += 1  # the next pass reshuffles (set_epoch overrides)
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             yield self.fetch(idx[b * self.batch_size : (b + 1) * self.batch_size])

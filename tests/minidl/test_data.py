@@ -316,3 +316,22 @@ def test_sequences_labels_follow_the_rule(task):
             (pos,) = np.nonzero(tokens == 0)[0]
             assert (tokens[pos + 1] - 1) % 4 == label
     assert np.bincount(y, minlength=4).min() > 40  # roughly balanced
+
+
+def test_set_epoch_start_batch_resumes_mid_epoch_without_fetching_skipped_batches():
+    fetched = []
+
+    class Recording(TensorDataset):
+        def get_batch(self, indices):
+            fetched.append(indices.tolist())
+            return super().get_batch(indices)
+
+    ds = Recording(np.arange(10))
+    full = [b[0].data.tolist() for b in DataLoader(ds, batch_size=3, shuffle=True, seed=1)]
+    loader = DataLoader(ds, batch_size=3, shuffle=True, seed=1)
+    fetched.clear()
+    loader.set_epoch(0, start_batch=2)
+    assert [b[0].data.tolist() for b in loader] == full[2:]
+    assert len(fetched) == 2
+    with pytest.raises(ValueError, match="start_batch"):
+        loader.set_epoch(0, start_batch=5)
