@@ -367,14 +367,14 @@ class Tensor:
     def max(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None, keepdim: bool | None = None) -> Any:
         """Largest values over ``axis`` (numpy style). With ``dim=`` (PyTorch style) returns ``(values, indices)``."""
         if dim is not None:
-            return _max_min_with_indices(self, dim, bool(keepdim), ops.max, np.argmax)
+            return _max_min_with_indices(self, dim, bool(keepdim), np.argmax)
         axis, keepdims = _axis_args(axis, keepdims, None, keepdim)
         return ops.max(self, axis, keepdims)
 
     def min(self, axis: Any = None, keepdims: bool = False, *, dim: Any = None, keepdim: bool | None = None) -> Any:
         """Smallest values over ``axis`` (numpy style). With ``dim=`` (PyTorch style) returns ``(values, indices)``."""
         if dim is not None:
-            return _max_min_with_indices(self, dim, bool(keepdim), ops.min, np.argmin)
+            return _max_min_with_indices(self, dim, bool(keepdim), np.argmin)
         axis, keepdims = _axis_args(axis, keepdims, None, keepdim)
         return ops.min(self, axis, keepdims)
 
@@ -578,10 +578,14 @@ def _shape_args(shape: tuple[Any, ...]) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-def _max_min_with_indices(t: Tensor, dim: int, keepdim: bool, reduce: Any, arg: Any) -> MaxResult:
-    values = reduce(t, dim, keepdim)
-    indices = Tensor._make(arg(t.data, axis=dim, keepdims=keepdim))
-    return MaxResult(values, indices)
+def _max_min_with_indices(t: Tensor, dim: int, keepdim: bool, arg: Any) -> MaxResult:
+    """PyTorch's ``max(dim)``: values and indices; the gradient goes to the chosen index only."""
+    idx = arg(t.data, axis=dim, keepdims=True)
+    values = ops.gather(t, dim, idx)
+    if not keepdim:
+        values = values.squeeze(dim)
+        idx = idx.squeeze(dim)
+    return MaxResult(values, Tensor._make(idx))
 
 
 # ------------------------------------------------------------------------- constructors

@@ -32,7 +32,7 @@ def t(*shape, seed=0, positive=False):
         (lambda a: a.reshape(4, 3).T, [(3, 4)]),
         (lambda a: a[1:, ::2], [(3, 4)]),
         (lambda a: a[np.array([0, 2, 0])], [(3, 2)]),
-        (lambda a: F.log_softmax(a, axis=-1), [(3, 5)]),
+        (lambda a: F.log_softmax(a, dim=-1), [(3, 5)]),
         (lambda a: F.cross_entropy(a, np.array([1, 0, 4])), [(3, 5)]),
     ],
 )
