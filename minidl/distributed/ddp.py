@@ -46,7 +46,7 @@ class SyncStats:
     bytes: int = 0  # bytes reduced
     local_sq_norm: float = float("nan")  # rank-averaged squared norm of the local gradients
     global_sq_norm: float = float("nan")  # squared norm of the averaged gradient
-    intervals: list[tuple[int, float, float]] = field(default_factory=list)  # (bucket, start, end)
+    intervals: list[tuple[int, float, float]] = field(default_factory=list)  # (bucket, perf_counter start, end)
 
     @property
     def overlap_efficiency(self) -> float:
@@ -120,7 +120,6 @@ class DistributedDataParallel(Module):
         self._local_sq = 0.0
         self.steps = 0
         self.stats = SyncStats()
-        self._epoch0 = time.perf_counter()
 
     # ------------------------------------------------------------------ set-up
     def _broadcast_state(self) -> None:
@@ -160,7 +159,6 @@ class DistributedDataParallel(Module):
         self._next_launch = 0
         self._local_sq = 0.0
         self.stats = SyncStats()
-        self._epoch0 = time.perf_counter()
         autograd.queue_callback(self._finish)
 
     @contextlib.contextmanager
@@ -221,7 +219,7 @@ class DistributedDataParallel(Module):
         s.comm_seconds += end - start
         s.messages += 1
         s.bytes += bucket.nbytes
-        s.intervals.append((bucket.index, start - self._epoch0, end - self._epoch0))
+        s.intervals.append((bucket.index, start, end))
 
     def _finish(self) -> None:
         """End of backward: reduce what is left, wait for everything, expose the wait time."""
