@@ -22,6 +22,7 @@ from collectives.algorithms.ring import ring_allgather, ring_reduce_scatter
 from collectives.algorithms.spec import Constraints
 from collectives.algorithms.tree import SEGMENT_BYTES as TREE_SEGMENT_BYTES
 from collectives.algorithms.tree import binomial_broadcast, binomial_reduce
+from collectives.emulation import EmulatedLinkTransport
 from collectives.ops import ReduceOp, get_op
 from collectives.transport import Step, Transport
 
@@ -150,17 +151,24 @@ def _agree(collective: str, ctx: CommContext, buf: Any, op: Any, algorithm: str,
 
 
 def allreduce(
-    buf: np.ndarray, comm: Any = None, op: str | ReduceOp = "sum", algorithm: str = "ring", *, check: bool | None = None
+    buf: np.ndarray,
+    comm: Any = None,
+    op: str | ReduceOp = "sum",
+    algorithm: str = "ring",
+    *,
+    check: bool | None = None,
+    link: Any = None,
 ) -> np.ndarray:
     """Reduce ``buf`` elementwise across all ranks of ``comm``, in place; returns ``buf``.
 
     ``comm`` defaults to ``MPI.COMM_WORLD``; ``op`` is one of "sum", "prod", "max", "min", "avg";
     ``algorithm`` names one of ``collectives.ALGORITHMS`` or is "auto" (see ``explain``);
-    ``check`` overrides the cross-rank mismatch check for this call.
+    ``check`` overrides the cross-rank mismatch check for this call; ``link`` (a
+    :class:`collectives.emulation.Link`) stretches every step to that link's modelled time.
     """
     ctx = context(comm)
     flat, reduce_op, run = _agree("allreduce", ctx, buf, op, algorithm, 0, check)
-    t = ctx.transport
+    t = ctx.transport if link is None else EmulatedLinkTransport(ctx.transport, link)
     t.run(run(t, flat, reduce_op))
     reduce_op.finalize(flat, ctx.size)
     return buf
