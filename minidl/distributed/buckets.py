@@ -24,6 +24,7 @@ class Bucket:
     params: list[Parameter]
     flat: np.ndarray
     views: list[np.ndarray]  # views[i] is params[i]'s gradient, inside ``flat``
+    # ``flat`` may end with spare elements after the views (see ``build_buckets(extra_last=)``)
     ready: list[bool] = field(default_factory=list)
     pending: int = 0
 
@@ -62,13 +63,18 @@ def plan_buckets(
     return buckets
 
 
-def build_buckets(params: list[Parameter], cap_bytes: int, first_cap_bytes: int) -> list[Bucket]:
-    """Allocate each bucket's flat buffer once; parameters' gradients become views into it."""
+def build_buckets(params: list[Parameter], cap_bytes: int, first_cap_bytes: int, extra_last: int = 0) -> list[Bucket]:
+    """Allocate each bucket's flat buffer once; parameters' gradients become views into it.
+
+    ``extra_last`` appends that many spare elements to the last bucket (the last to be sent),
+    so a few statistics can ride along with the gradients instead of costing a message.
+    """
     plan = plan_buckets([p.data.nbytes for p in params], [p.dtype for p in params], cap_bytes, first_cap_bytes)
     buckets = []
     for b, indices in enumerate(plan):
         members = [params[i] for i in indices]
-        flat = np.zeros(sum(p.size for p in members), dtype=members[0].dtype)
+        extra = extra_last if b == len(plan) - 1 else 0
+        flat = np.zeros(sum(p.size for p in members) + extra, dtype=members[0].dtype)
         views, offset = [], 0
         for p in members:
             views.append(flat[offset : offset + p.size].reshape(p.shape))

@@ -63,7 +63,9 @@ class DistributedDataParallel(Module):
     ``algorithm`` is any name in ``collectives.ALGORITHMS``; ``overlap=False`` reduces all
     buckets after backward instead (the baseline that shows what overlap buys);
     ``check_every=N`` compares a bitwise checksum of the parameters across ranks every N
-    synchronised steps and raises if replicas have drifted; ``measure_noise_scale`` also
+    synchronised steps and raises if replicas have drifted; ``broadcast_buffers`` copies rank
+    0's buffers (BatchNorm running statistics) to all ranks at every forward, as PyTorch does,
+    so replicas stay identical (each rank still normalises with its own batch statistics); ``measure_noise_scale`` also
     computes the squared norms the gradient noise scale needs (one extra tiny allreduce).
     """
 
@@ -76,11 +78,12 @@ class DistributedDataParallel(Module):
         first_bucket_mb: float = 1.0,
         overlap: bool = True,
         check_every: int = 0,
+        broadcast_buffers: bool = True,
         measure_noise_scale: bool = False,
         allreduce_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if algorithm not in collectives.ALGORITHMS:
+        if algorithm != "auto" and algorithm not in collectives.ALGORITHMS:
             raise ValueError(
                 f"unknown allreduce algorithm {algorithm!r}; expected one of {sorted(collectives.ALGORITHMS)}"
             )
@@ -96,13 +99,23 @@ class DistributedDataParallel(Module):
         self.algorithm = algorithm
         self.overlap = overlap
         self.check_every = check_every
+        self.broadcast_buffers = broadcast_buffers
         self.measure_noise_scale = measure_noise_scale
         self.allreduce_kwargs = dict(allreduce_kwargs or {})
 
         self._broadcast_state()
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("DistributedDataParallel: the module has no parameter that requires a gradient")
         self.param_names = {id(p): n for n, p in named}
-        buckets = build_buckets([p for _, p in named], int(bucket_cap_mb * 2**20), int(first_bucket_mb * 2**20))
+        # With the noise scale on, the last bucket carries one spare element: the local squared
+        # gradient norm rides along with the gradients and arrives averaged over ranks.
+        buckets = build_buckets(
+            [p for _, p in named],
+            int(bucket_cap_mb * 2**20),
+            int(first_bucket_mb * 2**20),
+            extra_last=1 if measure_noise_scale else 0,
+        )
         self.buckets = buckets
         slot = {}
         for b in buckets:
@@ -127,9 +140,23 @@ class DistributedDataParallel(Module):
         for _, arr in self._state_arrays():
             self.comm.Bcast(arr, root=0)
 
-    def _state_arrays(self) -> Iterator[tuple[str, np.ndarray]]:
-        for name, p in self.module.named_parameters():
-            yield name, p.data
+    def _sync_buffers(self) -> None:
+        """Broadcast rank 0's buffers, one message per dtype (they are many and small)."""
+        by_dtype: dict[np.dtype, list[np.ndarray]] = {}
+        for _, arr in self._state_arrays(parameters=False):
+            by_dtype.setdefault(arr.dtype, []).append(arr)
+        for arrays in by_dtype.values():
+            packed = np.concatenate([a.reshape(-1) for a in arrays])
+            collectives.broadcast(packed, 0, self.comm, check=False)
+            offset = 0
+            for a in arrays:
+                a.reshape(-1)[...] = packed[offset : offset + a.size]
+                offset += a.size
+
+    def _state_arrays(self, parameters: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+        if parameters:
+            for name, p in self.module.named_parameters():
+                yield name, p.data
         named_buffers = getattr(self.module, "named_buffers", None)
         if named_buffers is not None:
             for name, b in named_buffers():
@@ -144,6 +171,8 @@ class DistributedDataParallel(Module):
                 "DistributedDataParallel: forward() called again before the previous backward() finished "
                 "its gradient sync; call loss.backward() once per forward (or run forward under no_grad())"
             )
+        if self.broadcast_buffers and self.world_size > 1 and self.module.training:
+            self._sync_buffers()
         if self.check_every and self._require_sync and self.steps % self.check_every == 0:
             self.check_replicas()
         if autograd.is_grad_enabled() and self._require_sync and self.world_size > 1:
@@ -203,7 +232,10 @@ class DistributedDataParallel(Module):
 
     def _launch(self, bucket: Bucket) -> None:
         if self.measure_noise_scale:
-            self._local_sq = self._local_sq + float(np.vdot(bucket.flat, bucket.flat).real)
+            grads = bucket.flat[: bucket.flat.size - 1] if bucket is self.buckets[-1] else bucket.flat
+            self._local_sq += float(np.vdot(grads, grads).real)
+            if bucket is self.buckets[-1]:  # launched last: the local sum is complete
+                bucket.flat[-1] = self._local_sq
         if self._executor is None:
             self._reduce(bucket)
         else:
@@ -212,7 +244,11 @@ class DistributedDataParallel(Module):
     def _reduce(self, bucket: Bucket) -> None:
         """Average one bucket across ranks (runs on the comm thread when overlapping)."""
         start = time.perf_counter()
-        collectives.allreduce(bucket.flat, self.comm, op="sum", algorithm=self.algorithm, **self.allreduce_kwargs)
+        # The cross-rank agreement check costs a message; the first step proves the buckets agree.
+        check = self.steps == 0
+        collectives.allreduce(
+            bucket.flat, self.comm, op="sum", algorithm=self.algorithm, check=check, **self.allreduce_kwargs
+        )
         bucket.flat *= 1.0 / self.world_size
         end = time.perf_counter()
         s = self.stats
@@ -247,12 +283,14 @@ class DistributedDataParallel(Module):
         self.steps = self.steps + 1
 
     def _norms(self) -> None:
-        squares = np.array([self._local_sq, 0.0])
+        """Squared norms for the noise scale: the global one here, the local mean from the spare slot."""
+        last = self.buckets[-1]
+        total = 0.0
         for b in self.buckets:
-            squares[1] += float(np.vdot(b.flat, b.flat).real)
-        collectives.allreduce(squares[:1], self.comm, op="sum", algorithm=self.algorithm)
-        self.stats.local_sq_norm = squares[0] / self.world_size
-        self.stats.global_sq_norm = squares[1]
+            grads = b.flat[: b.flat.size - 1] if b is last else b.flat
+            total += float(np.vdot(grads, grads).real)
+        self.stats.local_sq_norm = float(last.flat[-1].real)  # already divided by the rank count
+        self.stats.global_sq_norm = total
 
     # ------------------------------------------------------------------ consistency
     def check_replicas(self) -> None:
@@ -268,7 +306,7 @@ class DistributedDataParallel(Module):
         differ = np.nonzero(high != low)[0]
         if differ.size:
             raise RuntimeError(
-                f"DistributedDataParallel: replicas have diverged at step {self.steps}: parameter "
+                f"DistributedDataParallel: replicas have diverged at step {self.steps}: "
                 f"{names[differ[0]]!r} differs between ranks ({differ.size} tensors differ in all)"
             )
 

@@ -119,6 +119,41 @@ except RuntimeError as e:
         fail(f"unexpected replica error: {e}")
 ddp.close()
 
+# 5. noise-scale norms: the rank-mean of local squared norms rides in the last bucket's spare slot
+model = make_model(0)
+ddp = DistributedDataParallel(model, comm, measure_noise_scale=True, bucket_cap_mb=1e-4, first_bucket_mb=1e-4)
+x, y = local(0)
+F.cross_entropy(ddp(minidl.tensor(x)), y).backward()
+ref_local = make_model(0)
+F.cross_entropy(ref_local(minidl.tensor(x)), y).backward()
+local_sq = sum(float(np.sum(p.grad.data**2)) for p in ref_local.parameters())
+mean_local_sq = comm.allreduce(local_sq) / size
+ref_global = make_model(0)
+F.cross_entropy(ref_global(minidl.tensor(X[0])), Y[0]).backward()
+global_sq = sum(float(np.sum(p.grad.data**2)) for p in ref_global.parameters())
+if size > 1 and not np.isclose(ddp.stats.local_sq_norm, mean_local_sq, rtol=1e-9):  # 1 rank: nothing to sync
+    fail(f"local squared norm {ddp.stats.local_sq_norm} != {mean_local_sq}")
+if size > 1 and not np.isclose(ddp.stats.global_sq_norm, global_sq, rtol=1e-9):
+    fail(f"global squared norm {ddp.stats.global_sq_norm} != {global_sq}")
+for a, r in zip(model.parameters(), ref_global.parameters()):  # the spare slot must not leak into gradients
+    if not np.allclose(a.grad.data, r.grad.data, rtol=1e-10, atol=1e-12):
+        fail("gradients differ when the noise-scale slot is on")
+ddp.close()
+
+# 6. BatchNorm running statistics stay identical across replicas (rank 0's are broadcast)
+minidl.manual_seed(rank)
+model = nn.Sequential(nn.Linear(10, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 4))
+ddp = DistributedDataParallel(model, comm, check_every=1)
+opt = optim.SGD(model.parameters(), lr=0.1)
+for s in range(3):
+    x, y = local(s)
+    F.cross_entropy(ddp(minidl.tensor(x.astype(np.float32))), y).backward()
+    opt.step()
+    opt.zero_grad()
+with minidl.no_grad():  # a forward first broadcasts the buffers, then checks every tensor (check_every=1)
+    ddp(minidl.tensor(x.astype(np.float32)))
+ddp.close()
+
 comm.Barrier()
 if rank == 0:
     print(f"{size} ranks: DDP ok")
