@@ -286,9 +286,14 @@ def run_backward(
                 capture[id(t)] = g
             return
         if t._node is None or t._retains_grad:
-            if not create_graph:
-                g = g.detach()
-            t.grad = g if t.grad is None else t.grad + g
+            if create_graph:
+                t.grad = g if t.grad is None else t.grad + g
+            elif t.grad is None:
+                # an op's backward may hand the same array (or a view of it) to several inputs:
+                # .grad gets its own copy, so in-place updates (zero_grad, clipping, allreduce) stay local
+                t.grad = Tensor._make(np.array(g.data, order="C", copy=True))
+            else:
+                t.grad = Tensor._make(t.grad.data + g.data)
             if run_hooks and t._post_hooks:
                 for hook in t._post_hooks:
                     hook(t)

@@ -249,18 +249,28 @@ def nll_loss(
     return loss.sum() / wt.sum()
 
 
-def _same_shape(op: str, input: Tensor, target: Any) -> None:
+def _same_shape(op: str, input: Tensor, target: Any) -> Tensor:
+    """``target`` as a Tensor of ``input``'s shape; plain arrays take ``input``'s dtype (float64 labels
+    must not silently turn a float32 model's loss into float64)."""
     if np.shape(_as_array(target)) != input.shape:
         raise ValueError(
             f"{op}: input shape {input.shape} and target shape {np.shape(_as_array(target))} differ "
             "(broadcasting them is almost always a bug; reshape one explicitly)"
         )
+    return _like(target, input)
+
+
+def _like(x: Any, input: Tensor) -> Any:
+    """Constants (arrays, numbers) in ``input``'s dtype; Tensors unchanged; None stays None."""
+    if x is None or isinstance(x, Tensor):
+        return x
+    return Tensor._make(np.asarray(x, dtype=input.dtype))
 
 
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean squared error, like ``torch.nn.functional.mse_loss`` (shapes must match)."""
     _check_reduction("mse_loss", reduction)
-    _same_shape("mse_loss", input, target)
+    target = _same_shape("mse_loss", input, target)
     diff = input - target
     return _reduce(diff * diff, reduction)
 
@@ -268,14 +278,14 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 def l1_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     """Mean absolute error, like ``torch.nn.functional.l1_loss``."""
     _check_reduction("l1_loss", reduction)
-    _same_shape("l1_loss", input, target)
+    target = _same_shape("l1_loss", input, target)
     return _reduce((input - target).abs(), reduction)
 
 
 def smooth_l1_loss(input: Tensor, target: Any, reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """Quadratic below ``beta``, linear above (``torch.nn.functional.smooth_l1_loss``)."""
     _check_reduction("smooth_l1_loss", reduction)
-    _same_shape("smooth_l1_loss", input, target)
+    target = _same_shape("smooth_l1_loss", input, target)
     diff = input - target
     if beta == 0:
         return _reduce(diff.abs(), reduction)
@@ -286,7 +296,7 @@ def smooth_l1_loss(input: Tensor, target: Any, reduction: str = "mean", beta: fl
 def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float = 1.0) -> Tensor:
     """Huber loss (``torch.nn.functional.huber_loss``): ``delta * smooth_l1(beta=delta)``."""
     _check_reduction("huber_loss", reduction)
-    _same_shape("huber_loss", input, target)
+    target = _same_shape("huber_loss", input, target)
     diff = input - target
     a = diff.abs()
     return _reduce(where(a.data < delta, diff * diff * 0.5, (a - 0.5 * delta) * delta), reduction)
@@ -306,7 +316,8 @@ def binary_cross_entropy_with_logits(
     """
     op = "binary_cross_entropy_with_logits"
     _check_reduction(op, reduction)
-    _same_shape(op, input, target)
+    target = _same_shape(op, input, target)
+    weight, pos_weight = _like(weight, input), _like(pos_weight, input)
     sp = softplus(-input, threshold=np.inf)
     if pos_weight is None:
         loss = (1.0 - target) * input + sp
@@ -321,7 +332,8 @@ def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None, reducti
     """Binary cross-entropy of probabilities (``torch.nn.functional.binary_cross_entropy``); logs clamped at -100."""
     op = "binary_cross_entropy"
     _check_reduction(op, reduction)
-    _same_shape(op, input, target)
+    target = _same_shape(op, input, target)
+    weight = _like(weight, input)
     if input.size and (input.data.min() < 0 or input.data.max() > 1):
         raise ValueError(f"{op}: all elements of input must be probabilities in [0, 1]")
     log_p = _clamped_log(input)
