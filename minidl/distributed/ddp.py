@@ -113,7 +113,7 @@ class DistributedDataParallel(Module):
         buckets = build_buckets(
             [p for _, p in named],
             int(bucket_cap_mb * 2**20),
-            int(first_bucket_mb * 2**20),
+            int(min(first_bucket_mb, bucket_cap_mb) * 2**20),
             extra_last=1 if measure_noise_scale else 0,
         )
         self.buckets = buckets

@@ -36,7 +36,7 @@ def plot_step_timeline(
 
     path = Path(path)
     t0 = min((s for lane in ranks for _, s, _ in lane), default=0.0)
-    fig, ax = plt.subplots(figsize=(10, 0.9 + 0.8 * len(ranks)))
+    fig, ax = plt.subplots(figsize=(10, 1.4 + 0.8 * len(ranks)))
     ticks, labels = [], []
     for r, intervals in enumerate(ranks):
         base = (len(ranks) - 1 - r) * 2.2
@@ -55,8 +55,8 @@ def plot_step_timeline(
     ax.set_xlabel("time (ms)")
     ax.set_title(title)
     handles = [Patch(color=c, label=k.replace("_", " ")) for k, c in COLORS.items()]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(handles), fontsize=8)
-    fig.tight_layout()
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
