@@ -1,6 +1,6 @@
 """minidl: a small deep-learning engine in numpy (and numba) with a PyTorch-shaped API."""
 
-from minidl import autograd, functional, nn, optim
+from minidl import autograd, checkpoint, data, functional, models, nn, optim
 from minidl.autograd import enable_grad, grad, is_grad_enabled, no_grad, set_grad_enabled
 from minidl.gradcheck import gradcheck, gradgradcheck
 from minidl.ops import (
@@ -25,7 +25,7 @@ from minidl.ops import (
     tanh,
     where,
 )
-from minidl.random import manual_seed
+from minidl.random import get_rng_state, manual_seed, set_rng_state
 from minidl.tensor import (
     Tensor,
     arange,
@@ -66,10 +66,12 @@ __all__ = [
     "autograd",
     "bool_",
     "cat",
+    "checkpoint",
     "chunk",
     "clamp",
     "clip",
     "concatenate",
+    "data",
     "empty",
     "enable_grad",
     "exp",
@@ -80,6 +82,7 @@ __all__ = [
     "full",
     "full_like",
     "functional",
+    "get_rng_state",
     "grad",
     "gradcheck",
     "gradgradcheck",
@@ -95,6 +98,7 @@ __all__ = [
     "matmul",
     "maximum",
     "minimum",
+    "models",
     "nn",
     "no_grad",
     "ones",
@@ -107,6 +111,7 @@ __all__ = [
     "randn_like",
     "relu",
     "set_grad_enabled",
+    "set_rng_state",
     "sigmoid",
     "softmax",
     "split",

@@ -74,7 +74,11 @@ def run_worker(workdir: Path, start: int, stop: int) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "OPENBLAS_NUM_THREADS": "1",  # the same (fast) BLAS setup in all three processes
+        },
     )
     assert proc.returncode == 0, proc.stderr
 

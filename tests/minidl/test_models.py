@@ -15,6 +15,16 @@ from minidl.models import MLP, LeNet5, ResNetCIFAR, TransformerClassifier, resne
 from minidl.optim.lr_scheduler import CosineAnnealingLR, warmup_cosine
 
 
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """Training tests use one BLAS thread, as the trainer does (minidl.threads): on a shared
+    2-core machine OpenBLAS's spinning worker threads can make small GEMMs 10x slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def fit(model, loader, opt, sched, epochs):
     for _ in range(epochs):
         model.train()
@@ -40,7 +50,7 @@ def test_lenet5_reaches_97_percent_on_embedded_digits():
     model = LeNet5(input_size=8)  # "same"-padded convolutions for 8x8 inputs (see LeNet5's docstring)
     loader = DataLoader(train, batch_size=32, shuffle=True, seed=0)
     opt = optim.Adam(model.parameters(), lr=0.01)
-    epochs = 10
+    epochs = 12
     start = time.perf_counter()
     fit(model, loader, opt, CosineAnnealingLR(opt, epochs * len(loader)), epochs)
     acc = accuracy(model, *test[:])
