@@ -21,6 +21,7 @@ soon as backward has passed through it, so a finished step leaves nothing behind
 from __future__ import annotations
 
 import itertools
+import operator
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -95,14 +96,13 @@ class Context:
     node and a strong one would make a cycle that only the garbage collector could free.
     """
 
+    # No __init__: apply() sets the attributes itself (creating a context is on every op's hot path).
+    inputs: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}  # noqa: RUF012 (never mutated; apply() stores a fresh dict per op)
     fn: type[Function]
     seq: int
     freed = False
     needs_input_grad: tuple[bool, ...] = ()
-
-    def __init__(self, inputs: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> None:
-        self.inputs = inputs
-        self.kwargs = kwargs or {}
 
     @property
     def name(self) -> str:
@@ -112,10 +112,11 @@ class Context:
         raise RuntimeError(f"{self.fn.__name__}: set save_output = True on the Function to use ctx.output()")
 
     def __repr__(self) -> str:
-        return f"<{self.fn.__name__}Backward>" if hasattr(self, "fn") else "<Context>"
+        return f"<{self.fn.__name__}Backward>" if "fn" in self.__dict__ else "<Context>"
 
 
 Node = Context  # the graph node of a tensor is the context of the op that produced it
+_new_object = object.__new__  # a bound builtin: faster than Tensor.__new__(Tensor), and skips __init__
 
 
 class Function:
@@ -140,30 +141,22 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
-        # The hot path of every op: keep it to plain attribute work (measured by benchmarks/op_overhead.py).
-        ctx = Context.__new__(Context)
+        # The hot path of every op (benchmarks/op_overhead.py measures it): plain attribute work only.
+        ctx = Context()
         ctx.inputs = args
         ctx.kwargs = kwargs
         T = Tensor
         record = False
-        if len(args) == 1:
-            a = args[0]
+        arrays = []
+        for a in args:
             if isinstance(a, T):
-                record = a.requires_grad
-                out = cls.forward(ctx, a.data, **kwargs)
+                if a.requires_grad:
+                    record = True
+                arrays.append(a.data)
             else:
-                out = cls.forward(ctx, a, **kwargs)
-        else:
-            arrays = []
-            for a in args:
-                if isinstance(a, T):
-                    if a.requires_grad:
-                        record = True
-                    arrays.append(a.data)
-                else:
-                    arrays.append(a)
-            out = cls.forward(ctx, *arrays, **kwargs)
-        t = T.__new__(T)
+                arrays.append(a)
+        out = cls.forward(ctx, *arrays, **kwargs)
+        t = _new_object(T)
         t.data = out if type(out) is np.ndarray else np.asarray(out)
         if record and _grad_enabled:
             ctx.needs_input_grad = tuple([isinstance(a, T) and a.requires_grad for a in args])
@@ -185,15 +178,12 @@ def queue_callback(fn: Callable[[], None]) -> None:
     _callbacks.append(fn)
 
 
-def _release(node: Context) -> None:
-    """Drop a node's saved values and input links (after backward passed through it)."""
-    fn, seq = node.fn, node.seq
-    node.__dict__.clear()
-    node.fn, node.seq, node.freed = fn, seq, True
+_node_seq = operator.attrgetter("_node.seq")
 
 
 def _collect(roots: Sequence[Tensor], stop: set[int] | None) -> tuple[list[Tensor], dict[int, int]]:
-    """Non-leaf tensors reachable from ``roots`` (newest first) and each tensor's number of consumers.
+    """Non-leaf tensors reachable from ``roots`` (newest first), and for each leaf (or ``stop``
+    tensor) its number of consumers in the graph, so backward knows when its gradient is complete.
 
     Traversal does not go past tensors whose id is in ``stop`` (the ``inputs`` of :func:`grad`).
     """
@@ -218,11 +208,12 @@ def _collect(roots: Sequence[Tensor], stop: set[int] | None) -> tuple[list[Tenso
             if not need:
                 continue
             key = id(inp)
-            pending[key] = pending.get(key, 0) + 1
-            if key not in seen and inp._node is not None and (stop is None or key not in stop):
+            if inp._node is None or (stop is not None and key in stop):
+                pending[key] = pending.get(key, 0) + 1
+            elif key not in seen:
                 seen.add(key)
                 stack.append(inp)
-    interior.sort(key=lambda t: t._node.seq, reverse=True)
+    interior.sort(key=_node_seq, reverse=True)
     return interior, pending
 
 
@@ -246,6 +237,13 @@ def _as_grad(value: Any, like: Tensor, op: Any) -> Tensor:
     if g.data.dtype != like.data.dtype:
         g = g.astype(like.data.dtype)
     return g
+
+
+def _accumulate(prev: Tensor, g: Tensor, create_graph: bool) -> Tensor:
+    """Sum of two gradient contributions; recorded only when the gradient must be differentiable."""
+    if create_graph:
+        return prev + g
+    return Tensor._make(prev.data + g.data)
 
 
 def run_backward(
@@ -299,48 +297,66 @@ def run_backward(
                     hook(t)
 
     def deliver(t: Tensor, g: Tensor | None) -> None:
+        """Add ``g`` to a leaf's (or a ``grad`` input's) gradient; finish it after its last consumer."""
         key = id(t)
         if g is not None:
             prev = grads.get(key)
-            grads[key] = g if prev is None else prev + g
-        if t._node is None or (stop is not None and key in stop):
-            # a leaf (or an input of grad()): complete once all its consumers have delivered
-            left = pending[key] - 1
-            pending[key] = left
-            if left == 0 and key in grads:
-                finish(t, grads.pop(key))
+            grads[key] = g if prev is None else _accumulate(prev, g, create_graph)
+        left = pending[key] - 1
+        pending[key] = left
+        if left == 0 and key in grads:
+            finish(t, grads.pop(key))
 
     global _depth
     prev_mode = _grad_enabled
     _set_mode(create_graph)
     _depth += 1
+    T = Tensor
     try:
         for root, g in zip(roots, root_grads, strict=True):
-            if root._node is None or (stop is not None and id(root) in stop):
-                pending[id(root)] = pending.get(id(root), 0) + 1
-            deliver(root, g)
+            key = id(root)
+            if root._node is None or (stop is not None and key in stop):
+                pending[key] = pending.get(key, 0) + 1
+                deliver(root, g)
+            else:
+                prev = grads.get(key)
+                grads[key] = g if prev is None else _accumulate(prev, g, create_graph)
+        # The hot loop (benchmarks/op_overhead.py): interior gradients are summed inline; only
+        # leaves go through deliver(), which counts down their consumers.
         for t in interior:
             node = t._node
             g = grads.pop(id(t), None)
-            in_grads: Any = ()
-            if g is not None and (live is None or id(t) in live):
-                finish(t, g)
+            inputs_ = node.inputs
+            if g is None or (live is not None and id(t) not in live):
+                in_grads: Any = (None,) * len(inputs_)
+            else:
+                if t._hooks is not None or t._retains_grad or capture is not None:
+                    finish(t, g)
                 in_grads = node.fn.backward(node, g)
                 if type(in_grads) is not tuple:
                     in_grads = (in_grads,)
-            n_out = len(in_grads)
-            for i, (inp, need) in enumerate(zip(node.inputs, node.needs_input_grad)):
+                if len(in_grads) < len(inputs_):
+                    in_grads += (None,) * (len(inputs_) - len(in_grads))
+            for inp, need, ig in zip(inputs_, node.needs_input_grad, in_grads):
                 if not need:
                     continue
-                ig = in_grads[i] if i < n_out else None
                 if ig is not None:
                     if live is not None and id(inp) not in live:
                         ig = None
-                    elif type(ig) is not Tensor or ig.data.shape != inp.data.shape or ig.data.dtype != inp.data.dtype:
+                    elif type(ig) is not T or ig.data.shape != inp.data.shape or ig.data.dtype != inp.data.dtype:
                         ig = _as_grad(ig, inp, node.fn.__name__)
-                deliver(inp, ig)
-            if not retain_graph:
-                _release(node)
+                if inp._node is None or (stop is not None and id(inp) in stop):
+                    deliver(inp, ig)
+                elif ig is not None:
+                    key = id(inp)
+                    prev = grads.get(key)
+                    grads[key] = ig if prev is None else _accumulate(prev, ig, create_graph)
+            if not retain_graph:  # drop saved arrays and input links now, not when the graph dies
+                d = node.__dict__
+                fn = d["fn"]
+                d.clear()
+                d["fn"] = fn
+                d["freed"] = True
     finally:
         _set_mode(prev_mode)
         _depth -= 1

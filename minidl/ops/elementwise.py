@@ -34,19 +34,27 @@ def _shape_of(x: Any) -> tuple[int, ...]:
 def _binary(op: str, ufunc: Any, a: Any, b: Any) -> np.ndarray:
     try:
         return ufunc(a, b)
+    except ValueError as e:
+        raise _broadcast_error(op, a, b, e) from None
+
+
+def _broadcast_error(op: str, a: Any, b: Any, error: Exception) -> Exception:
+    """The error for a failed binary op: name the op and both shapes when broadcasting was the problem."""
+    sa, sb = np.shape(a), np.shape(b)
+    try:
+        np.broadcast_shapes(sa, sb)
     except ValueError:
-        sa, sb = np.shape(a), np.shape(b)
-        try:
-            np.broadcast_shapes(sa, sb)
-        except ValueError:
-            raise ValueError(f"{op}: shapes {sa} and {sb} cannot be broadcast together") from None
-        raise
+        return ValueError(f"{op}: shapes {sa} and {sb} cannot be broadcast together")
+    return error
 
 
 class Add(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        return _binary("add", np.add, a, b)
+        try:
+            return np.add(a, b)
+        except ValueError as e:
+            raise _broadcast_error("add", a, b, e) from None
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -61,7 +69,10 @@ class Add(Function):
 class Sub(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        return _binary("sub", np.subtract, a, b)
+        try:
+            return np.subtract(a, b)
+        except ValueError as e:
+            raise _broadcast_error("sub", a, b, e) from None
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -76,7 +87,10 @@ class Sub(Function):
 class Mul(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        return _binary("mul", np.multiply, a, b)
+        try:
+            return np.multiply(a, b)
+        except ValueError as e:
+            raise _broadcast_error("mul", a, b, e) from None
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -91,7 +105,10 @@ class Mul(Function):
 class Div(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        return _binary("div", np.true_divide, a, b)
+        try:
+            return np.true_divide(a, b)
+        except ValueError as e:
+            raise _broadcast_error("div", a, b, e) from None
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:

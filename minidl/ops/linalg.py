@@ -12,25 +12,36 @@ from minidl.tensor import Tensor
 
 
 class MatMul(Function):
-    """``a @ b`` for operands with at least 2 dims; leading dims broadcast."""
+    """``op(a) @ op(b)`` for operands with at least 2 dims (leading dims broadcast), where ``op``
+    swaps the last two axes when ``ta``/``tb`` is set: backward needs products with transposes,
+    and folding the transpose into the op saves two graph nodes per matmul."""
 
     @staticmethod
-    def forward(ctx: Context, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        if a.shape[-1] != b.shape[-2]:
+    def forward(ctx: Context, a: np.ndarray, b: np.ndarray, ta: bool = False, tb: bool = False) -> np.ndarray:
+        a_ = a.swapaxes(-1, -2) if ta else a
+        b_ = b.swapaxes(-1, -2) if tb else b
+        if a_.shape[-1] != b_.shape[-2]:
             raise ValueError(
-                f"matmul: shapes {a.shape} and {b.shape} do not align ({a.shape[-1]} columns vs {b.shape[-2]} rows)"
+                f"matmul: shapes {a_.shape} and {b_.shape} do not align ({a_.shape[-1]} columns vs {b_.shape[-2]} rows)"
             )
         try:
-            return np.matmul(a, b)
+            return np.matmul(a_, b_)
         except ValueError:
-            raise ValueError(f"matmul: batch dimensions of {a.shape} and {b.shape} cannot be broadcast") from None
+            raise ValueError(f"matmul: batch dimensions of {a_.shape} and {b_.shape} cannot be broadcast") from None
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
         a, b = ctx.inputs
         na, nb = ctx.needs_input_grad
-        ga = unbroadcast(MatMul.apply(grad, b.mT), a.shape) if na else None
-        gb = unbroadcast(MatMul.apply(a.mT, grad), b.shape) if nb else None
+        ta, tb = ctx.kwargs.get("ta", False), ctx.kwargs.get("tb", False)
+        # out = A @ B with A = op(a), B = op(b): dA = g @ B^T, dB = A^T @ g; transposed back when ta/tb
+        ga = gb = None
+        if na:
+            ga = MatMul.apply(b, grad, ta=tb, tb=True) if ta else MatMul.apply(grad, b, tb=not tb)
+            ga = unbroadcast(ga, a.shape)
+        if nb:
+            gb = MatMul.apply(grad, a, ta=True, tb=ta) if tb else MatMul.apply(a, grad, ta=not ta)
+            gb = unbroadcast(gb, b.shape)
         return ga, gb
 
 

@@ -21,6 +21,8 @@ def normalize_axes(axis: Any, ndim: int, op: str = "reduction") -> tuple[int, ..
     """Axes as a sorted tuple of non-negative ints; ``None`` means all axes."""
     if axis is None:
         return tuple(range(ndim))
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case, kept cheap
+        return (axis % ndim,)
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = set()
     for ax in axes:

@@ -46,6 +46,19 @@ class Permute(Function):
         return permute(grad, tuple(int(i) for i in np.argsort(ctx.dims)))
 
 
+class SwapAxes(Function):
+    @staticmethod
+    def forward(ctx: Context, a: np.ndarray, dim0: int, dim1: int) -> np.ndarray:
+        try:
+            return a.swapaxes(dim0, dim1)
+        except (ValueError, np.exceptions.AxisError):
+            raise ValueError(f"transpose: dims ({dim0}, {dim1}) out of range for a tensor of shape {a.shape}") from None
+
+    @staticmethod
+    def backward(ctx: Context, grad: Tensor) -> Tensor:
+        return SwapAxes.apply(grad, **ctx.kwargs)
+
+
 class BroadcastTo(Function):
     @staticmethod
     def forward(ctx: Context, a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -216,15 +229,10 @@ def permute(a: Tensor, dims: Sequence[int]) -> Tensor:
 
 
 def transpose(a: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
-    nd = a.ndim
-    for d in (dim0, dim1):
-        if not -nd <= d < max(nd, 1):
-            raise ValueError(f"transpose: dim {d} is out of range for a tensor of shape {a.shape}")
-    if nd < 2:
+    """Swap two dimensions (a 0-d or 1-d tensor is returned as is, like PyTorch's ``.T``)."""
+    if a.data.ndim < 2:
         return a
-    dims = list(range(nd))
-    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
-    return permute(a, tuple(dims))
+    return SwapAxes.apply(a, dim0=dim0, dim1=dim1)
 
 
 def broadcast_to(a: Tensor, shape: Sequence[int]) -> Tensor:
