@@ -1,0 +1,98 @@
+"""Link state during one simulation: when each link is next free, and what has crossed it."""
+
+from __future__ import annotations
+
+from collectives.sim.cost_model import CostModel
+from collectives.sim.topology import Topology
+
+
+class Network:
+    """Times messages on a topology's links (see :mod:`collectives.sim.topology` for the model).
+
+    ``transfer`` returns ``(start, injected, arrival)``: when the message started moving (after
+    waiting for busy links), when its last byte left the sender, and when it fully arrived.
+    """
+
+    def __init__(self, topology: Topology, model: CostModel) -> None:
+        self.topology = topology
+        self.alpha = model.alpha
+        p = topology.p
+        self.p = p
+        n = len(topology.link_per_byte)
+        self.per_byte = topology.link_per_byte
+        self.free = [0.0] * n
+        self.msgs = [0] * n
+        self.bytes = [0] * n
+        self.busy = [0.0] * n
+        self._routes: dict[int, tuple[tuple[int, ...], float, float]] = {}
+
+    def _route_info(self, src: int, dst: int) -> tuple[tuple[int, ...], float, float]:
+        topo = self.topology
+        links = topo.route(src, dst)
+        latency = self.alpha + sum(topo.link_latency[i] for i in links)
+        slowest = max((topo.link_per_byte[i] for i in links), default=0.0)
+        info = (links, latency, slowest)
+        self._routes[src * self.p + dst] = info
+        return info
+
+    def transfer(self, src: int, dst: int, nbytes: int, start: float) -> tuple[float, float, float]:
+        info = self._routes.get(src * self.p + dst)
+        if info is None:
+            info = self._route_info(src, dst)
+        links, latency, slowest = info
+        free, per_byte = self.free, self.per_byte
+        for i in links:
+            if free[i] > start:
+                start = free[i]
+        msgs, nb, busy = self.msgs, self.bytes, self.busy
+        for i in links:
+            x = nbytes * per_byte[i]
+            free[i] = start + x
+            msgs[i] += 1
+            nb[i] += nbytes
+            busy[i] += x
+        injected = start + nbytes * per_byte[links[0]] if links else start
+        return start, injected, start + latency + nbytes * slowest
+
+    def link_stats(self) -> list[tuple[str, int, int, float]]:
+        """(link name, messages, bytes, busy seconds) for every link that carried something."""
+        names = self.topology.link_names
+        return [(names[i], self.msgs[i], self.bytes[i], self.busy[i]) for i in range(len(names)) if self.msgs[i]]
+
+
+class PairwiseNetwork(Network):
+    """The fully connected network: one private link per ordered pair, created when first used."""
+
+    def __init__(self, topology: Topology, model: CostModel) -> None:
+        self.topology = topology
+        self.alpha = model.alpha
+        self.p = topology.p
+        link = topology.link  # type: ignore[attr-defined]
+        self.link_per_byte = link.per_byte
+        self.latency = model.alpha + link.latency
+        self.links: dict[int, list] = {}  # src*p+dst -> [free at, messages, bytes, busy seconds]
+
+    def transfer(self, src: int, dst: int, nbytes: int, start: float) -> tuple[float, float, float]:
+        if src == dst:
+            return start, start, start + self.alpha
+        key = src * self.p + dst
+        st = self.links.get(key)
+        if st is None:
+            st = self.links[key] = [0.0, 0, 0, 0.0]
+        if st[0] > start:
+            start = st[0]
+        x = nbytes * self.link_per_byte
+        end = start + x
+        st[0] = end
+        st[1] += 1
+        st[2] += nbytes
+        st[3] += x
+        return start, end, end + self.latency
+
+    def link_stats(self) -> list[tuple[str, int, int, float]]:
+        p = self.p
+        return [(f"{k // p}->{k % p}", st[1], st[2], st[3]) for k, st in sorted(self.links.items())]
+
+
+def make_network(topology: Topology, model: CostModel) -> Network:
+    return PairwiseNetwork(topology, model) if topology.pairwise else Network(topology, model)
