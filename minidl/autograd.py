@@ -153,6 +153,10 @@ class Function:
                 if a.requires_grad:
                     record = True
                 arrays.append(a.data)
+            elif isinstance(a, np.generic):
+                # numpy scalars act like Python numbers (weak), as in PyTorch: float32 * np.float64(2) stays float32
+                arrays.append(a.item())
+                ctx.inputs = tuple(x.item() if isinstance(x, np.generic) else x for x in args)
             else:
                 arrays.append(a)
         out = cls.forward(ctx, *arrays, **kwargs)

@@ -98,3 +98,12 @@ def test_astype_is_differentiable():
     assert y.dtype == np.float64
     y.sum().backward()
     assert x.grad.dtype == np.float32 and x.grad.tolist() == [2.0, 2.0]
+
+
+def test_numpy_scalars_are_weak_like_python_numbers():
+    x = minidl.ones(2, requires_grad=True)
+    for scalar in (np.float64(2.0), np.int64(2), np.float32(2.0)):
+        y = x * scalar
+        assert y.dtype == np.float32, type(scalar)
+    (x * np.float64(3.0)).sum().backward()
+    assert x.grad.tolist() == [3.0, 3.0]
