@@ -103,6 +103,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    save_output = True
+
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
         try:
@@ -118,7 +120,7 @@ class Div(Function):
         if na or nb:
             g_over_b = grad / b
             ga = unbroadcast(g_over_b, _shape_of(a)) if na else None
-            gb = unbroadcast(-g_over_b * a / b, _shape_of(b)) if nb else None
+            gb = unbroadcast(-(g_over_b * ctx.output()), _shape_of(b)) if nb else None  # d(a/b)/db = -(a/b)/b
         return ga, gb
 
 

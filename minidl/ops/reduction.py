@@ -52,7 +52,7 @@ class Sum(Function):
         ctx.axes = normalize_axes(axis, a.ndim, "sum")
         ctx.keepdims = keepdims
         ctx.shape = a.shape
-        return np.sum(a, axis=ctx.axes, keepdims=keepdims)
+        return a.sum(axis=ctx.axes, keepdims=keepdims)
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> Tensor:
