@@ -17,7 +17,7 @@ from collectives import agreement, select
 from collectives.algorithms import ALGORITHMS
 from collectives.algorithms.chunking import chunk_bounds
 from collectives.algorithms.folding import Pow2Group
-from collectives.algorithms.rabenseifner import doubling_allgather, halving_reduce_scatter
+from collectives.algorithms.rabenseifner import doubling_allgather, halving_reduce_scatter, largest_half
 from collectives.algorithms.ring import ring_allgather, ring_reduce_scatter
 from collectives.algorithms.spec import Constraints
 from collectives.algorithms.tree import SEGMENT_BYTES as TREE_SEGMENT_BYTES
@@ -75,7 +75,7 @@ BLOCKS: dict[str, dict[str, tuple[Factory, Constraints]]] = {
         "ring": (lambda t, b, op, root: ring_reduce_scatter(t, b, op), Constraints()),
         "halving": (
             lambda t, b, op, root: halving_reduce_scatter(
-                t, b, op, Pow2Group(t.size, t.rank), t.scratch(b.size // 2 + 1, b.dtype)
+                t, b, op, Pow2Group(t.size, t.rank), t.scratch(largest_half(b.size, t.size), b.dtype)
             ),
             POW2,
         ),

@@ -22,25 +22,15 @@ from mpi4py.util import dtlib
 from collectives import api
 
 _OPS = {"sum": MPI.SUM, "prod": MPI.PROD, "max": MPI.MAX, "min": MPI.MIN}
-_OP_NAMES = {
-    MPI.LAND: "MPI.LAND",
-    MPI.LOR: "MPI.LOR",
-    MPI.LXOR: "MPI.LXOR",
-    MPI.BAND: "MPI.BAND",
-    MPI.BOR: "MPI.BOR",
-    MPI.BXOR: "MPI.BXOR",
-    MPI.MAXLOC: "MPI.MAXLOC",
-    MPI.MINLOC: "MPI.MINLOC",
-    MPI.REPLACE: "MPI.REPLACE",
-    MPI.NO_OP: "MPI.NO_OP",
-}
+_OTHER_OPS = ["LAND", "LOR", "LXOR", "BAND", "BOR", "BXOR", "MAXLOC", "MINLOC", "REPLACE", "NO_OP"]
 
 
 def _op_name(method: str, op: Any) -> str:
     for name, mpi_op in _OPS.items():
         if op == mpi_op:
             return name
-    what = _OP_NAMES.get(op, "a user-defined MPI.Op" if isinstance(op, MPI.Op) else repr(op))
+    what = next((f"MPI.{n}" for n in _OTHER_OPS if op == getattr(MPI, n)), None)
+    what = what or ("a user-defined MPI.Op" if isinstance(op, MPI.Op) else repr(op))
     raise NotImplementedError(f"{method}: op {what} is not supported by collectives.wrap (MPI.SUM, PROD, MAX, MIN are)")
 
 

@@ -95,15 +95,13 @@ def tree_depth(p: int, shape_of) -> int:
 
 
 @lru_cache(maxsize=256)
-def _shape_facts(p: int, m0: int, m1: int) -> tuple[int, int, int]:
-    """(depth, busiest rank's messages, that rank's index) for segment counts m0, m1 of the halves."""
+def _shape_facts(p: int) -> tuple[int, frozenset[tuple[int, int]]]:
+    """(depth of the deeper tree, the distinct pairs (sends per segment in tree 0, in tree 1) over ranks)."""
     depth = max(tree_depth(p, lambda r, i=i: double_binary_trees(p, r)[i]) for i in (0, 1))
-    best, who = -1, 0
-    for r in range(p):
-        sent = sum(m * ((parent >= 0) + len(ch)) for m, (parent, ch) in zip((m0, m1), double_binary_trees(p, r)))
-        if sent > best:
-            best, who = sent, r
-    return depth, best, who
+    degrees = frozenset(
+        tuple((parent >= 0) + len(children) for parent, children in double_binary_trees(p, r)) for r in range(p)
+    )
+    return depth, degrees
 
 
 def double_tree_cost(p: int, nbytes: int, itemsize: int = 1, segment_bytes: int = SEGMENT_BYTES) -> Cost:
@@ -114,11 +112,9 @@ def double_tree_cost(p: int, nbytes: int, itemsize: int = 1, segment_bytes: int 
     half = (count + 1) // 2
     seg = segment_elements(segment_bytes, itemsize)
     m0, m1 = segment_count(half, seg), segment_count(count - half, seg)
-    depth, messages, who = _shape_facts(p, m0, m1)
-    sent = sum(
-        size * ((parent >= 0) + len(ch))
-        for size, (parent, ch) in zip((half, count - half), double_binary_trees(p, who))
-    )
+    depth, degrees = _shape_facts(p)
+    messages = max(d0 * m0 + d1 * m1 for d0, d1 in degrees)
+    sent = max(d0 * half + d1 * (count - half) for d0, d1 in degrees)
     s = min(seg, half) * itemsize
     rounds = depth + m0 - 1
     return Cost(2 * rounds, 2 * rounds * s, rounds * s, messages, sent * itemsize)

@@ -69,14 +69,14 @@ def _core(t: Transport, buf: np.ndarray, op: ReduceOp, group: Pow2Group, scratch
     yield from doubling_allgather(t, buf, group, first_tag=group.size.bit_length())
 
 
-def _largest_half(n: int, q: int) -> int:
+def largest_half(n: int, q: int) -> int:
     """Scratch for recursive halving: the largest half it ever receives (the first, lower one)."""
     return chunk_bounds(n, q)[q // 2] if q > 1 else 0
 
 
 def rabenseifner_allreduce(t: Transport, buf: np.ndarray, op: ReduceOp) -> Iterator[Step]:
     if t.size > 1:
-        yield from folded(t, buf, op, _core, _largest_half(buf.size, largest_pow2(t.size)))
+        yield from folded(t, buf, op, _core, largest_half(buf.size, largest_pow2(t.size)))
 
 
 def _sent_elements(q: int, v: int, n: int) -> int:
