@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import minidl
 import minidl.functional as F
@@ -626,3 +629,75 @@ def test_every_functional_export_is_covered_by_a_case() -> None:
         if name not in ("dropout", "fold", "one_hot", "logsumexp", "tanh", "sigmoid", "relu") and name not in ids
     ]
     assert not untested, f"functional ops without a case in the op matrix: {untested}"
+
+
+# ----------------------------------------------------------------------------- random shapes (hypothesis)
+RANDOM_BINARY = {
+    "add": (lambda a, b: a + b, np.add),
+    "sub": (lambda a, b: a - b, np.subtract),
+    "mul": (lambda a, b: a * b, np.multiply),
+    "div": (lambda a, b: a / (b.abs() + 0.5), lambda a, b: a / (np.abs(b) + 0.5)),
+    "where": (lambda a, b: minidl.where(a.data > b.data, a, b), lambda a, b: np.where(a > b, a, b)),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    op=st.sampled_from(sorted(RANDOM_BINARY)),
+    shapes=mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4, min_side=0, max_side=3),
+    seed=st.integers(0, 2**16),
+)
+def test_random_broadcasting_shapes(op, shapes, seed):
+    fn, ref = RANDOM_BINARY[op]
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal(s) for s in shapes.input_shapes]
+    inputs = [minidl.tensor(a, requires_grad=True) for a in arrays]
+    out = fn(*inputs)
+    assert out.shape == shapes.result_shape
+    np.testing.assert_allclose(out.data, ref(*arrays), rtol=1e-12)
+    assert gradcheck(fn, inputs)
+
+
+@st.composite
+def _shape_and_axes(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 3), min_size=0, max_size=4)))
+    nd = len(shape)
+    if nd == 0:
+        return shape, None
+    axes = draw(
+        st.one_of(st.none(), st.lists(st.integers(-nd, nd - 1), min_size=1, max_size=nd, unique_by=lambda a: a % nd))
+    )
+    if axes is not None and len(axes) == 1 and draw(st.booleans()):
+        return shape, axes[0]  # a bare int
+    return shape, None if axes is None else tuple(axes)
+
+
+RANDOM_REDUCTIONS = {
+    "sum": (lambda a, ax, k: a.sum(ax, k), lambda a, ax, k: a.sum(ax, keepdims=k)),
+    "mean": (lambda a, ax, k: a.mean(ax, k), lambda a, ax, k: a.mean(ax, keepdims=k)),
+    "max": (lambda a, ax, k: a.max(ax, k), lambda a, ax, k: a.max(ax, keepdims=k)),
+    "var0": (lambda a, ax, k: a.var(ax, k, ddof=0), lambda a, ax, k: a.var(ax, keepdims=k)),
+    "logsumexp": (
+        lambda a, ax, k: a.logsumexp(ax, k),
+        lambda a, ax, k: np.log(np.exp(a).sum(ax, keepdims=k)),
+    ),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    op=st.sampled_from(sorted(RANDOM_REDUCTIONS)),
+    shape_axes=_shape_and_axes(),
+    keep=st.booleans(),
+    seed=st.integers(0, 99),
+)
+def test_random_reduction_shapes_and_axes(op, shape_axes, keep, seed):
+    shape, axis = shape_axes
+    fn, ref = RANDOM_REDUCTIONS[op]
+    a = np.random.default_rng(seed).permutation(np.arange(float(np.prod(shape)))).reshape(shape) * 0.3
+    x = minidl.tensor(a, requires_grad=True)
+    out = fn(x, axis, keep)
+    expected = ref(a, axis, keep)
+    assert out.shape == np.shape(expected)
+    np.testing.assert_allclose(out.data, expected, rtol=1e-12, atol=1e-12)
+    assert gradcheck(lambda t: fn(t, axis, keep), [x])
