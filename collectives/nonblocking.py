@@ -19,8 +19,10 @@ allreduce posted by the caller, so it keeps that order even with the thread.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +34,8 @@ from collectives.mpi_transport import MPITransport
 from collectives.ops import ReduceOp
 from collectives.transport import Step
 
-DEFAULT_PROGRESS = "thread"
+DEFAULT_PROGRESS = "test"
+POLL_INTERVAL = float(os.environ.get("COLLECTIVES_POLL_INTERVAL", "0"))  # seconds; 0: block inside MPI
 PROGRESS_MODES = ("thread", "test")
 
 
@@ -63,13 +66,20 @@ class AllreduceRequest:
             _worker().submit(self)
 
     # -- driving the generator -------------------------------------------------------------
-    def _drive(self, block: bool) -> bool:
-        """Advance; with ``block`` run to the end. True when finished (or failed)."""
+    def _drive(self, block: bool, poll_interval: float = 0.0) -> bool:
+        """Advance; with ``block`` run to the end. True when finished (or failed).
+
+        With a ``poll_interval`` a blocked step is tested and the thread sleeps in between
+        instead of spinning inside MPI, leaving the core to the caller's computation.
+        """
         try:
             while True:
                 step = self._step
                 if step is not None:
-                    if block:
+                    if block and poll_interval:
+                        while not step.test():
+                            time.sleep(poll_interval)
+                    elif block:
                         step.wait()
                     elif not step.test():
                         return False
@@ -122,7 +132,7 @@ class _ProgressThread:
 
     def _loop(self) -> None:
         while True:
-            self.queue.get()._drive(block=True)
+            self.queue.get()._drive(block=True, poll_interval=POLL_INTERVAL)
 
 
 _thread: _ProgressThread | None = None
