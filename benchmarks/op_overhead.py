@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 # Each chain is one step of a loop body applied ``length`` times; "ops" counts the graph nodes per step.
 CHAINS: dict[str, tuple[int, Callable[[Any, Any, Any], Any]]] = {

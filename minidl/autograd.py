@@ -4,9 +4,9 @@ Every differentiable op is a :class:`Function` subclass that defines ``forward``
 a numpy array out) and ``backward`` (the output gradient as a :class:`~minidl.tensor.Tensor` in,
 one gradient per input out) side by side. ``backward`` is written with Tensor ops, so that with
 ``create_graph=True`` the gradient computation is itself recorded and can be differentiated again
-(Hessian-vector products). Ops with a hand-fused numpy backward (conv, pooling, normalisation)
-keep that fast path for ordinary backward and, under ``create_graph``, differentiate a reference
-composition of primitive ops instead (:func:`composite_backward`).
+(Hessian-vector products). Ops with a hand-fused numpy backward (conv2d, batch and layer norm,
+cross-entropy) keep that fast path for ordinary backward and, under ``create_graph``,
+differentiate a reference composition of primitive ops instead (:func:`composite_backward`).
 
 The engine processes graph nodes in decreasing creation order, which is a valid reverse
 topological order because a node is always created after the nodes of its inputs, and it never
