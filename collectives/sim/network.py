@@ -9,8 +9,12 @@ from collectives.sim.topology import Topology
 class Network:
     """Times messages on a topology's links (see :mod:`collectives.sim.topology` for the model).
 
-    ``transfer`` returns ``(start, injected, arrival)``: when the message started moving (after
-    waiting for busy links), when its last byte left the sender, and when it fully arrived.
+    Every link serves the bytes of the messages that cross it one message after another, at its
+    own bandwidth; the links of a route work at the same time (cut-through), so a message has
+    arrived when the last of its links has carried it, plus the route's latency, and never
+    sooner than its size over the slowest link allows. ``transfer`` returns ``(start, injected,
+    arrival)``: when its first link began carrying it, when that link was done (the sender's
+    buffer is free), and when it fully arrived.
     """
 
     def __init__(self, topology: Topology, model: CostModel) -> None:
@@ -40,19 +44,26 @@ class Network:
         if info is None:
             info = self._route_info(src, dst)
         links, latency, slowest = info
+        if not links:
+            return start, start, start + latency
         free, per_byte = self.free, self.per_byte
-        for i in links:
-            if free[i] > start:
-                start = free[i]
         msgs, nb, busy = self.msgs, self.bytes, self.busy
+        first = free[links[0]]
+        begin = first if first > start else start
+        done = start + nbytes * slowest  # no link can move it faster than the slowest one
+        injected = 0.0
         for i in links:
             x = nbytes * per_byte[i]
-            free[i] = start + x
+            served = (free[i] if free[i] > start else start) + x  # each link serves its messages in turn
+            free[i] = served
+            if served > done:
+                done = served
+            if not injected:
+                injected = served
             msgs[i] += 1
             nb[i] += nbytes
             busy[i] += x
-        injected = start + nbytes * per_byte[links[0]] if links else start
-        return start, injected, start + latency + nbytes * slowest
+        return begin, injected, done + latency
 
     def link_stats(self) -> list[tuple[str, int, int, float]]:
         """(link name, messages, bytes, busy seconds) for every link that carried something."""

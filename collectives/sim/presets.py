@@ -97,7 +97,16 @@ PRESETS: dict[str, Preset] = {
     ]
 }
 
-ALIASES = {"ib-100": "ib-edr", "ib-200": "ib-hdr", "ib-400": "ib-ndr", "nvlink": "nvlink4", "pcie": "pcie4"}
+ALIASES = {
+    "ib-100": "ib-edr",
+    "ib-100g": "ib-edr",
+    "ib-200": "ib-hdr",
+    "ib-200g": "ib-hdr",
+    "ib-400": "ib-ndr",
+    "ib-400g": "ib-ndr",
+    "nvlink": "nvlink4",
+    "pcie": "pcie4",
+}
 
 DEVICES: dict[str, DevicePreset] = {
     d.name: d
@@ -133,6 +142,20 @@ def get_preset(name: str) -> Preset:
     if key not in PRESETS:
         raise ValueError(f"unknown link preset {name!r}; expected one of {sorted(PRESETS) + sorted(ALIASES)}")
     return PRESETS[key]
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    """A preset seen as one point-to-point link: latency of a message across one switch, and bandwidth."""
+
+    latency: float
+    bandwidth: float
+
+
+def link_preset(name: str) -> EndToEnd:
+    """End-to-end alpha-beta figures of a preset (what collectives.emulation stretches steps to)."""
+    preset = get_preset(name)
+    return EndToEnd(preset.alpha + 2 * preset.link.latency, preset.link.bandwidth)
 
 
 def get_device(name: str) -> DevicePreset:

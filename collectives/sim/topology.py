@@ -1,14 +1,16 @@
 """How the ranks are wired: links with a bandwidth and a latency, and the route of each message.
 
 A topology maps a message from rank ``src`` to rank ``dst`` to the directed links it crosses.
-The simulator's :class:`Network` then times messages on those links: a message holds every
-link of its route from its start, moves at the speed of the slowest one, and each link serves
-the bytes of the messages that cross it one after another at its own bandwidth. Messages that
-share a link therefore share its bandwidth (k equal messages through one link take k times as
-long), while a wide link (a fat-tree uplink) carries several narrower flows at once.
+The simulator's :class:`collectives.sim.network.Network` then times messages on those links:
+each link serves the bytes of the messages that cross it one message after another, at its own
+bandwidth, and the links of a route work at the same time (cut-through), so a message arrives
+when the last of its links has carried it, and never faster than its slowest link. Messages
+that share a link therefore share its bandwidth (k equal messages through one link take k times
+as long), while a wide link (a fat-tree uplink) carries several narrower flows at once.
 
-Compared with max-min fair sharing this is first-come-first-served rather than simultaneous:
-the total time of a congested phase is the same, individual messages finish at different times.
+Compared with max-min fair sharing this is first-come-first-served per link rather than
+simultaneous: the time a congested link needs for all its traffic is the same, individual
+messages finish at different times.
 """
 
 from __future__ import annotations
@@ -176,8 +178,14 @@ class Torus(Topology):
         self.plus: list[list[int]] = []
         self.minus: list[list[int]] = []
         for d, n in enumerate(dims):
-            self.plus.append([self._link(f"node{i}+d{d}", link) if n > 1 else -1 for i in range(p)])
-            self.minus.append([self._link(f"node{i}-d{d}", link) if n > 2 else -1 for i in range(p)])
+            self.plus.append([self._link(f"{i}->{self._step(i, d, 1)}", link) if n > 1 else -1 for i in range(p)])
+            self.minus.append([self._link(f"{i}->{self._step(i, d, -1)}", link) if n > 2 else -1 for i in range(p)])
+
+    def _step(self, node: int, d: int, direction: int) -> int:
+        """The neighbour of ``node`` one step along dimension d (with wrap-around)."""
+        n, stride = self.dims[d], self.strides[d]
+        c = (node // stride) % n
+        return node + ((c + direction) % n - c) * stride
 
     def coords(self, node: int) -> list[int]:
         return [(node // s) % n for s, n in zip(self.strides, self.dims)]

@@ -1,0 +1,284 @@
+"""Measure this machine's alpha, beta, gamma (``calibrate``) and check predictions against reality (``validate``).
+
+``calibrate`` times, under MPI and through the project's own transport (so Python's per-step
+cost is part of alpha, as it is for every algorithm here):
+
+* alpha and beta: every rank exchanges m bytes with its ring neighbours (``t.sendrecv``), for
+  sizes from 0 to 8 MiB; a least-squares fit of step time = alpha + m * beta, weighted by
+  relative error so small and large messages count alike;
+* gamma and delta: every rank at once reduces (``np.add``) and copies float64 arrays of 64 KiB
+  to 16 MiB; the fitted slope per byte (all ranks at once, because that is how a collective
+  reduces, and it is what oversubscribed ranks on few cores really get).
+
+Both depend on how many processes share the machine, so the profile records one model per
+rank count measured (``by_ranks``), and predictions for p ranks use the nearest one.
+
+``validate`` runs every algorithm for real at p = 2, 3, 4 over a range of sizes, interleaving
+algorithms and sizes within each repetition (the machine drifts), and compares the median time
+with the simulator's prediction from the profile; it reports the median absolute error per
+algorithm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from collectives.sim.cost_model import CostModel
+from collectives.sim.units import format_size
+
+EXCHANGE_SIZES = [0, 64, 1024, 8 << 10, 64 << 10, 512 << 10, 2 << 20, 8 << 20]
+REDUCE_SIZES = [64 << 10, 512 << 10, 2 << 20, 8 << 20, 16 << 20]
+VALIDATE_SIZES = [1 << 10, 16 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]
+MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+
+
+def under_mpiexec() -> bool:
+    """True when this process was started by an MPI launcher (so importing mpi4py joins the job)."""
+    return any(k in os.environ for k in MPI_ENV)
+
+
+def mpiexec_path() -> str:
+    local = Path(sys.executable).parent / "mpiexec"
+    found = str(local) if local.exists() else shutil.which("mpiexec")
+    if found is None:
+        raise RuntimeError("mpiexec not found: install MPICH (pip install mpich) or load your site's MPI module")
+    return found
+
+
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """(intercept, slope) of y = a + b*x minimising relative error; both clipped at zero."""
+    x = np.asarray(xs, float)
+    y = np.asarray(ys, float)
+    w = 1.0 / np.maximum(y, 1e-12)
+    design = np.stack([np.ones_like(x), x], axis=1) * w[:, None]
+    (a, b), *_ = np.linalg.lstsq(design, y * w, rcond=None)
+    return max(float(a), 0.0), max(float(b), 0.0)
+
+
+# ------------------------------------------------------------------------------- measuring
+def _exchange(t: Any, buf: np.ndarray, op: Any, steps: int, m: int) -> Any:
+    p, r = t.size, t.rank
+    incoming = t.scratch(m, np.uint8)
+    for s in range(steps):
+        yield t.sendrecv(buf[:m], (r + 1) % p, incoming, (r - 1) % p, s)
+
+
+def _timed(comm: Any, fn: Any, repeats: int) -> float:
+    """Median over repeats of the slowest rank's time for ``fn()``, all ranks starting together."""
+    from mpi4py import MPI
+
+    samples = []
+    for _ in range(repeats):
+        comm.Barrier()
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        samples.append(comm.allreduce(dt, op=MPI.MAX))
+    return float(np.median(samples))
+
+
+def measure(comm: Any, quick: bool = False) -> dict[str, Any]:
+    """Run on every rank; returns (on every rank) the fitted model and the raw measurements."""
+    from collectives.mpi_transport import MPITransport
+
+    repeats = 5 if quick else 9
+    buf = np.zeros(max(EXCHANGE_SIZES), np.uint8)
+    exchange = []
+    for m in EXCHANGE_SIZES:
+        steps = 4 if m >= 2 << 20 else 16 if m >= 64 << 10 else 64
+        t = MPITransport(comm)
+        t.run(_exchange(t, buf, None, 2, m))  # warm-up: connections, scratch arena, caches
+        per_step = _timed(comm, lambda t=t, steps=steps, m=m: t.run(_exchange(t, buf, None, steps, m)), repeats) / steps
+        exchange.append((m, per_step))
+    alpha, beta = fit_line([m for m, _ in exchange], [s for _, s in exchange])
+
+    reduce_t, copy_t = [], []
+    for nbytes in REDUCE_SIZES:
+        a = np.ones(nbytes // 8)
+        b = np.ones(nbytes // 8)
+        inner = max(1, (4 << 20) // nbytes)
+
+        def reduce_once(a=a, b=b, inner=inner):
+            for _ in range(inner):
+                np.add(a, b, out=a)
+
+        def copy_once(a=a, b=b, inner=inner):
+            for _ in range(inner):
+                np.copyto(a, b)
+
+        reduce_once()
+        reduce_t.append((nbytes, _timed(comm, reduce_once, repeats) / inner))
+        copy_t.append((nbytes, _timed(comm, copy_once, repeats) / inner))
+    _, gamma = fit_line([n for n, _ in reduce_t], [s for _, s in reduce_t])
+    _, delta = fit_line([n for n, _ in copy_t], [s for _, s in copy_t])
+    model = CostModel.textbook(alpha, beta, gamma, delta)
+    return {
+        "ranks": comm.Get_size(),
+        "model": model.to_dict(),
+        "exchange": exchange,
+        "reduce": reduce_t,
+        "copy": copy_t,
+    }
+
+
+def _mpi_library() -> str:
+    try:
+        from mpi4py import MPI
+
+        return MPI.Get_library_version().strip().splitlines()[0]
+    except Exception:  # pragma: no cover - informational only
+        return "unknown"
+
+
+def calibrate_worker(out: str, quick: bool) -> None:
+    """Under mpiexec: measure, and rank 0 writes the partial profile to ``out``."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if comm.Get_size() < 2:
+        raise SystemExit("calibrate: needs at least 2 MPI ranks (mpiexec -n 2 python -m collectives.sim calibrate)")
+    data = measure(comm, quick)
+    if comm.Get_rank() == 0:
+        data["mpi"] = _mpi_library()
+        Path(out).write_text(json.dumps(data))
+
+
+def merge_profile(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One profile from measurements at several rank counts; the smallest rank count is the default model."""
+    parts = sorted(parts, key=lambda d: d["ranks"])
+    return {
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "mpi": parts[0].get("mpi", "unknown"),
+        "method": "ring sendrecv via MPITransport (alpha, beta); numpy add/copyto on all ranks at once (gamma, delta)",
+        "model": parts[0]["model"],
+        "by_ranks": {str(d["ranks"]): d["model"] for d in parts},
+        "measurements": {str(d["ranks"]): {k: d[k] for k in ("exchange", "reduce", "copy")} for d in parts},
+    }
+
+
+def run_mpi_module(nprocs: int, args: list[str], timeout: float) -> None:
+    cmd = [mpiexec_path(), "-n", str(nprocs), sys.executable, "-m", "collectives.sim", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+
+
+def calibrate(nprocs: list[int], out: str | Path, quick: bool = False, timeout: float = 600) -> dict[str, Any]:
+    """Measure at each rank count (launching mpiexec), merge, write ``out``; returns the profile."""
+    parts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in nprocs:
+            part = Path(tmp) / f"p{p}.json"
+            args = ["calibrate", "--worker", "--out", str(part)] + (["--quick"] if quick else [])
+            run_mpi_module(p, args, timeout)
+            parts.append(json.loads(part.read_text()))
+    profile = merge_profile(parts)
+    Path(out).write_text(json.dumps(profile, indent=1))
+    return profile
+
+
+def describe_profile(profile: dict[str, Any]) -> str:
+    lines = [f"profile of {profile.get('host', '?')} ({profile.get('cpus', '?')} cpus), {profile.get('mpi', '')}"]
+    for p, m in sorted(profile["by_ranks"].items(), key=lambda kv: int(kv[0])):
+        lines.append(
+            f"  p={p}: alpha {m['alpha'] * 1e6:.2f} us, 1/beta {1 / max(m['beta'], 1e-30) / 1e9:.2f} GB/s, "
+            f"1/gamma {1 / max(m['gamma'], 1e-30) / 1e9:.2f} GB/s, 1/delta {1 / max(m['delta'], 1e-30) / 1e9:.2f} GB/s"
+        )
+    m = profile["model"]
+    lines.append(f"  for collectives.select: COLLECTIVES_MODEL={m['alpha']:.3g},{m['beta']:.3g},{m['gamma']:.3g}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ validating
+def validate_worker(out: str, algorithms: list[str], sizes: list[int], repeats: int) -> None:
+    """Under mpiexec: time each algorithm at each size for real; rank 0 writes {name: {size: seconds}}."""
+    from mpi4py import MPI
+
+    from collectives.algorithms import REGISTRY
+    from collectives.mpi_transport import MPITransport
+    from collectives.ops import get_op
+
+    comm = MPI.COMM_WORLD
+    op = get_op("sum")
+    bufs = {n: np.ones(n // 8) for n in sizes}
+    samples: dict[str, dict[int, list[float]]] = {a: {n: [] for n in sizes} for a in algorithms}
+
+    def once(name: str, n: int) -> float:
+        t = MPITransport(comm)
+        comm.Barrier()
+        t0 = time.perf_counter()
+        t.run(REGISTRY[name].run(t, bufs[n], op))
+        return comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+
+    for name in algorithms:  # warm-up
+        for n in sizes:
+            once(name, n)
+    for _ in range(repeats):  # interleaved: every repetition visits every (algorithm, size)
+        for name in algorithms:
+            for n in sizes:
+                samples[name][n].append(once(name, n))
+    if comm.Get_rank() == 0:
+        result = {name: {str(n): float(np.median(v)) for n, v in per.items()} for name, per in samples.items()}
+        Path(out).write_text(json.dumps(result))
+
+
+def validate(
+    profile_path: str | Path,
+    nprocs: list[int],
+    algorithms: list[str],
+    sizes: list[int],
+    repeats: int = 7,
+    timeout: float = 900,
+) -> dict[str, Any]:
+    """Measure for real and predict from the profile; returns rows and per-algorithm median errors."""
+    from collectives.sim.machine import machine_from_options
+    from collectives.sim.simulate import simulate
+
+    machine = machine_from_options(profile=profile_path)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in nprocs:
+            part = Path(tmp) / f"v{p}.json"
+            args = ["validate", "--worker", "--out", str(part), "--repeats", str(repeats)]
+            args += ["--algorithms", ",".join(algorithms), "--sizes", ",".join(str(s) for s in sizes)]
+            run_mpi_module(p, args, timeout)
+            measured = json.loads(part.read_text())
+            model, topology = machine.build(p)
+            for name in algorithms:
+                for n in sizes:
+                    predicted = simulate(name, p, n, model=model, topology=topology, dtype="float64").time
+                    real = measured[name][str(n)]
+                    rows.append({"algorithm": name, "p": p, "bytes": n, "measured": real, "predicted": predicted})
+    errors = {}
+    for name in algorithms:
+        errs = [abs(r["predicted"] - r["measured"]) / r["measured"] for r in rows if r["algorithm"] == name]
+        errors[name] = float(np.median(errs))
+    return {"rows": rows, "median_abs_error": errors}
+
+
+def validation_table(report: dict[str, Any]) -> str:
+    lines = [f"{'algorithm':<20}{'p':>3}{'size':>8}{'measured':>12}{'predicted':>12}{'error':>8}"]
+    for r in report["rows"]:
+        err = (r["predicted"] - r["measured"]) / r["measured"]
+        lines.append(
+            f"{r['algorithm']:<20}{r['p']:>3}{format_size(r['bytes']):>8}{r['measured'] * 1e6:>10.1f}us"
+            f"{r['predicted'] * 1e6:>10.1f}us{err:>+8.0%}"
+        )
+    lines.append("median absolute error per algorithm:")
+    for name, e in report["median_abs_error"].items():
+        lines.append(f"  {name:<20}{e:>6.1%}{'  (target <= 20%)' if e > 0.2 else ''}")
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""A machine to predict on: a cost model plus a topology recipe, built for any number of ranks.
+
+The command line and the sweep describe machines as text (a topology spec, link and device
+presets, overrides, or a calibrated profile); :class:`Machine` turns that into the
+:class:`CostModel` and :class:`Topology` the simulator needs for a given p.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collectives.sim.cost_model import CostModel
+from collectives.sim.presets import get_device, get_preset
+from collectives.sim.topology import FullyConnected, Link, Topology, make_topology
+from collectives.sim.units import format_bandwidth, format_time, parse_bandwidth, parse_time
+
+MODELS = ("textbook", "abg", "loggp")
+
+
+@dataclass
+class Machine:
+    """What to simulate on. ``by_ranks`` holds calibrated models for particular rank counts."""
+
+    model: CostModel
+    topology: str = "full"
+    link: Link | None = None  # network links; None: the model's beta on a fully connected network
+    intra: Link | None = None  # inside a node (hierarchical topologies)
+    by_ranks: dict[int, CostModel] = field(default_factory=dict)
+    source: str = ""
+
+    def model_for(self, p: int) -> CostModel:
+        """The calibrated model for p ranks if there is one (else the nearest p), else the model."""
+        if not self.by_ranks:
+            return self.model
+        nearest = min(self.by_ranks, key=lambda q: (abs(q - p), q))
+        return self.by_ranks[nearest]
+
+    def build(self, p: int) -> tuple[CostModel, Topology | None]:
+        """(cost model, topology) for p ranks; topology None means the model's own fully connected network."""
+        model = self.model_for(p)
+        if self.link is None and self.topology in ("full", "fully-connected"):
+            return model, None
+        link = self.link or Link(math.inf if model.beta == 0 else 1 / model.beta)
+        if self.topology in ("full", "fully-connected"):
+            return model, FullyConnected(p, link)
+        return model, make_topology(self.topology, p, link, self.intra)
+
+    def bottleneck_beta(self) -> float:
+        """Seconds per byte of the slowest link type: the beta that closed forms should use."""
+        if self.link is not None:
+            return self.link.per_byte
+        return self.model.beta
+
+    def describe(self, p: int | None = None) -> str:
+        model = self.model_for(p) if p else self.model
+        text = model.describe()
+        if self.link is not None:
+            text += f"; links {self.link.describe()}"
+        if self.intra is not None:
+            text += f"; intra-node {self.intra.describe()}"
+        return text + (f" [{self.source}]" if self.source else "")
+
+
+def _seconds_per_byte(text: str | float) -> float:
+    """A per-byte cost given as a speed ("4GB/s") or directly in seconds per byte ("2.5e-10")."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    s = str(text).strip()
+    if "/" in s or s.lower().endswith("bps"):
+        return 1.0 / parse_bandwidth(s)
+    return float(s)
+
+
+def load_profile(path: str | Path) -> dict[str, Any]:
+    """A profile written by ``calibrate``; the error says what is missing."""
+    data = json.loads(Path(path).read_text())
+    if "model" not in data:
+        raise ValueError(f"{path}: not a calibration profile (no 'model' entry); write one with 'calibrate'")
+    return data
+
+
+def machine_from_options(
+    *,
+    model: str = "textbook",
+    topology: str = "full",
+    link: str | None = None,
+    intra: str | None = None,
+    device: str | None = None,
+    alpha: str | float | None = None,
+    latency: str | float | None = None,
+    bandwidth: str | float | None = None,
+    gamma: str | float | None = None,
+    delta: str | float | None = None,
+    o: str | float | None = None,
+    g: str | float | None = None,
+    profile: str | Path | None = None,
+) -> Machine:
+    """Assemble a machine from presets and overrides (the command line's options, by name).
+
+    Precedence: explicit overrides, then the profile, then the presets; defaults are the
+    ``ib-edr`` link and the ``cpu`` device.
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+    by_ranks: dict[int, CostModel] = {}
+    source = ""
+    if profile is not None:
+        data = load_profile(profile)
+        base = data["model"]
+        by_ranks = {int(p): CostModel.from_dict(m) for p, m in data.get("by_ranks", {}).items()}
+        source = f"profile {Path(profile).name}"
+        a, b, c, d = base["alpha"], base["beta"], base["gamma"], base.get("delta", 0.0)
+        net: Link | None = None
+    else:
+        preset = get_preset(link or "ib-edr")
+        dev = get_device(device or "cpu")
+        a, b, c, d = preset.alpha, preset.link.per_byte, dev.gamma, dev.delta
+        net = preset.link
+        source = f"{preset.name} + {dev.name}"
+    if bandwidth is not None:
+        b = 1.0 / parse_bandwidth(bandwidth)
+        net = Link(1.0 / b, net.latency if net else 0.0)
+    if latency is not None:
+        net = Link(net.bandwidth if net else (math.inf if b == 0 else 1 / b), parse_time(latency))
+    if alpha is not None:
+        a = parse_time(alpha)
+    if gamma is not None:
+        c = _seconds_per_byte(gamma)
+    if delta is not None:
+        d = _seconds_per_byte(delta)
+    base_model = _model(model, a, b, c, d, o, g)
+    if by_ranks:
+        by_ranks = {
+            p: _model(model, m.alpha if alpha is None else a, m.beta, m.gamma if gamma is None else c, m.delta, o, g)
+            for p, m in by_ranks.items()
+        }
+    intra_link = get_preset(intra).link if intra else None
+    if topology.split(":")[0] in ("hier", "hierarchical", "cluster") and intra_link is None:
+        intra_link = get_preset("nvlink4").link
+    return Machine(base_model, topology, net, intra_link, by_ranks, source)
+
+
+def _model(kind: str, a: float, b: float, c: float, d: float, o: Any, g: Any) -> CostModel:
+    if kind == "textbook":
+        return CostModel.textbook(a, b, c, d)
+    if kind == "abg":
+        return CostModel.alpha_beta_gamma(a, b, c, d)
+    return CostModel.loggp(
+        L=a, o=parse_time(o) if o is not None else 0.0, g=parse_time(g) if g is not None else 0.0, G=b, gamma=c, delta=d
+    )
+
+
+def describe_link(link: Link | None) -> str:
+    return "-" if link is None else f"{format_bandwidth(link.bandwidth)}, {format_time(link.latency)}/hop"
