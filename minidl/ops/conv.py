@@ -179,8 +179,9 @@ class Conv2d(Function):
         if nx:
             c = x.shape[1]
             dcols = np.matmul(w.transpose(0, 2, 1), gy)  # (g, C/g*kh*kw, N*Ho*Wo)
-            dcols = dcols.reshape(c, geom.kh, geom.kw, n, geom.ho, geom.wo).transpose(3, 0, 1, 2, 4, 5)
-            gx = Tensor._make(col2im(dcols, geom))
+            # fold in (C, N) order, where each kernel offset's slice is one contiguous block
+            dcols = dcols.reshape(c, geom.kh, geom.kw, n, geom.ho, geom.wo).transpose(0, 3, 1, 2, 4, 5)
+            gx = Tensor._make(np.ascontiguousarray(col2im(dcols, geom).transpose(1, 0, 2, 3)))
         if nb:
             gb = Tensor._make(g.sum(axis=(0, 2, 3)))
         return gx, gw, gb
