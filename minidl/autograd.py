@@ -295,7 +295,16 @@ def run_backward(
                 # .grad gets its own copy, so in-place updates (zero_grad, clipping, allreduce) stay local
                 t.grad = Tensor._make(np.array(g.data, order="C", copy=True))
             else:
-                t.grad = Tensor._make(t.grad.data + g.data)
+                old = t.grad.data
+                if (
+                    t.grad._node is None
+                    and old.flags.writeable
+                    and old.shape == g.data.shape
+                    and old.dtype == g.data.dtype
+                ):
+                    np.add(old, g.data, out=old)  # in place, like PyTorch: views into a flat buffer stay valid
+                else:
+                    t.grad = Tensor._make(old + g.data)
             if run_hooks and t._post_hooks:
                 for hook in t._post_hooks:
                     hook(t)

@@ -251,6 +251,22 @@ def test_gradients_accumulate_across_uses_and_calls():
     np.testing.assert_allclose(x.grad.data, [6.0, 8.0])
 
 
+def test_accumulation_into_an_existing_grad_is_in_place():
+    x = f64(3)
+    bucket = np.zeros(5)
+    x.grad = minidl.Tensor._make(bucket[1:4])  # e.g. a view into a data-parallel gradient bucket
+    (x * 2).sum().backward()
+    np.testing.assert_allclose(bucket, [0, 2, 2, 2, 0])
+    assert x.grad.data.base is bucket
+
+
+def test_dropping_a_deep_graph_without_backward_does_not_crash():
+    y = f64(1)
+    for _ in range(50_000):
+        y = y + 1.0
+    del y  # deallocating 50 000 nested nodes must not overflow the C stack
+
+
 def test_each_leaf_gets_its_own_gradient_array():
     a, b = f64(3), f64(3, seed=1)
     (a + b).sum().backward()  # add's backward hands the same gradient to both inputs
