@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ _SUPPORTED_KINDS = "biuf"
 float16, float32, float64 = np.float16, np.float32, np.float64
 int8, int16, int32, int64, uint8, bool_ = np.int8, np.int16, np.int32, np.int64, np.uint8, np.bool_
 
+_new_object = object.__new__  # creates an instance without running __init__, faster than cls.__new__(cls)
 MaxResult = namedtuple("MaxResult", ["values", "indices"])  # what x.max(dim=...) returns, like torch
 
 
@@ -48,7 +49,7 @@ class Tensor:
     @classmethod
     def _make(cls, arr: Any) -> Tensor:
         """Wrap an op's result without copying or dtype conversion (the hot path)."""
-        t = cls.__new__(cls)
+        t = _new_object(cls)
         t.data = arr if type(arr) is np.ndarray else np.asarray(arr)
         return t
 
@@ -92,6 +93,12 @@ class Tensor:
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return len(self.data)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        for i in range(len(self.data)):
+            yield self[i]
 
     def __bool__(self) -> bool:
         return bool(self.data)

@@ -107,3 +107,13 @@ def test_numpy_scalars_are_weak_like_python_numbers():
         assert y.dtype == np.float32, type(scalar)
     (x * np.float64(3.0)).sum().backward()
     assert x.grad.tolist() == [3.0, 3.0]
+
+
+def test_iteration_yields_rows_that_stay_in_the_graph():
+    x = minidl.tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
+    rows = list(x)
+    assert len(rows) == 3 and rows[1].tolist() == [2.0, 3.0]
+    sum(r.sum() for r in rows).backward()
+    assert x.grad.tolist() == [[1.0, 1.0]] * 3
+    with pytest.raises(TypeError, match="0-d"):
+        iter(minidl.tensor(1.0)).__next__()
