@@ -108,8 +108,13 @@ class IndexAdd(Function):
         out = np.zeros(shape, dtype=values.dtype)
         if _is_basic(index):
             out[index] = values
-        elif isinstance(index, np.ndarray) and index.ndim == 1 and len(shape) == 1:
-            out += np.bincount(index % max(shape[0], 1), weights=values, minlength=shape[0]).astype(values.dtype)
+        elif isinstance(index, np.ndarray) and index.ndim == 1 and len(shape) == 1 and index.dtype.kind in "iu":
+            # the scatter-add of max pooling's backward: bincount is one pass, np.add.at several
+            n = shape[0]
+            if index.size and (index.min() < -n or index.max() >= n):
+                raise IndexError(f"index_add: indices must be in [-{n}, {n}), got [{index.min()}, {index.max()}]")
+            idx = np.where(index < 0, index + n, index) if index.size and index.min() < 0 else index
+            out += np.bincount(idx, weights=values, minlength=n).astype(values.dtype, copy=False)
         else:
             np.add.at(out, index, values)
         return out

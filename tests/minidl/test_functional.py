@@ -284,3 +284,13 @@ def test_pad_errors():
 def test_linear_accepts_a_single_sample():
     x, w, b = t64(3), t64(4, 3, seed=1), t64(4, seed=2)
     np.testing.assert_allclose(F.linear(x, w, b).data, w.data @ x.data + b.data)
+
+
+def test_index_add_accumulates_and_checks_its_indices():
+    from minidl.ops.shape import index_add
+
+    v = minidl.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    out = index_add((4,), np.array([0, -1, 0]), v)
+    np.testing.assert_allclose(out.data, [4.0, 0.0, 0.0, 2.0])
+    with pytest.raises(IndexError, match=r"indices must be in \[-4, 4\)"):
+        index_add((4,), np.array([0, 7]), v[:2])
