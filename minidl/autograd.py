@@ -71,18 +71,32 @@ class set_grad_enabled:
         return wrapper
 
 
-class no_grad(set_grad_enabled):
+class _FixedMode(set_grad_enabled):
+    """``set_grad_enabled`` with a fixed mode; usable as ``with m():``, ``@m()`` and ``@m``."""
+
+    MODE = True
+
+    def __new__(cls, fn: Callable[..., Any] | None = None) -> Any:
+        self = super().__new__(cls)
+        if fn is not None:  # used as a bare decorator: return the wrapped function
+            set_grad_enabled.__init__(self, cls.MODE)
+            return self(fn)
+        return self
+
+    def __init__(self, fn: Callable[..., Any] | None = None) -> None:
+        super().__init__(self.MODE)
+
+
+class no_grad(_FixedMode):
     """Context manager (or decorator) under which no graph is recorded (inference, optimizer updates)."""
 
-    def __init__(self) -> None:
-        super().__init__(False)
+    MODE = False
 
 
-class enable_grad(set_grad_enabled):
+class enable_grad(_FixedMode):
     """Context manager (or decorator) that re-enables recording inside ``no_grad``."""
 
-    def __init__(self) -> None:
-        super().__init__(True)
+    MODE = True
 
 
 class Context:

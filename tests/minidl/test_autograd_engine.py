@@ -221,8 +221,14 @@ def test_no_grad_records_nothing_and_works_as_decorator():
     def f(t):
         return t * 3
 
-    assert not f(x).requires_grad
+    @minidl.no_grad  # also without parentheses, as recent PyTorch allows
+    def g(t):
+        return t * 3
+
+    assert not f(x).requires_grad and not g(x).requires_grad
     assert minidl.is_grad_enabled()
+    with minidl.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
 
 
 def test_detach_shares_data_and_cuts_the_graph():
