@@ -27,7 +27,8 @@ PORTS = {
     "multi": "a rank moves any number of messages at once, each on its own route (the fully connected "
     "network's links never collide between different pairs)",
     "one": "one send and one receive at a time per rank, each held for the whole message time "
-    "(alpha + m*beta): the single-port 'telephone' model behind round-counting formulas",
+    "(alpha + m*beta): the single-port model behind round-counting formulas; a rank's send port and "
+    "receive port each serve their messages in turn",
     "nic": "LogGP: a rank's interface injects one message at a time, m*G long and at least g apart",
 }
 

@@ -201,17 +201,22 @@ class Simulator:
         if nbytes > self.eager_limit and posted > start:
             start = posted  # rendezvous: a large message waits for its receive
         ports = self.ports
-        if ports is not None:
-            if self.send_free[src] > start:
-                start = self.send_free[src]
-            if ports == "one" and self.recv_free[dst] > start:
-                start = self.recv_free[dst]
-        start, injected, arrival = self.transfer(src, dst, nbytes, start)
+        if ports is not None and self.send_free[src] > start:
+            start = self.send_free[src]
+        begin, injected, arrival = self.transfer(src, dst, nbytes, start)
         if ports is not None:
             if ports == "one":
-                self.send_free[src] = self.recv_free[dst] = arrival
+                # The send port is held until the message has arrived; the receive port serves its
+                # messages one after another for as long (so p-1 senders to one rank take turns).
+                self.send_free[src] = arrival
+                held = arrival - start
+                taken = self.recv_free[dst]
+                if taken > start:
+                    arrival = taken + held
+                self.recv_free[dst] = arrival
             else:
-                self.send_free[src] = injected if injected > start + self.g else start + self.g
+                self.send_free[src] = injected if injected > begin + self.g else begin + self.g
+        start = begin
         if self.jitter:
             arrival += self.rng.random() * self.jitter
         self.sent_msgs[src] += 1
@@ -248,30 +253,37 @@ class Simulator:
                 heapq.heappush(self.heap, (step.ready if step.ready > t.now else t.now, self.tiebreak(), t.rank))
 
     # ------------------------------------------------------------ local work
-    def local(self, t: SimTransport, is_reduce: bool, op: ReduceOp | None, dst: Any, src: Any) -> None:
+    def reduce(self, t: SimTransport, op: ReduceOp, dst: Any, src: Any) -> None:
+        """``t.reduce``: combine (or just count, without data), and charge gamma per byte."""
         rank = t.rank
         if self.tracking:
-            self._check_local(t, "reduce" if is_reduce else "copy", dst, src)
+            self._check_local(t, "reduce", dst, src)
+            self.payload.reduce(rank, op, dst, src)
         elif dst.size != src.size:
-            raise MessageError(
-                f"rank {rank}: t.{'reduce' if is_reduce else 'copy'} needs buffers of equal size, "
-                f"got {dst.size} and {src.size} elements"
-            )
+            raise _size_mismatch(rank, "reduce", dst, src)
         nbytes = src.nbytes
-        if is_reduce:
-            if self.tracking:
-                self.payload.reduce(rank, op, dst, src)
-            self.reduce_bytes[rank] += nbytes
-            self.reduce_calls[rank] += 1
-            dt = nbytes * self.gamma
-        else:
-            if self.tracking:
-                self.payload.copy(rank, dst, src)
-            self.copy_bytes[rank] += nbytes
-            dt = nbytes * self.delta
+        self.reduce_bytes[rank] += nbytes
+        self.reduce_calls[rank] += 1
+        dt = nbytes * self.gamma
         if dt:
             if self.events is not None:
-                self.events.append((REDUCE if is_reduce else COPY, rank, -1, t.now, t.now + dt, nbytes))
+                self.events.append((REDUCE, rank, -1, t.now, t.now + dt, nbytes))
+            t.now += dt
+
+    def copy(self, t: SimTransport, dst: Any, src: Any) -> None:
+        """``t.copy``: move (or just count) the data, and charge delta per byte."""
+        rank = t.rank
+        if self.tracking:
+            self._check_local(t, "copy", dst, src)
+            self.payload.copy(rank, dst, src)
+        elif dst.size != src.size:
+            raise _size_mismatch(rank, "copy", dst, src)
+        nbytes = src.nbytes
+        self.copy_bytes[rank] += nbytes
+        dt = nbytes * self.delta
+        if dt:
+            if self.events is not None:
+                self.events.append((COPY, rank, -1, t.now, t.now + dt, nbytes))
             t.now += dt
 
     # ----------------------------------------------------------- hazards
@@ -452,6 +464,10 @@ class Simulator:
         done = self.p - len(unfinished)
         head = f"deadlock: {len(unfinished)} of {self.p} ranks blocked ({done} returned), none can progress"
         return DeadlockError(head + "\n  " + "\n  ".join(lines), waits)
+
+
+def _size_mismatch(rank: int, what: str, dst: Any, src: Any) -> MessageError:
+    return MessageError(f"rank {rank}: t.{what} needs buffers of equal size, got {dst.size} and {src.size} elements")
 
 
 def _algorithm_error(rank: int, e: Exception) -> SimulationError:

@@ -93,6 +93,8 @@ class SimTransport(Transport):
         self.isend = partial(sim.post_send, self)  # type: ignore[method-assign]
         self.irecv = partial(sim.post_recv, self)  # type: ignore[method-assign]
         self.wait = partial(SimStep, self)  # type: ignore[method-assign]
+        self.reduce = partial(sim.reduce, self)  # type: ignore[method-assign]
+        self.copy = partial(sim.copy, self)  # type: ignore[method-assign]
 
     def isend(self, buf: Any, dest: int, tag: int) -> list:
         return self.sim.post_send(self, buf, dest, tag)
@@ -107,10 +109,10 @@ class SimTransport(Transport):
         return SimStep(self, self.isend(sendbuf, dest, tag), self.irecv(recvbuf, source, tag))
 
     def reduce(self, op: ReduceOp, inout: Any, incoming: Any) -> None:
-        self.sim.local(self, True, op, inout, incoming)
+        self.sim.reduce(self, op, inout, incoming)
 
     def copy(self, dst: Any, src: Any) -> None:
-        self.sim.local(self, False, None, dst, src)
+        self.sim.copy(self, dst, src)
 
     def scratch(self, n: int, dtype: Any) -> Any:
         return self.sim.payload.scratch(self.rank, int(n), dtype)

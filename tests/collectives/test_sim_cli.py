@@ -1,0 +1,112 @@
+"""``python -m collectives.sim``: every subcommand, in process where possible; calibrate/validate under mpiexec."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mpi_launch import ROOT
+
+from collectives.sim.__main__ import main
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("check", "run", "sweep", "calibrate", "validate", "presets"):
+        assert command in out
+
+
+def test_run_prints_time_bandwidths_counters_and_writes_a_timeline(tmp_path, capsys):
+    png = tmp_path / "ring.png"
+    assert main(["run", "ring", "--ranks", "8", "--size", "1M", "--timeline", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "ring: predicted" in out and "algbw" in out and "busbw" in out
+    assert "busiest rank: 14 messages (declared 14)" in out
+    assert png.exists() and png.stat().st_size > 10_000
+
+
+def test_run_all_on_a_topology_and_the_svg_summary_for_many_ranks(tmp_path, capsys):
+    svg = tmp_path / "tree.svg"
+    assert (
+        main(["run", "tree", "--ranks", "64", "--size", "64K", "--topology", "torus:8x8", "--timeline", str(svg)]) == 0
+    )
+    assert "showing 16 of 64 ranks" in svg.read_text()
+    assert main(["run", "all", "--ranks", "16", "--size", "1M", "--topology", "fattree:k=4,oversub=2"]) == 0
+    out = capsys.readouterr().out
+    assert "4-ary fat tree" in out and "rabenseifner" in out and "closed form" in out
+
+
+def test_run_formula_reaches_a_million_ranks(capsys):
+    assert main(["run", "ring,tree", "--ranks", "1048576", "--size", "1G", "--method", "formula"]) == 0
+    assert "ring" in capsys.readouterr().out
+
+
+def test_sweep_prints_winners_crossovers_reasons_and_plots(tmp_path, capsys):
+    png = tmp_path / "map.png"
+    args = ["sweep", "--ranks", "2..64", "--sizes", "1K..16M:x16", "--topology", "switch", "--plot", str(png)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "winner per (size, ranks)" in out and "crossovers" in out and "wins in" in out
+    assert png.exists()
+
+
+def test_check_quick_passes_and_fails_with_status(capsys):
+    assert main(["check", "recursive_doubling", "--quick"]) == 0
+    assert "all checks passed" in capsys.readouterr().out
+
+
+def test_presets_and_bad_input(capsys):
+    assert main(["presets"]) == 0
+    assert "ib-ndr" in capsys.readouterr().out
+    assert main(["run", "ring", "--ranks", "4", "--size", "1M", "--link", "ib-999"]) == 2
+    assert "unknown link preset" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="unknown algorithm"):
+        main(["run", "nosuch", "--ranks", "4", "--size", "1M"])
+
+
+def test_example_registers_its_algorithm_and_passes_the_harness():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "custom_allreduce.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "check allgather_reduce" in proc.stdout and "all checks passed" in proc.stdout
+
+
+@pytest.mark.mpi
+def test_calibrate_then_validate_under_mpiexec(tmp_path):
+    profile = tmp_path / "profile.json"
+    env = {"PYTHONPATH": str(ROOT), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
+    run = [sys.executable, "-m", "collectives.sim"]
+    cal = subprocess.run(
+        [*run, "calibrate", "--nprocs", "2", "--quick", "--out", str(profile)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=ROOT,
+    )
+    assert cal.returncode == 0, cal.stdout + cal.stderr
+    data = json.loads(profile.read_text())
+    assert set(data["by_ranks"]) == {"2"} and data["model"]["alpha"] > 0 and data["model"]["beta"] > 0
+    val = subprocess.run(
+        [*run, "validate", "--profile", str(profile), "--nprocs", "2", "--algorithms", "ring,naive"]
+        + ["--sizes", "4K,1M", "--repeats", "2", "--target", "100", "--json", str(tmp_path / "v.json")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=ROOT,
+    )
+    assert val.returncode == 0, val.stdout + val.stderr
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert len(report["rows"]) == 4 and set(report["median_abs_error"]) == {"ring", "naive"}
+    assert "median absolute error per algorithm" in val.stdout
