@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,16 +32,26 @@ import numpy as np
 if TYPE_CHECKING:
     from minidl.tensor import Tensor
 
-_grad_enabled = True
+
+class _ThreadState(threading.local):
+    """Grad mode and backward bookkeeping, per thread as in PyTorch: a helper thread that runs
+    under ``no_grad`` must not stop the main thread from recording its graph."""
+
+    enabled = True  # record new operations for backward
+    depth = 0  # nesting of run_backward (fused ops differentiate a reference inside backward)
+
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[], None]] = []
+
+
+_state = _ThreadState()
 _sequence = itertools.count()
-_callbacks: list[Callable[[], None]] = []
-_depth = 0  # nesting of run_backward (fused ops differentiate a reference inside backward)
 Tensor: Any = None  # bound by minidl.tensor once the class exists (avoids an import cycle on the hot path)
 
 
 def is_grad_enabled() -> bool:
     """Whether new operations are recorded for backward."""
-    return _grad_enabled
+    return _state.enabled
 
 
 class set_grad_enabled:
@@ -48,16 +59,14 @@ class set_grad_enabled:
 
     def __init__(self, mode: bool) -> None:
         self.mode = bool(mode)
-        self.prev = _grad_enabled
+        self.prev = _state.enabled
 
     def __enter__(self) -> None:
-        global _grad_enabled
-        self.prev = _grad_enabled
-        _grad_enabled = self.mode
+        self.prev = _state.enabled
+        _state.enabled = self.mode
 
     def __exit__(self, *exc: object) -> None:
-        global _grad_enabled
-        _grad_enabled = self.prev
+        _state.enabled = self.prev
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         mode = self.mode
@@ -176,7 +185,7 @@ class Function:
         out = cls.forward(ctx, *arrays, **kwargs)
         t = _new_object(T)
         t.data = out if type(out) is np.ndarray else np.asarray(out)
-        if record and _grad_enabled:
+        if record and _state.enabled:
             ctx.needs_input_grad = tuple([isinstance(a, T) and a.requires_grad for a in args])
             ctx.fn = cls
             ctx.seq = next(_sequence)
@@ -193,7 +202,7 @@ def queue_callback(fn: Callable[[], None]) -> None:
     the last gradient allreduce before the optimizer step. Outside backward it runs at the end
     of the next one.
     """
-    _callbacks.append(fn)
+    _state.callbacks.append(fn)
 
 
 _node_seq = operator.attrgetter("_node.seq")
@@ -334,10 +343,10 @@ def run_backward(
         if left == 0 and key in grads:
             finish(t, grads.pop(key))
 
-    global _depth
-    prev_mode = _grad_enabled
-    _set_mode(create_graph)
-    _depth += 1
+    state = _state
+    prev_mode = state.enabled
+    state.enabled = create_graph
+    state.depth += 1
     T = Tensor
     try:
         for root, g in zip(roots, root_grads, strict=True):
@@ -385,11 +394,11 @@ def run_backward(
                 d["fn"] = fn
                 d["freed"] = True
     finally:
-        _set_mode(prev_mode)
-        _depth -= 1
-    if _depth == 0:
-        while _callbacks:
-            _callbacks.pop(0)()
+        state.enabled = prev_mode
+        state.depth -= 1
+    if state.depth == 0:
+        while state.callbacks:
+            state.callbacks.pop(0)()
     if capture is not None:
         result = [capture[id(t)] for t in inputs]
         if not allow_unused:
@@ -401,11 +410,6 @@ def run_backward(
                     )
         return result
     return None
-
-
-def _set_mode(mode: bool) -> None:
-    global _grad_enabled
-    _grad_enabled = mode
 
 
 def _as_tuple(x: Any) -> tuple[Any, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 import tracemalloc
 import weakref
 
@@ -229,6 +230,25 @@ def test_no_grad_records_nothing_and_works_as_decorator():
     assert minidl.is_grad_enabled()
     with minidl.set_grad_enabled(False):
         assert not (x * 2).requires_grad
+
+
+def test_grad_mode_is_per_thread():
+    inside, release = threading.Event(), threading.Event()
+
+    def helper():
+        with minidl.no_grad():
+            inside.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=helper)
+    worker.start()
+    try:
+        assert inside.wait(10)
+        assert minidl.is_grad_enabled()  # the helper's no_grad does not reach this thread
+        assert (f64(2) * 2).requires_grad
+    finally:
+        release.set()
+        worker.join()
 
 
 def test_detach_shares_data_and_cuts_the_graph():
