@@ -6,17 +6,28 @@ cost is part of alpha, as it is for every algorithm here):
 * alpha and beta: every rank exchanges m bytes with its ring neighbours (``t.sendrecv``), for
   sizes from 0 to 8 MiB; a least-squares fit of step time = alpha + m * beta, weighted by
   relative error so small and large messages count alike;
-* gamma and delta: every rank at once reduces (``np.add``) and copies float64 arrays of 64 KiB
+* the cost of one transport call: the same exchange written with three calls per step
+  (``isend``, ``irecv``, ``wait``) instead of one; half the difference;
+* gamma and delta: every rank at once reduces (``np.add``) and copies float64 arrays of 1 KiB
   to 16 MiB; the fitted slope per byte (all ranks at once, because that is how a collective
   reduces, and it is what oversubscribed ranks on few cores really get).
+
+The profile keeps the measured curves too: predictions read a message's time, a reduction's and
+a copy's off them (linear between measured sizes) and charge the call cost per transport call,
+which captures what a straight line cannot on a real machine (protocol switches between message
+sizes, caches); alpha, beta and gamma are the straight-line summary.
 
 Both depend on how many processes share the machine, so the profile records one model per
 rank count measured (``by_ranks``), and predictions for p ranks use the nearest one.
 
+Every timing is repeated and summarised by its minimum (the repetition least disturbed by other
+processes: this kind of machine is often shared) unless COLLECTIVES_SIM_STATISTIC=median.
+
 ``validate`` runs every algorithm for real at p = 2, 3, 4 over a range of sizes, interleaving
-algorithms and sizes within each repetition (the machine drifts), and compares the median time
-with the simulator's prediction from the profile; it reports the median absolute error per
-algorithm.
+algorithms and sizes within each repetition (the machine drifts), timing each sample as a batch
+of back-to-back calls as nccl-tests does (so the skew of leaving a barrier does not count), and
+compares the measured time with the simulator's prediction from the profile; it reports the
+median absolute error per algorithm.
 """
 
 from __future__ import annotations
@@ -37,8 +48,8 @@ import numpy as np
 from collectives.sim.cost_model import CostModel
 from collectives.sim.units import format_size
 
-EXCHANGE_SIZES = [0, 64, 1024, 8 << 10, 64 << 10, 512 << 10, 2 << 20, 8 << 20]
-REDUCE_SIZES = [64 << 10, 512 << 10, 2 << 20, 8 << 20, 16 << 20]
+EXCHANGE_SIZES = [0, 256, 4 << 10, 16 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20, 2 << 20, 8 << 20]
+REDUCE_SIZES = [1 << 10, 16 << 10, 128 << 10, 512 << 10, 2 << 20, 8 << 20, 16 << 20]
 VALIDATE_SIZES = [1 << 10, 16 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]
 MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
 
@@ -56,11 +67,11 @@ def mpiexec_path() -> str:
     return found
 
 
-def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """(intercept, slope) of y = a + b*x minimising relative error; both clipped at zero."""
+def fit_line(xs: list[float], ys: list[float], relative: bool = True) -> tuple[float, float]:
+    """(intercept, slope) of y = a + b*x minimising relative (else absolute) error; both clipped at zero."""
     x = np.asarray(xs, float)
     y = np.asarray(ys, float)
-    w = 1.0 / np.maximum(y, 1e-12)
+    w = 1.0 / np.maximum(y, 1e-12) if relative else np.ones_like(y)
     design = np.stack([np.ones_like(x), x], axis=1) * w[:, None]
     (a, b), *_ = np.linalg.lstsq(design, y * w, rcond=None)
     return max(float(a), 0.0), max(float(b), 0.0)
@@ -68,14 +79,34 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 # ------------------------------------------------------------------------------- measuring
 def _exchange(t: Any, buf: np.ndarray, op: Any, steps: int, m: int) -> Any:
+    """Ring neighbours swap m bytes per step with one call (``t.sendrecv``)."""
     p, r = t.size, t.rank
     incoming = t.scratch(m, np.uint8)
     for s in range(steps):
         yield t.sendrecv(buf[:m], (r + 1) % p, incoming, (r - 1) % p, s)
 
 
+def _exchange_3calls(t: Any, buf: np.ndarray, op: Any, steps: int, m: int) -> Any:
+    """The same messages with three calls per step (isend, irecv, wait): the difference is two calls' cost."""
+    p, r = t.size, t.rank
+    incoming = t.scratch(m, np.uint8)
+    for s in range(steps):
+        send = t.isend(buf[:m], (r + 1) % p, s)
+        yield t.wait(send, t.irecv(incoming, (r - 1) % p, s))
+
+
+STATISTICS = {"min": np.min, "median": np.median}
+STATISTIC = os.environ.get("COLLECTIVES_SIM_STATISTIC", "min")
+
+
+def summarise(samples: list[float], statistic: str | None = None) -> float:
+    """One number from repeated timings: the minimum by default, the sample least disturbed by other
+    processes on a shared machine; ``median`` (or COLLECTIVES_SIM_STATISTIC=median) on a quiet one."""
+    return float(STATISTICS[statistic or STATISTIC](samples))
+
+
 def _timed(comm: Any, fn: Any, repeats: int) -> float:
-    """Median over repeats of the slowest rank's time for ``fn()``, all ranks starting together."""
+    """The slowest rank's time for ``fn()``, all ranks starting together, summarised over repeats."""
     from mpi4py import MPI
 
     samples = []
@@ -85,22 +116,26 @@ def _timed(comm: Any, fn: Any, repeats: int) -> float:
         fn()
         dt = time.perf_counter() - t0
         samples.append(comm.allreduce(dt, op=MPI.MAX))
-    return float(np.median(samples))
+    return summarise(samples)
 
 
 def measure(comm: Any, quick: bool = False) -> dict[str, Any]:
     """Run on every rank; returns (on every rank) the fitted model and the raw measurements."""
     from collectives.mpi_transport import MPITransport
 
-    repeats = 5 if quick else 9
+    repeats = 5 if quick else 11
     buf = np.zeros(max(EXCHANGE_SIZES), np.uint8)
-    exchange = []
-    for m in EXCHANGE_SIZES:
+
+    def per_step(pattern: Any, m: int) -> float:
         steps = 4 if m >= 2 << 20 else 16 if m >= 64 << 10 else 64
         t = MPITransport(comm)
-        t.run(_exchange(t, buf, None, 2, m))  # warm-up: connections, scratch arena, caches
-        per_step = _timed(comm, lambda t=t, steps=steps, m=m: t.run(_exchange(t, buf, None, steps, m)), repeats) / steps
-        exchange.append((m, per_step))
+        t.run(pattern(t, buf, None, 2, m))  # warm-up: connections, scratch arena, caches
+        return _timed(comm, lambda: t.run(pattern(t, buf, None, steps, m)), repeats) / steps
+
+    exchange = [(m, per_step(_exchange, m)) for m in EXCHANGE_SIZES]
+    three = [(m, per_step(_exchange_3calls, m)) for m in (0, 256, 4 << 10)]
+    # Two extra calls per step: what one transport call costs the CPU (Python, mpi4py, MPI's entry).
+    call = max(0.0, float(np.median([(t3 - t1) / 2 for (_, t1), (_, t3) in zip(exchange, three)])))
     alpha, beta = fit_line([m for m, _ in exchange], [s for _, s in exchange])
 
     reduce_t, copy_t = [], []
@@ -120,13 +155,22 @@ def measure(comm: Any, quick: bool = False) -> dict[str, Any]:
         reduce_once()
         reduce_t.append((nbytes, _timed(comm, reduce_once, repeats) / inner))
         copy_t.append((nbytes, _timed(comm, copy_once, repeats) / inner))
-    _, gamma = fit_line([n for n, _ in reduce_t], [s for _, s in reduce_t])
-    _, delta = fit_line([n for n, _ in copy_t], [s for _, s in copy_t])
-    model = CostModel.textbook(alpha, beta, gamma, delta)
+    # Absolute error: the slope of the large, memory-bound sizes, which is where gamma matters.
+    _, gamma = fit_line([n for n, _ in reduce_t], [s for _, s in reduce_t], relative=False)
+    _, delta = fit_line([n for n, _ in copy_t], [s for _, s in copy_t], relative=False)
+    model = CostModel.textbook(alpha, beta, gamma, delta).replace(
+        call_overhead=call,
+        # A step of the exchange is one call plus one message: the message itself takes the rest.
+        message_curve=tuple((m, max(s - call, 1e-9)) for m, s in exchange),
+        reduce_curve=tuple(reduce_t),
+        copy_curve=tuple(copy_t),
+        name="calibrated",
+    )
     return {
         "ranks": comm.Get_size(),
         "model": model.to_dict(),
         "exchange": exchange,
+        "exchange_3calls": three,
         "reduce": reduce_t,
         "copy": copy_t,
     }
@@ -164,9 +208,12 @@ def merge_profile(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "python": platform.python_version(),
         "mpi": parts[0].get("mpi", "unknown"),
         "method": "ring sendrecv via MPITransport (alpha, beta); numpy add/copyto on all ranks at once (gamma, delta)",
+        "statistic": STATISTIC,
         "model": parts[0]["model"],
         "by_ranks": {str(d["ranks"]): d["model"] for d in parts},
-        "measurements": {str(d["ranks"]): {k: d[k] for k in ("exchange", "reduce", "copy")} for d in parts},
+        "measurements": {
+            str(d["ranks"]): {k: d[k] for k in ("exchange", "exchange_3calls", "reduce", "copy")} for d in parts
+        },
     }
 
 
@@ -196,7 +243,8 @@ def describe_profile(profile: dict[str, Any]) -> str:
     for p, m in sorted(profile["by_ranks"].items(), key=lambda kv: int(kv[0])):
         lines.append(
             f"  p={p}: alpha {m['alpha'] * 1e6:.2f} us, 1/beta {1 / max(m['beta'], 1e-30) / 1e9:.2f} GB/s, "
-            f"1/gamma {1 / max(m['gamma'], 1e-30) / 1e9:.2f} GB/s, 1/delta {1 / max(m['delta'], 1e-30) / 1e9:.2f} GB/s"
+            f"1/gamma {1 / max(m['gamma'], 1e-30) / 1e9:.2f} GB/s, 1/delta {1 / max(m['delta'], 1e-30) / 1e9:.2f} GB/s,"
+            f" {m.get('call_overhead', 0) * 1e6:.2f} us per transport call"
         )
     m = profile["model"]
     lines.append(f"  for collectives.select: COLLECTIVES_MODEL={m['alpha']:.3g},{m['beta']:.3g},{m['gamma']:.3g}")
@@ -216,23 +264,31 @@ def validate_worker(out: str, algorithms: list[str], sizes: list[int], repeats: 
     op = get_op("sum")
     bufs = {n: np.ones(n // 8) for n in sizes}
     samples: dict[str, dict[int, list[float]]] = {a: {n: [] for n in sizes} for a in algorithms}
+    iters: dict[tuple[str, int], int] = {}
 
-    def once(name: str, n: int) -> float:
+    def batch(name: str, n: int, count: int) -> float:
+        """Seconds per allreduce over ``count`` back to back (as nccl-tests times), slowest rank."""
         t = MPITransport(comm)
+        run = REGISTRY[name].run
         comm.Barrier()
         t0 = time.perf_counter()
-        t.run(REGISTRY[name].run(t, bufs[n], op))
-        return comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+        for _ in range(count):
+            t.run(run(t, bufs[n], op))
+        return comm.allreduce(time.perf_counter() - t0, op=MPI.MAX) / count
 
-    for name in algorithms:  # warm-up
+    def once(name: str, n: int) -> float:
+        return batch(name, n, iters[(name, n)])
+
+    for name in algorithms:  # warm-up, and enough iterations per sample to last about 2 ms
         for n in sizes:
-            once(name, n)
+            first = batch(name, n, 2)
+            iters[(name, n)] = int(comm.bcast(min(50, max(1, round(2e-3 / max(first, 1e-7)))), root=0))
     for _ in range(repeats):  # interleaved: every repetition visits every (algorithm, size)
         for name in algorithms:
             for n in sizes:
                 samples[name][n].append(once(name, n))
     if comm.Get_rank() == 0:
-        result = {name: {str(n): float(np.median(v)) for n, v in per.items()} for name, per in samples.items()}
+        result = {name: {str(n): summarise(v) for n, v in per.items()} for name, per in samples.items()}
         Path(out).write_text(json.dumps(result))
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from itertools import pairwise
 from typing import Any
 
 from collectives.sim.units import format_time
@@ -47,11 +48,16 @@ class CostModel:
     sync_send: bool = True  # a send completes when delivered (Hockney) rather than when injected
     eager_limit: float = math.inf  # larger messages start only once the receive is posted (rendezvous)
     name: str = "alpha-beta-gamma"
+    # Measured refinements (written by ``calibrate``; all optional):
+    call_overhead: float = 0.0  # CPU seconds per transport call (isend, irecv, wait, sendrecv, reduce, ...)
+    message_curve: tuple[tuple[int, float], ...] | None = None  # (bytes, seconds) of one message end to end
+    reduce_curve: tuple[tuple[int, float], ...] | None = None  # (bytes, seconds) of one t.reduce
+    copy_curve: tuple[tuple[int, float], ...] | None = None  # (bytes, seconds) of one t.copy
 
     def __post_init__(self) -> None:
         if self.ports not in PORTS:
             raise ValueError(f"CostModel.ports must be one of {sorted(PORTS)}, got {self.ports!r}")
-        for field in ("alpha", "beta", "gamma", "delta", "o", "g", "eager_limit"):
+        for field in ("alpha", "beta", "gamma", "delta", "o", "g", "eager_limit", "call_overhead"):
             value = getattr(self, field)
             if not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
                 raise ValueError(f"CostModel.{field} must be a non-negative number of seconds, got {value!r}")
@@ -98,6 +104,9 @@ class CostModel:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         if known.get("eager_limit") is None:
             known["eager_limit"] = math.inf
+        for key in ("message_curve", "reduce_curve", "copy_curve"):
+            if known.get(key) is not None:
+                known[key] = tuple((int(m), float(t)) for m, t in known[key])
         return cls(**known)
 
     def describe(self) -> str:
@@ -111,4 +120,20 @@ class CostModel:
             parts.append(f"o={format_time(self.o)} g={format_time(self.g)}")
         if self.ports != "multi":
             parts.append(f"{self.ports}-port")
+        if self.call_overhead:
+            parts.append(f"{format_time(self.call_overhead)}/call")
+        if self.message_curve or self.reduce_curve:
+            parts.append("measured curves")
         return ", ".join(parts)
+
+
+def curve_time(curve: tuple[tuple[int, float], ...], nbytes: float) -> float:
+    """Seconds for ``nbytes`` read off a measured (bytes, seconds) curve: linear between points,
+    extended beyond the largest with the slope of the last segment."""
+    if nbytes <= curve[0][0]:
+        return curve[0][1]
+    for (m0, t0), (m1, t1) in pairwise(curve):
+        if nbytes <= m1:
+            return t0 + (t1 - t0) * (nbytes - m0) / (m1 - m0)
+    (m0, t0), (m1, t1) = curve[-2], curve[-1]
+    return t1 + (t1 - t0) / (m1 - m0) * (nbytes - m1)

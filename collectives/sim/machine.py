@@ -107,41 +107,60 @@ def machine_from_options(
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
     by_ranks: dict[int, CostModel] = {}
-    source = ""
+    overrides: dict[str, Any] = {}
+    if alpha is not None:
+        overrides["alpha"] = parse_time(alpha)
+    if gamma is not None:
+        overrides["gamma"] = _seconds_per_byte(gamma)
+        overrides["reduce_curve"] = None
+    if delta is not None:
+        overrides["delta"] = _seconds_per_byte(delta)
+        overrides["copy_curve"] = None
     if profile is not None:
+        # The calibrated models, curves and call cost included; the model kind and overrides on top.
         data = load_profile(profile)
-        base = data["model"]
-        by_ranks = {int(p): CostModel.from_dict(m) for p, m in data.get("by_ranks", {}).items()}
+        base_model = _with_kind(CostModel.from_dict(data["model"]), model, o, g).replace(**overrides)
+        by_ranks = {
+            int(p): _with_kind(CostModel.from_dict(m), model, o, g).replace(**overrides)
+            for p, m in data.get("by_ranks", {}).items()
+        }
         source = f"profile {Path(profile).name}"
-        a, b, c, d = base["alpha"], base["beta"], base["gamma"], base.get("delta", 0.0)
         net: Link | None = None
+        if bandwidth is not None or latency is not None:
+            net = Link(
+                parse_bandwidth(bandwidth) if bandwidth is not None else 1 / max(base_model.beta, 1e-30),
+                parse_time(latency) if latency is not None else 0.0,
+            )
     else:
         preset = get_preset(link or "ib-edr")
         dev = get_device(device or "cpu")
-        a, b, c, d = preset.alpha, preset.link.per_byte, dev.gamma, dev.delta
         net = preset.link
         source = f"{preset.name} + {dev.name}"
-    if bandwidth is not None:
-        b = 1.0 / parse_bandwidth(bandwidth)
-        net = Link(1.0 / b, net.latency if net else 0.0)
-    if latency is not None:
-        net = Link(net.bandwidth if net else (math.inf if b == 0 else 1 / b), parse_time(latency))
-    if alpha is not None:
-        a = parse_time(alpha)
-    if gamma is not None:
-        c = _seconds_per_byte(gamma)
-    if delta is not None:
-        d = _seconds_per_byte(delta)
-    base_model = _model(model, a, b, c, d, o, g)
-    if by_ranks:
-        by_ranks = {
-            p: _model(model, m.alpha if alpha is None else a, m.beta, m.gamma if gamma is None else c, m.delta, o, g)
-            for p, m in by_ranks.items()
-        }
+        if bandwidth is not None:
+            net = Link(parse_bandwidth(bandwidth), net.latency)
+        if latency is not None:
+            net = Link(net.bandwidth, parse_time(latency))
+        fields = {"alpha": preset.alpha, "gamma": dev.gamma, "delta": dev.delta, **overrides}
+        base_model = _model(model, fields["alpha"], net.per_byte, fields["gamma"], fields["delta"], o, g)
     intra_link = get_preset(intra).link if intra else None
     if topology.split(":")[0] in ("hier", "hierarchical", "cluster") and intra_link is None:
         intra_link = get_preset("nvlink4").link
     return Machine(base_model, topology, net, intra_link, by_ranks, source)
+
+
+def _with_kind(m: CostModel, kind: str, o: Any, g: Any) -> CostModel:
+    """A calibrated model switched to another kind, keeping its measured numbers."""
+    if kind == "textbook":
+        return m.replace(ports="one", eager_limit=0, sync_send=True)
+    if kind == "abg":
+        return m.replace(ports="multi", eager_limit=math.inf, sync_send=True)
+    return m.replace(
+        ports="nic",
+        sync_send=False,
+        o=parse_time(o) if o is not None else 0.0,
+        g=parse_time(g) if g is not None else 0.0,
+        name="LogGP",
+    )
 
 
 def _model(kind: str, a: float, b: float, c: float, d: float, o: Any, g: Any) -> CostModel:

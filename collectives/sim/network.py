@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collectives.sim.cost_model import CostModel
+from collectives.sim.cost_model import CostModel, curve_time
 from collectives.sim.topology import Topology
 
 
@@ -82,6 +82,9 @@ class PairwiseNetwork(Network):
         self.link_per_byte = link.per_byte
         self.latency = model.alpha + link.latency
         self.links: dict[int, list] = {}  # src*p+dst -> [free at, messages, bytes, busy seconds]
+        self.curve = model.message_curve
+        if self.curve:  # a measured message time replaces alpha + m*beta: its value at 0 B is the latency
+            self.latency = self.curve[0][1]
 
     def transfer(self, src: int, dst: int, nbytes: int, start: float) -> tuple[float, float, float]:
         if src == dst:
@@ -92,7 +95,10 @@ class PairwiseNetwork(Network):
             st = self.links[key] = [0.0, 0, 0, 0.0]
         if st[0] > start:
             start = st[0]
-        x = nbytes * self.link_per_byte
+        if self.curve:
+            x = curve_time(self.curve, nbytes) - self.latency
+        else:
+            x = nbytes * self.link_per_byte
         end = start + x
         st[0] = end
         st[1] += 1

@@ -28,7 +28,7 @@ from itertools import count
 from typing import Any
 
 from collectives.ops import ReduceOp
-from collectives.sim.cost_model import CostModel
+from collectives.sim.cost_model import CostModel, curve_time
 from collectives.sim.errors import (
     AlgorithmError,
     DeadlockError,
@@ -99,6 +99,8 @@ class Simulator:
         self.tracking = payload.tracks_data
         self.o, self.g = model.o, model.g
         self.gamma, self.delta = model.gamma, model.delta
+        self.reduce_curve, self.copy_curve = model.reduce_curve, model.copy_curve
+        self.call = model.call_overhead
         self.sync_send, self.eager_limit = model.sync_send, model.eager_limit
         self.ports = None if model.ports == "multi" else model.ports
         self.send_free = [0.0] * p  # when a rank's send port is next free (one-port and NIC models)
@@ -264,7 +266,8 @@ class Simulator:
         nbytes = src.nbytes
         self.reduce_bytes[rank] += nbytes
         self.reduce_calls[rank] += 1
-        dt = nbytes * self.gamma
+        dt = curve_time(self.reduce_curve, nbytes) if self.reduce_curve else nbytes * self.gamma
+        dt += self.call
         if dt:
             if self.events is not None:
                 self.events.append((REDUCE, rank, -1, t.now, t.now + dt, nbytes))
@@ -280,7 +283,8 @@ class Simulator:
             raise _size_mismatch(rank, "copy", dst, src)
         nbytes = src.nbytes
         self.copy_bytes[rank] += nbytes
-        dt = nbytes * self.delta
+        dt = curve_time(self.copy_curve, nbytes) if self.copy_curve else nbytes * self.delta
+        dt += self.call
         if dt:
             if self.events is not None:
                 self.events.append((COPY, rank, -1, t.now, t.now + dt, nbytes))
