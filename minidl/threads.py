@@ -5,12 +5,17 @@ thread pools fight over the cores. OpenBLAS's idle threads spin while they wait 
 oversubscription is far worse than it looks: on the 2-core development machine a LeNet-5 step
 took 66 ms with OpenBLAS's default 2 threads while other processes were busy, and 10.6 ms with
 one thread. ``configure_threads`` is therefore called by the trainer before anything runs.
+
+It also keeps freed memory for reuse (:func:`minidl.kernels.allocator.keep_freed_memory`): the
+same per-rank runtime setup, and without it every step page-faults its large arrays in again.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
+
+from minidl.kernels.allocator import keep_freed_memory
 
 _limiter: Any = None
 
@@ -50,6 +55,7 @@ def configure_threads(threads: int | None = None, comm: Any = None) -> int:
     if n < 1:
         raise ValueError(f"threads must be >= 1, got {n}")
     _limiter = threadpool_limits(limits=n, user_api="blas")
+    keep_freed_memory()
     try:
         import numba
 

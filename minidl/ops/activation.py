@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from minidl.autograd import Context, Function
+from minidl import kernels
+from minidl.autograd import Context, Function, is_grad_enabled
 from minidl.ops.elementwise import exp, where
 from minidl.ops.special import erf
 from minidl.tensor import Tensor
@@ -21,11 +22,16 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 class ReLU(Function):
     @staticmethod
     def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
+        if kernels.wanted(a):  # numba: one pass (np.where with a scalar zero is numpy's slow path)
+            out, ctx.mask = kernels.activation.relu(a)
+            return out
         ctx.mask = a > 0
         return np.where(ctx.mask, a, np.zeros((), a.dtype))
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> Tensor:
+        if kernels.wanted(grad.data) and not is_grad_enabled():
+            return Tensor._make(kernels.activation.relu_backward(grad.data, ctx.mask))
         return grad * ctx.mask.astype(grad.dtype)
 
 

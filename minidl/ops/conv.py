@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward, is_grad_enabled
 from minidl.tensor import Tensor
 
@@ -154,10 +155,12 @@ class Conv2d(Function):
         xp = padded(x, geom.pads)
         cols = _group_cols(xp, geom, groups)  # (g, C/g*kh*kw, N*Ho*Wo)
         out = np.matmul(weight.reshape(groups, o // groups, -1), cols)  # (g, O/g, N*Ho*Wo)
+        ctx.xp = xp
+        if kernels.wanted(out):  # numba: the transpose to NCHW and the bias in one pass
+            return kernels.conv.to_nchw(out, bias, n, geom.ho, geom.wo)
         out = out.reshape(o, n, geom.ho, geom.wo).transpose(1, 0, 2, 3)
         if bias is not None:
             out += bias.reshape(1, o, 1, 1)
-        ctx.xp = xp
         return np.ascontiguousarray(out)
 
     @staticmethod

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward, is_grad_enabled
 from minidl.ops.activation import softplus
 from minidl.ops.elementwise import clip, log, where
@@ -100,14 +101,17 @@ class CrossEntropy(Function):
         label_smoothing: float,
     ) -> np.ndarray:
         m, c = z.shape
-        shifted = z - z.max(axis=1, keepdims=True) if m and c else z
-        logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         safe, valid, wt = _ce_terms(target, weight, ignore_index, z.dtype)
         eps = label_smoothing
-        loss = (-(1.0 - eps) * wt) * logp[np.arange(m), safe]
-        if eps:
-            smooth = -(logp.sum(axis=1) if weight is None else logp @ weight)
-            loss = loss + (eps / c) * valid * smooth
+        if kernels.wanted(z) and z.size:  # numba: log-softmax and the loss rows in one pass
+            logp, loss = kernels.loss.cross_entropy(z, safe, valid, wt, weight, eps)
+        else:
+            shifted = z - z.max(axis=1, keepdims=True) if m and c else z
+            logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            loss = (-(1.0 - eps) * wt) * logp[np.arange(m), safe]
+            if eps:
+                smooth = -(logp.sum(axis=1) if weight is None else logp @ weight)
+                loss = loss + (eps / c) * valid * smooth
         ctx.logp, ctx.safe, ctx.valid, ctx.wt = logp, safe, valid, wt
         if reduction == "none":
             return loss
@@ -132,6 +136,9 @@ class CrossEntropy(Function):
         else:
             with np.errstate(invalid="ignore", divide="ignore"):
                 coef = np.full(m, g / ctx.denom, dtype=g.dtype)
+        if kernels.wanted(g) and ctx.logp.size:  # numba: the formula below in one pass
+            dz = kernels.loss.cross_entropy_backward(ctx.logp, ctx.safe, ctx.valid, ctx.wt, coef, weight, eps)
+            return Tensor._make(dz)
         # d loss_n / d z_n = [(1-eps) w_t + (eps/C) sum(w) valid] softmax - (1-eps) w_t onehot(t) - (eps/C) valid w
         wsum = c if weight is None else weight.sum()
         a = (1.0 - eps) * ctx.wt + (eps / c) * wsum * ctx.valid

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward, is_grad_enabled
 from minidl.ops.conv import _check_float
 from minidl.tensor import Tensor
@@ -54,9 +55,13 @@ class BatchNorm(Function):
         c = x.shape[1]
         axes = (0, *range(2, x.ndim))
         bshape = (1, c) + (1,) * (x.ndim - 2)
-        if training:
+        fast = kernels.wanted(x)  # numba: statistics in two passes, normalise and affine in one
+        if training and fast:
+            mean, var = (s.reshape(bshape) for s in kernels.normalization.batch_stats(x))
+        elif training:
             mean = x.mean(axis=axes, keepdims=True)
             var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+        if training:
             n = x.size // c
             with np.errstate(divide="ignore", invalid="ignore"):
                 unbiased = var * (n / (n - 1)) if n > 1 else np.full_like(var, np.nan)
@@ -68,6 +73,10 @@ class BatchNorm(Function):
             mean = np.asarray(_data(running_mean), dtype=x.dtype).reshape(bshape)
             var = np.asarray(_data(running_var), dtype=x.dtype).reshape(bshape)
         invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+        if fast:
+            ctx.xhat, out = kernels.normalization.batch_normalize(x, mean, invstd, weight, bias)
+            ctx.invstd, ctx.axes = invstd, axes
+            return out
         xhat = (x - mean) * invstd
         ctx.xhat, ctx.invstd, ctx.axes = xhat, invstd, axes
         out = xhat if weight is None else xhat * weight.reshape(bshape)
@@ -79,6 +88,12 @@ class BatchNorm(Function):
             return composite_backward(batch_norm_reference, ctx, grad)
         weight = ctx.inputs[1]
         g = grad.data
+        if kernels.wanted(g):  # numba: two passes per channel, all three gradients
+            w = None if weight is None else weight.data
+            grads = kernels.normalization.batch_norm_backward(
+                g, ctx.xhat, ctx.invstd, w, ctx.kwargs["training"], ctx.needs_input_grad
+            )
+            return tuple(None if a is None else Tensor._make(a) for a in grads)
         c = g.shape[1]
         bshape = (1, c) + (1,) * (g.ndim - 2)
         gx = None
@@ -126,6 +141,10 @@ class LayerNorm(Function):
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, k: int, eps: float):
         axes = tuple(range(x.ndim - k, x.ndim))
+        if kernels.wanted(x):  # numba: statistics, normalise and affine per row, in three passes
+            ctx.xhat, ctx.invstd, out = kernels.normalization.layer_norm(x, k, weight, bias, eps)
+            ctx.axes = axes
+            return out
         mean = x.mean(axis=axes, keepdims=True)
         centered = x - mean
         var = (centered * centered).mean(axis=axes, keepdims=True)
@@ -141,6 +160,12 @@ class LayerNorm(Function):
             return composite_backward(layer_norm_reference, ctx, grad)
         x, weight = ctx.inputs[:2]
         g = grad.data
+        if kernels.wanted(g):  # numba: two passes per row, all three gradients
+            w = None if weight is None else weight.data
+            grads = kernels.normalization.layer_norm_backward(
+                g, ctx.xhat, ctx.invstd, w, len(ctx.axes), ctx.needs_input_grad
+            )
+            return tuple(None if a is None else Tensor._make(a) for a in grads)
         gx = None
         if ctx.needs_input_grad[0]:
             dxhat = g if weight is None else g * weight.data

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from minidl.autograd import Context, Function
+from minidl import kernels
+from minidl.autograd import Context, Function, is_grad_enabled
 from minidl.ops.conv import Geometry, _check_float, col2im, geometry, padded, pair, windows
 from minidl.ops.shape import IndexAdd
 from minidl.tensor import Tensor
@@ -57,6 +58,11 @@ class MaxPool2d(Function):
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, geom: Geometry, indices_out: list | None = None) -> np.ndarray:
         n, c, h, w = x.shape
+        if kernels.wanted(x):  # numba: one pass over the windows; padding skipped, not copied
+            out, ctx.flat_index = kernels.pooling.max_pool2d(x, geom)
+            if indices_out is not None:
+                indices_out.append(ctx.flat_index.reshape(out.shape) - (np.arange(n * c) * (h * w)).reshape(n, c, 1, 1))
+            return out
         fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         win = windows(padded(x, geom.pads, fill), geom)  # (N, C, kh, kw, Ho, Wo)
         flat = win.reshape(n, c, geom.kh * geom.kw, geom.ho, geom.wo)
@@ -75,6 +81,8 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> Tensor:
         x = ctx.inputs[0]
+        if kernels.wanted(grad.data) and not is_grad_enabled():  # numba scatter-add (bincount goes via float64)
+            return Tensor._make(kernels.pooling.scatter_add(grad.data, ctx.flat_index, x.shape))
         g = IndexAdd.apply(grad.reshape(-1), shape=(x.size,), index=ctx.flat_index)
         return g.reshape(x.shape)
 
@@ -102,6 +110,8 @@ def _avg_divisor(geom: Geometry, count_include_pad: bool, divisor_override: int 
 class AvgPool2d(Function):
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, geom: Geometry, divisor: np.ndarray) -> np.ndarray:
+        if kernels.wanted(x):
+            return kernels.pooling.avg_pool2d(x, geom, divisor)
         win = windows(padded(x, geom.pads), geom)
         return (win.sum(axis=(2, 3)) / divisor).astype(x.dtype, copy=False)
 
@@ -115,6 +125,8 @@ class AvgPool2dAdjoint(Function):
 
     @staticmethod
     def forward(ctx: Context, g: np.ndarray, geom: Geometry, divisor: np.ndarray) -> np.ndarray:
+        if kernels.wanted(g):
+            return kernels.pooling.avg_pool2d_adjoint(g, geom, divisor)
         share = (g / divisor).astype(g.dtype, copy=False)
         spread = np.broadcast_to(share[:, :, None, None], share.shape[:2] + (geom.kh, geom.kw) + share.shape[2:])
         return col2im(spread, geom)

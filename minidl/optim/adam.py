@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl import kernels
 from minidl.optim.optimizer import Optimizer
 from minidl.tensor import Tensor
 
@@ -47,6 +48,10 @@ class Adam(Optimizer):
 
     def _update(self, group: dict[str, Any], p: Tensor, grad: np.ndarray, state: dict[str, Any]) -> None:
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if kernels.wanted(p.data) and kernels.optim.adam(
+            p.data, grad, state, lr, (b1, b2), eps, wd, self._decoupled, group["amsgrad"], group["maximize"]
+        ):
+            return  # numba: the update below in one pass
         if group["maximize"]:
             grad = -grad
         if not state:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl import kernels
 from minidl.optim.optimizer import Optimizer, excluded_from_adaptation
 from minidl.tensor import Tensor
 
@@ -47,6 +48,11 @@ class LAMB(Optimizer):
 
     def _update(self, group: dict[str, Any], p: Tensor, grad: np.ndarray, state: dict[str, Any]) -> None:
         (b1, b2), eps = group["betas"], group["eps"]
+        adapt = not (group["exclude_bias_and_norm"] and excluded_from_adaptation(p))
+        if kernels.wanted(p.data) and kernels.optim.lamb(
+            p.data, grad, state, group["lr"], (b1, b2), eps, group["weight_decay"], adapt
+        ):
+            return  # numba: the update below in two passes (the trust ratio needs both norms first)
         if not state:
             state["step"] = 0
             state["exp_avg"] = np.zeros_like(p.data)

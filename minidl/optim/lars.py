@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl import kernels
 from minidl.optim.optimizer import Optimizer, excluded_from_adaptation
 from minidl.tensor import Tensor
 
@@ -61,17 +62,19 @@ class LARS(Optimizer):
                 raise ValueError(f"LARS: {key} must be >= 0, got {group[key]}")
 
     def _update(self, group: dict[str, Any], p: Tensor, grad: np.ndarray, state: dict[str, Any]) -> None:
+        fast = kernels.wanted(p.data)  # numba: both norms in one pass, then the update in one pass
         if group["exclude_bias_and_norm"] and excluded_from_adaptation(p):
-            scaled = group["lr"] * grad
+            scale, wd = group["lr"], 0.0
         else:
             wd = group["weight_decay"]
-            w_norm = float(np.linalg.norm(p.data))
-            g_norm = float(np.linalg.norm(grad))
-            local = trust_ratio(w_norm, g_norm, group["eta"], wd, group["eps"])
-            scaled = (group["lr"] * local) * (grad + wd * p.data if wd else grad)
+            norms = kernels.optim.norms(p.data, grad) if fast else None
+            w_norm, g_norm = norms or (float(np.linalg.norm(p.data)), float(np.linalg.norm(grad)))
+            scale = group["lr"] * trust_ratio(w_norm, g_norm, group["eta"], wd, group["eps"])
         buf = state.get("momentum_buffer")
         if buf is None:
             buf = state["momentum_buffer"] = np.zeros_like(p.data)
+        if fast and kernels.optim.lars(p.data, grad, buf, scale, wd, group["momentum"]):
+            return
         buf *= group["momentum"]
-        buf += scaled
+        buf += scale * (grad + wd * p.data if wd else grad)
         p.data -= buf

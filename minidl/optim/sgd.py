@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl import kernels
 from minidl.optim.optimizer import Optimizer
 from minidl.tensor import Tensor
 
@@ -48,6 +49,9 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0")
 
     def _update(self, group: dict[str, Any], p: Tensor, grad: np.ndarray, state: dict[str, Any]) -> None:
+        hyper = (group[k] for k in ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"))
+        if kernels.wanted(p.data) and kernels.optim.sgd(p.data, grad, state, *hyper):
+            return  # numba: the update below in one pass
         d_p = -grad if group["maximize"] else grad
         if group["weight_decay"]:
             d_p = d_p + group["weight_decay"] * p.data

@@ -1,0 +1,155 @@
+"""Pooling kernels: max pooling with argmax positions and its scatter-add, average pooling and its adjoint.
+
+The references (:mod:`minidl.ops.pooling`) pad the input into a copy, take a strided window
+view, and run ``argmax`` plus ``take_along_axis`` over it (max), or a strided ``sum`` (average);
+the backward passes go through ``bincount`` (which works in float64) or a strided col2im. Here
+each is one loop over the output, reading only the real input (padding is skipped, not copied).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import float64, int64, void
+
+from minidl.kernels.jit import contiguous, kernel
+from minidl.kernels.jit import readonly as ro
+from minidl.ops.conv import Geometry
+
+_GEOM = (int64,) * 10  # kh, kw, sh, sw, dh, dw, top, left, ho, wo
+
+
+@kernel(lambda f: void(ro(f[:, :, :, ::1]), f[:, :, :, ::1], int64[::1], *_GEOM))
+def _max_pool(x, out, flat_index, kh, kw, sh, sw, dh, dw, top, left, ho, wo):  # pragma: no cover (compiled)
+    n, c, h, w = x.shape
+    k = 0
+    for b in range(n):
+        for ch in range(c):
+            plane = x[b, ch]
+            base = (b * c + ch) * h * w
+            for y in range(ho):
+                y0 = y * sh - top
+                i_lo = 0
+                if y0 < 0:
+                    i_lo = (-y0 + dh - 1) // dh
+                i_hi = min(kh, (h - 1 - y0) // dh + 1)  # the window rows inside the input
+                orow = out[b, ch, y]
+                for xo in range(wo):
+                    x0 = xo * sw - left
+                    j_lo = 0
+                    if x0 < 0:
+                        j_lo = (-x0 + dw - 1) // dw
+                    j_hi = min(kw, (w - 1 - x0) // dw + 1)
+                    yy = y0 + i_lo * dh
+                    xx = x0 + j_lo * dw
+                    best = plane[yy, xx]
+                    where = yy * w + xx
+                    nan = best != best
+                    for i in range(i_lo, i_hi):
+                        yy = y0 + i * dh
+                        prow = plane[yy]
+                        for j in range(j_lo, j_hi):
+                            xx = x0 + j * dw
+                            v = prow[xx]
+                            bigger = v > best  # selects, not branches: random data mispredicts
+                            best = v if bigger else best
+                            where = yy * w + xx if bigger else where
+                            nan |= v != v
+                    if nan:  # numpy's argmax semantics: the first NaN is the maximum
+                        found = False
+                        for i in range(i_lo, i_hi):
+                            for j in range(j_lo, j_hi):
+                                v = plane[y0 + i * dh, x0 + j * dw]
+                                if not found and v != v:
+                                    best = v
+                                    where = (y0 + i * dh) * w + x0 + j * dw
+                                    found = True
+                    orow[xo] = best
+                    flat_index[k] = base + where
+                    k += 1
+
+
+@kernel(lambda f: void(ro(f[::1]), ro(int64[::1]), f[::1]))
+def _scatter_add(grad, index, out):  # pragma: no cover (compiled)
+    out[:] = 0
+    for k in range(grad.size):
+        out[index[k]] += grad[k]
+
+
+@kernel(lambda f: void(ro(f[:, :, :, ::1]), f[:, :, :, ::1], ro(float64[:, ::1]), *_GEOM))
+def _avg_pool(x, out, divisor, kh, kw, sh, sw, dh, dw, top, left, ho, wo):  # pragma: no cover (compiled)
+    n, c, h, w = x.shape
+    for b in range(n):
+        for ch in range(c):
+            plane = x[b, ch]
+            for y in range(ho):
+                for xo in range(wo):
+                    total = 0.0
+                    for i in range(kh):
+                        yy = y * sh + i * dh - top
+                        if yy < 0 or yy >= h:
+                            continue
+                        for j in range(kw):
+                            xx = xo * sw + j * dw - left
+                            if 0 <= xx < w:
+                                total += plane[yy, xx]
+                    out[b, ch, y, xo] = total / divisor[y, xo]
+
+
+@kernel(lambda f: void(ro(f[:, :, :, ::1]), f[:, :, :, ::1], ro(float64[:, ::1]), *_GEOM))
+def _avg_pool_adjoint(g, out, divisor, kh, kw, sh, sw, dh, dw, top, left, ho, wo):  # pragma: no cover (compiled)
+    n, c, h, w = out.shape
+    out[:] = 0
+    for b in range(n):
+        for ch in range(c):
+            plane = out[b, ch]
+            for y in range(ho):
+                for xo in range(wo):
+                    share = g[b, ch, y, xo] / divisor[y, xo]
+                    for i in range(kh):
+                        yy = y * sh + i * dh - top
+                        if yy < 0 or yy >= h:
+                            continue
+                        for j in range(kw):
+                            xx = xo * sw + j * dw - left
+                            if 0 <= xx < w:
+                                plane[yy, xx] += share
+
+
+def _geom_args(g: Geometry) -> tuple[int, ...]:
+    return (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pads[0], g.pads[2], g.ho, g.wo)
+
+
+def max_pool2d(x: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """Window maxima (N, C, Ho, Wo) of ``x`` (N, C, H, W), and the flat position in ``x`` of each
+    (int64, N*C*Ho*Wo), as the reference's ``ctx.flat_index``."""
+    x = contiguous(x)
+    n, c = x.shape[:2]
+    out = np.empty((n, c, geom.ho, geom.wo), dtype=x.dtype)
+    flat = np.empty(out.size, dtype=np.int64)
+    _max_pool(x, out, flat, *_geom_args(geom))
+    return out, flat
+
+
+def scatter_add(grad: np.ndarray, index: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """An array of ``shape``, zero except ``out.flat[index[k]] += grad.flat[k]`` (max pooling's backward)."""
+    grad = contiguous(grad).reshape(-1)
+    out = np.empty(shape, dtype=grad.dtype)
+    _scatter_add(grad, contiguous(index, dtype=np.int64), out.reshape(-1))
+    return out
+
+
+def avg_pool2d(x: np.ndarray, geom: Geometry, divisor: np.ndarray) -> np.ndarray:
+    """Window sums of ``x`` (N, C, H, W), padding counted as zeros, divided by ``divisor`` (Ho, Wo)."""
+    x = contiguous(x)
+    out = np.empty((*x.shape[:2], geom.ho, geom.wo), dtype=x.dtype)
+    _avg_pool(x, out, contiguous(divisor, dtype=np.float64), *_geom_args(geom))
+    return out
+
+
+def avg_pool2d_adjoint(g: np.ndarray, geom: Geometry, divisor: np.ndarray) -> np.ndarray:
+    """Each ``g / divisor`` spread over its window, summed into an (N, C, H, W) image (the adjoint of
+    :func:`avg_pool2d`)."""
+    g = contiguous(g)
+    out = np.empty((*g.shape[:2], geom.h, geom.w), dtype=g.dtype)
+    _avg_pool_adjoint(g, out, contiguous(divisor, dtype=np.float64), *_geom_args(geom))
+    return out
