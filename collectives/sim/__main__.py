@@ -312,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         help="which algorithm wins where, over ranks x sizes, and the crossover map",
         description="Predict every algorithm over a grid of rank counts and sizes; print the winner per cell, "
-        "the crossovers per rank count and why, and plot the crossover map. Cells are simulated message by "
-        "message up to --budget messages, closed forms beyond (marked *).",
+        "the crossovers per rank count and why, and plot the crossover map. A cell is simulated message by "
+        "message when all its algorithms fit --budget messages, else compared by closed forms (marked *).",
         epilog=topo_epilog,
         formatter_class=raw,
     )
@@ -321,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default="1K..1G:x4", help="bytes per rank (default 1K..1G:x4)")
     p.add_argument("--algorithms", default="all", help="names, comma separated, or 'all'")
     p.add_argument("--method", default="auto", choices=["auto", "simulate", "formula"])
-    p.add_argument("--budget", type=int, default=300_000, help="messages per simulated cell (default 300000)")
+    p.add_argument(
+        "--budget", type=int, default=100_000, help="messages per simulation before a cell uses closed forms (100000)"
+    )
     p.add_argument("--plot", help="write the crossover map (.png or .svg)")
     p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     _machine_options(p)

@@ -5,9 +5,9 @@ made visible: every cell of the (ranks x size) grid gets every algorithm's predi
 winner, and a reason drawn from the closed forms (which of latency, transfer or reduction
 dominates it, and what the runner-up loses on).
 
-Each prediction is a message-by-message simulation when its size permits (``budget`` messages)
-and the closed form otherwise; cells predicted by formula are marked, so the table never hides
-which numbers saw the topology.
+A cell is simulated message by message when every algorithm in it fits the ``budget`` (messages
+per simulation), and compared by closed forms otherwise, so algorithms are always compared like
+with like; closed-form cells are marked, so the table never hides which numbers saw the topology.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collectives.sim.machine import Machine
 from collectives.sim.simulate import simulate
 from collectives.sim.units import format_size, format_time
 
-DEFAULT_BUDGET = 300_000  # messages per simulated cell before falling back to the closed form
+DEFAULT_BUDGET = 100_000  # messages per simulation before a cell falls back to the closed forms
 
 
 @dataclass
@@ -89,24 +89,29 @@ def run_sweep(
         for nbytes in sizes:
             nbytes -= nbytes % itemsize
             cell = cells[(p, nbytes)] = Cell(p, nbytes)
+            runnable = []
             for name in algorithms:
                 spec = REGISTRY[name]
                 why = spec.constraints.violation(p, nbytes // itemsize)
                 if why:
                     cell.skipped[name] = why
-                    continue
-                declared = spec.cost(p, nbytes, itemsize)
-                messages = declared.messages_per_rank * p
-                if method == "simulate" or (method == "auto" and messages <= budget):
-                    try:
-                        res = simulate(spec, p, nbytes, model=model, topology=topology, dtype=dtype)
-                    except SimulationError as e:
-                        cell.skipped[name] = f"simulation failed: {e}"
-                        continue
-                    cell.times[name], cell.simulated[name] = res.time, True
                 else:
-                    cell.times[name] = formula_time(spec, p, nbytes, itemsize, machine)
-                    cell.simulated[name] = False
+                    runnable.append(spec)
+            # A cell is compared like with like: all simulated, or (if any algorithm is beyond the
+            # budget) all by closed form.
+            too_big = any(spec.cost(p, nbytes, itemsize).messages_per_rank * p > budget for spec in runnable)
+            by_formula = method == "formula" or (method == "auto" and too_big)
+            for spec in runnable:
+                if by_formula:
+                    cell.times[spec.name] = formula_time(spec, p, nbytes, itemsize, machine)
+                    cell.simulated[spec.name] = False
+                    continue
+                try:
+                    res = simulate(spec, p, nbytes, model=model, topology=topology, dtype=dtype)
+                except SimulationError as e:
+                    cell.skipped[spec.name] = f"simulation failed: {e}"
+                    continue
+                cell.times[spec.name], cell.simulated[spec.name] = res.time, True
             if progress:
                 progress(f"p={p} {format_size(nbytes)}B: {cell.winner}")
     sizes = sorted({n - n % itemsize for n in sizes})
@@ -129,7 +134,7 @@ def table(result: SweepResult) -> str:
     """The winner grid: one row per size, one column per rank count (* = closed form, not simulated)."""
     labels = short_names(result.algorithms)
     width = max(5, *(len(label) + 1 for label in labels.values()))
-    lines = ["winner per (size, ranks); * = predicted by the closed form (beyond the simulation budget)"]
+    lines = ["winner per (size, ranks); * = cell compared by closed forms (beyond the simulation budget)"]
     lines.append(f"{'size':>8} " + "".join(f"{p:>{width}}" for p in result.ranks))
     for nbytes in result.sizes:
         row = []

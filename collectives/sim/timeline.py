@@ -96,7 +96,8 @@ def plot(result: SimResult, path: str | Path, max_rows: int = 16, title: str | N
     ax.set_ylim(len(ranks) - 0.5, -0.5)
     ax.set_xlim(0, max(result.time * scale, 1e-12))
     ax.set_xlabel(f"virtual time ({unit})")
-    ax.legend(handles=[Patch(color=c, label=k) for k, c in COLORS.items()], loc="upper right", fontsize=8, ncol=4)
+    handles = [Patch(color=c, label=k) for k, c in COLORS.items()]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
     head = title or (
         f"{result.algorithm or 'algorithm'}: {result.p} ranks, {format_size(result.nbytes)}B, "
         f"predicted {result.time * scale:.4g} {unit}"
@@ -109,7 +110,7 @@ def plot(result: SimResult, path: str | Path, max_rows: int = 16, title: str | N
             ax2.step([t * scale for t in times], counts, where="post", color=COLORS[kind], label=f"ranks {label}")
         ax2.set_ylabel("busy ranks")
         ax2.set_ylim(0, result.p * 1.05)
-        ax2.legend(loc="upper right", fontsize=8, ncol=3)
+        ax2.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
         ax2.set_xlabel(f"virtual time ({unit})")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -166,8 +166,6 @@ def test_counters_match_the_declared_cost(name):
             declared = spec.cost(p, nbytes, 4)
             busiest = simulate(name, p, nbytes).busiest()
             assert busiest["messages_sent"] == declared.messages_per_rank, (p, nbytes)
-            if name == "double_tree" and nbytes % 8:  # known: see KNOWN_DISAGREEMENTS
-                continue
             assert busiest["bytes_sent"] == pytest.approx(declared.bytes_sent_per_rank, rel=1e-12), (p, nbytes)
 
 
