@@ -14,6 +14,7 @@ After the sync, ``p.grad`` is a view into its bucket: the averaged values are no
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,8 @@ from minidl import autograd
 from minidl.distributed.buckets import Bucket, build_buckets
 from minidl.nn.module import Module, Parameter
 from minidl.tensor import Tensor
+
+SWITCH_INTERVAL = 2e-4  # seconds; see DistributedDataParallel.__init__
 
 
 def world() -> Any:
@@ -124,7 +127,12 @@ class DistributedDataParallel(Module):
         for _, p in named:
             p.register_post_accumulate_grad_hook(self._make_hook(*slot[id(p)]))
 
-        executor = ThreadPoolExecutor(1, thread_name_prefix="ddp-comm") if overlap and self.world_size > 1 else None
+        executor = None
+        if overlap and self.world_size > 1:
+            executor = ThreadPoolExecutor(1, thread_name_prefix="ddp-comm")
+            # The comm thread needs the GIL between MPI calls; by default the training thread
+            # keeps it for up to 5 ms at a time, which delays every message by that much.
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._executor = executor
         self._futures = []
         self._next_launch = 0
