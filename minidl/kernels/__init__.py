@@ -6,22 +6,24 @@ copies, scatter-adds, many tiny calls), the op's ``Function`` hands the same job
 here, under the same name, with the same inputs and outputs:
 
 ========================  =====================================================================
-``conv``                  im2col straight from the unpadded input, col2im, NCHW <-> CNHW copies
-                          fused with the bias (forward) and the bias gradient (backward)
-``pooling``               max pooling (values and argmax positions), its scatter-add backward,
-                          average pooling and its adjoint
+``activation``            ReLU forward and backward (numpy's ``where`` with a scalar zero is
+                          its slow path: 10x)
+``pooling``               max pooling (values and argmax positions) and its scatter-add
+                          backward, average pooling and its adjoint
 ``loss``                  softmax cross-entropy forward and backward, one pass over the logits
-``normalization``         batch norm and layer norm, forward and backward
+``normalization``         batch norm and layer norm: statistics, normalise + affine, backward
 ``optim``                 SGD (momentum, Nesterov), Adam/AdamW (AMSGrad), LARS and LAMB updates
                           and their norms, one pass each
-``activation``            ReLU forward and backward
+``conv``                  the layout pass after conv2d's GEMM (NCHW, plus the bias)
+``allocator``             not a kernel: keeps freed memory for reuse (no page faults per step)
 ========================  =====================================================================
 
-GEMMs stay in numpy's BLAS. Every kernel is compiled with ``nogil=True`` (a communication
-thread runs beside it) and ``cache=True``, for float32 and float64 only; see
+GEMMs stay in numpy's BLAS, and so do im2col and col2im, where numba lost to numpy's strided
+copies (measured; see :mod:`minidl.kernels.conv`). Every kernel is compiled with ``nogil=True``
+(a communication thread runs beside it) and ``cache=True``, for float32 and float64 only, and
+runs on the calling thread (no ``parallel=True``: a rank's threads belong to BLAS); see
 :mod:`minidl.kernels.jit` for compilation, caching and the cross-process compile lock, and
-:mod:`minidl.kernels.threading_layer` for the threading layer. ``docs/performance.md`` has the
-measurements.
+``docs/performance.md`` for the measurements.
 
 The switch: ``MINIDL_NUMBA=0`` in the environment, or :func:`set_enabled` / :func:`use_numba`
 at run time, sends every op back to its numpy reference (for debugging, and to show the

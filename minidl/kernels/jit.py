@@ -5,21 +5,30 @@ imported) until the kernel is first called with a given float dtype; then the on
 declared for that dtype is compiled, or loaded from numba's on-disk cache (``cache=True``), and
 later calls go straight to numba's dispatcher. Compilation for call-time types is switched off,
 so a call with unexpected argument types fails loudly instead of silently compiling another
-specialisation (each costs a second or more, and tests check the count stays at one per dtype).
+specialisation (each costs a second or more; the tests check there is at most one per dtype).
 
 Several ranks starting at once must not all compile the same kernels and race on the cache
-files: every compile-or-load happens under :func:`compile_lock`, a file lock (``flock``) in the
-cache directory. The first process to take it compiles and writes the cache; the others wait,
-then find the cache filled and load it in milliseconds. A process that dies releases its lock
-(the kernel drops ``flock`` locks with the file descriptor), so a crash never leaves the others
-waiting; a lock held unusually long is waited on for ``MINIDL_COMPILE_LOCK_TIMEOUT`` seconds
-(default 900), then compilation goes ahead without it, with a warning.
+files. A specialisation is compiled only under :func:`compile_lock`, an exclusive file lock
+(``flock``) in the cache directory: the first process to take it compiles and writes the cache,
+then drops a small "ready" marker beside it; the others wait, then load the cache. Once the
+marker exists, processes load without taking the lock at all (numba writes cache files by
+atomic rename, so a reader never sees half a file), so four ranks loading ten kernels do not
+queue behind each other. A process that dies releases its lock (the kernel drops ``flock``
+locks with the file descriptor); a lock held unusually long is waited on for
+``MINIDL_COMPILE_LOCK_TIMEOUT`` seconds (default 900), then compilation goes ahead without
+it, with a warning.
+
+Kernels are serial on purpose (no ``parallel=True``): the threads of a rank belong to BLAS, and
+numba's OpenMP workers spinning against OpenBLAS's is the trap measured in docs/performance.md.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import inspect
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -116,6 +125,12 @@ class _NoLock(Exception):
     pass
 
 
+def _touch(path: str) -> None:
+    with contextlib.suppress(OSError):  # no marker (read-only cache): later runs just take the lock
+        with open(path, "a"):
+            pass
+
+
 class Kernel:
     """A numba kernel (``nogil=True, cache=True``) with one declared signature per float dtype.
 
@@ -128,13 +143,11 @@ class Kernel:
         self,
         pyfunc: Callable[..., Any],
         signature: Callable[[Any], Any],
-        parallel: bool = False,
         fastmath: Any = False,
     ) -> None:
         self.pyfunc = pyfunc
         self.name = f"{pyfunc.__module__.rsplit('.', 1)[-1]}.{pyfunc.__name__}"
         self.signature = signature
-        self.parallel = parallel
         self.fastmath = fastmath
         self._dispatcher: Any = None
         self._ready: dict[np.dtype, Any] = {}
@@ -153,14 +166,9 @@ class Kernel:
         if self._dispatcher is None:
             import numba
 
-            from minidl.kernels.threading_layer import configure_layer
-
-            if self.parallel:
-                configure_layer()
             self._dispatcher = numba.njit(
                 nogil=True,
                 cache=True,
-                parallel=self.parallel,
                 fastmath=set(self.fastmath) if self.fastmath else False,
                 error_model="numpy",
             )(self.pyfunc)
@@ -175,18 +183,40 @@ class Kernel:
             raise TypeError(f"minidl kernel {self.name}: float32 or float64 arrays expected, got {dtype}")
         disp = self.dispatcher
         sig = self.signature(numba.from_dtype(dtype))
+        directory = disp.stats.cache_path
+        marker = self._marker(directory, dtype)
         try:
-            try:
-                with compile_lock(disp.stats.cache_path):
+            with _thread_lock:
+                if os.path.exists(marker):  # the cache is complete: load it without queueing
                     self._compile(disp, sig)
-            except _NoLock:
-                self._compile(disp, sig)
+                else:
+                    try:
+                        with compile_lock(directory):
+                            self._compile(disp, sig)
+                            _touch(marker)
+                    except _NoLock:
+                        self._compile(disp, sig)
         except Exception as e:
             if hasattr(e, "add_note"):  # Python >= 3.11
                 e.add_note(f"(while compiling minidl kernel {self.name} for {dtype})")
             raise
         self._ready[dtype] = disp
         return disp
+
+    def _marker(self, directory: str, dtype: np.dtype) -> str:
+        """Path of the file saying "this specialisation is in the cache", keyed like numba's cache
+        (source file stamp, numba and Python versions), so an edited kernel is compiled again."""
+        import numba
+
+        source = inspect.getsourcefile(self.pyfunc) or ""
+        try:
+            st = os.stat(source)
+            stamp = f"{st.st_mtime_ns}-{st.st_size}"
+        except OSError:
+            stamp = "unknown"
+        key = f"{source}|{stamp}|{numba.__version__}|{sys.version_info[:2]}|{self.fastmath}"
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        return os.path.join(directory, f"minidl-{self.name}-{dtype}-{digest}.ready")
 
     @staticmethod
     def _compile(disp: Any, sig: Any) -> None:
@@ -226,10 +256,10 @@ def readonly(array_type: Any) -> Any:
     return array_type.copy(readonly=True)
 
 
-def kernel(signature: Callable[[Any], Any], parallel: bool = False, fastmath: Any = False) -> Callable[..., Kernel]:
+def kernel(signature: Callable[[Any], Any], fastmath: Any = False) -> Callable[..., Kernel]:
     """Decorator: ``@kernel(lambda f: void(f[::1], f[::1]))`` makes a :class:`Kernel`."""
 
     def wrap(pyfunc: Callable[..., Any]) -> Kernel:
-        return Kernel(pyfunc, signature, parallel=parallel, fastmath=fastmath)
+        return Kernel(pyfunc, signature, fastmath=fastmath)
 
     return wrap

@@ -363,7 +363,7 @@ def test_ranks_starting_together_compile_once(tmp_path):
         f"time.sleep(max(0.0, {start_at} - time.time()))\n"
         "activation._relu.prepare('float32')\n"
         "hits, misses = activation._relu.cache_counts()\n"
-        "print(json.dumps({'loaded': hits, 'compiled': misses}))\n"
+        "print(json.dumps({'loaded': hits, 'compiled': misses, 'dir': activation._relu.dispatcher.stats.cache_path}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path)}
     procs = [
@@ -379,8 +379,18 @@ def test_ranks_starting_together_compile_once(tmp_path):
         results.append(json.loads(out.strip().splitlines()[-1]))
     assert sum(r["compiled"] for r in results) == 1, results
     assert sum(r["loaded"] for r in results) == 2, results
-    again = _python(code.replace(f"{start_at}", "0"), NUMBA_CACHE_DIR=str(tmp_path))
-    assert json.loads(again.stdout.strip().splitlines()[-1]) == {"loaded": 1, "compiled": 0}, again.stderr
+    # once the cache is complete, loading takes no lock: a process holding it does not delay a new rank
+    fd = os.open(os.path.join(results[0]["dir"], "minidl-kernels.lock"), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        again = _python(
+            code.replace(f"{start_at}", "0"), NUMBA_CACHE_DIR=str(tmp_path), MINIDL_COMPILE_LOCK_TIMEOUT="100"
+        )
+    finally:
+        os.close(fd)
+    last = json.loads(again.stdout.strip().splitlines()[-1])
+    assert (last["loaded"], last["compiled"]) == (1, 0), again.stderr
+    assert "compile lock" not in again.stderr
 
 
 def test_allocator_setting_and_opt_out():
