@@ -112,7 +112,7 @@ def in_process(args: argparse.Namespace) -> None:
         }
     else:
         variants = {
-            "per-parameter": dict(overlap=True, bucket_cap_mb=1e-9, first_bucket_mb=1e-9),
+            "per-parameter": dict(overlap=True, bucket_cap_mb=1e-6, first_bucket_mb=1e-6),
             "25 MiB buckets": dict(overlap=True, bucket_cap_mb=25.0),
         }
     kwargs = {"allreduce_kwargs": {"link": link}} if link else {}
