@@ -180,6 +180,7 @@ class Conv2d(Function):
             cols = _group_cols(ctx.xp, geom, groups)
             # gw = gy @ cols^T, computed as (cols @ gy^T)^T: OpenBLAS runs that operand order 1.5x faster here
             gw = Tensor._make(np.matmul(cols, gy.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(weight.shape))
+            del cols  # before the input gradient's columns exist: one column buffer at a time (peak memory)
         if nx:
             c = x.shape[1]
             dcols = np.matmul(w.transpose(0, 2, 1), gy)  # (g, C/g*kh*kw, N*Ho*Wo)
