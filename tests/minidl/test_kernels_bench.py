@@ -1,0 +1,59 @@
+"""python -m minidl.bench: the numpy floor computes the same step as minidl, and the script runs end to end.
+
+No timing is asserted (the machine is shared); only that the comparison is between equal computations.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minidl import bench
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_numpy_floor_takes_the_same_step_as_minidl():
+    step, model = bench.minidl_step("mlp")
+    floor = bench.numpy_floor_step(model)
+    for _ in range(3):  # the momentum buffers take part from the second step on
+        assert abs(step() - floor()) < 1e-5
+    for p, q in zip(model.parameters(), floor.params):
+        np.testing.assert_allclose(p.data, q, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", bench.MODELS)
+def test_models_build_and_step(name):
+    step, _ = bench.minidl_step(name)
+    first, second = step(), step()
+    assert np.isfinite(first) and np.isfinite(second)
+
+
+def test_torch_twins_match_minidl():
+    pytest.importorskip("torch")
+    for name in bench.MODELS:
+        engines, _ = bench.engines_for(name, use_torch=True, numpy_reference=False)
+        bench.check_same_loss(name, engines)  # raises if the twins differ
+
+
+def test_script_runs_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "minidl.bench", "--models", "mlp", "--threads", "1", "--rounds", "2", "--steps", "1"]
+    cmd += ["--warmup", "0", "--memory-repeats", "1", "--no-torch", "--numpy-reference", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "minidl/numpy-floor" in proc.stdout or "minidl/floor" in proc.stdout
+    data = json.loads(out.read_text())
+    (result,) = data["results"]
+    assert set(result["ratios"]) == {"minidl/numpy-floor", "minidl/minidl-numpy"}
+    assert len(result["round_step_ms"]["minidl"]) == 2
+    assert result["peak_step_bytes"]["minidl"] > 0
+    bad = subprocess.run(
+        [sys.executable, "-m", "minidl.bench", "--models", "vgg"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert bad.returncode == 2 and "unknown model 'vgg'" in bad.stderr
