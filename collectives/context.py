@@ -13,6 +13,7 @@ from typing import Any
 from mpi4py import MPI
 
 from collectives.mpi_transport import TAG_SPAN, MPITransport
+from collectives.plans import new_cache
 
 _KEYVAL = MPI.Comm.Create_keyval()
 # TAG_UB is at least 32767 by the standard; MPICH gives 2^29 - 1.
@@ -31,6 +32,7 @@ class CommContext:
         self.size = self.comm.Get_size()
         self.transport = MPITransport(self.comm)  # blocking collectives, run one at a time
         self.sequence = 0  # non-blocking collectives started, identical on all ranks
+        self.plans = new_cache()  # validated allreduce calls (collectives.plans)
 
     def next_tag_offset(self) -> int:
         """Tag space for the next non-blocking collective (slots cycle; 8191 can be in flight with MPICH)."""

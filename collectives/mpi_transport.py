@@ -1,24 +1,31 @@
 """The MPI transport: runs algorithm steps with mpi4py's buffer-based point-to-point calls.
 
-Messages travel as raw bytes (``MPI.BYTE``), so every numpy dtype works, float16 and complex
-included, and nothing is pickled. The reductions happen in numpy on the receiving side.
+Buffers go to mpi4py as the numpy arrays themselves: mpi4py reads the element type from the
+buffer's format (every dtype the collectives accept has one, float16 and complex included), so
+nothing is pickled and no ``[buf, datatype]`` list is built per message. The reductions happen
+in numpy on the receiving side.
 
-Two modes. Blocking (``allreduce``): a step's communication is carried out when the algorithm
-creates it and the step it yields is already complete, which saves a Python object and a call
-per step (small messages are all per-call overhead). Non-blocking (``iallreduce``): steps hold
-MPI requests and complete in :meth:`Step.wait` or, without blocking, in :meth:`Step.test`.
+Two transports, one per mode. :class:`MPITransport` (blocking, used by ``allreduce``): a step's
+communication is carried out when the algorithm creates it, so the step it yields is already
+complete and the generator is drained without looking at its steps; small messages are all
+per-call overhead, so every method here is one MPI call and little else.
+:class:`NonBlockingMPITransport` (``iallreduce``): steps hold MPI requests and complete in
+:meth:`Step.wait` or, without blocking, in :meth:`Step.test`.
 
 Scratch space comes from one arena per transport that is reused from call to call, so a large
-allreduce does not page-fault a fresh scratch buffer every time.
+allreduce does not page-fault a fresh scratch buffer every time; the typed views of the arena
+are remembered too, since a repeated call asks for the same pieces in the same order.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 
 import numpy as np
 from mpi4py import MPI
 
+from collectives.ops import ReduceOp
 from collectives.transport import Step, Transport
 
 # An algorithm's tags are taken modulo TAG_SPAN and offset by ``tag_offset``; concurrent
@@ -26,6 +33,7 @@ from collectives.transport import Step, Transport
 # messages with the same source, tag and communicator overtake each other.
 TAG_SPAN = 1 << 16
 _ALIGN = 64
+_drain = deque(maxlen=0).extend  # runs an iterator to its end in C, keeping nothing
 
 
 class _Done(Step):
@@ -57,67 +65,97 @@ class _Waitall(Step):
 
 
 class MPITransport(Transport):
-    """Transport over an mpi4py intracommunicator.
+    """Blocking transport over an mpi4py intracommunicator (one collective at a time).
 
-    ``tag_offset`` (a multiple of :data:`TAG_SPAN`) separates concurrent collectives;
-    ``blocking`` selects the mode described in the module docstring.
+    Every step is complete when the algorithm receives it (:data:`DONE`), and :meth:`run`
+    drains the generator without waiting on anything.
     """
 
-    def __init__(self, comm: MPI.Comm, tag_offset: int = 0, blocking: bool = True) -> None:
+    def __init__(self, comm: MPI.Comm, tag_offset: int = 0) -> None:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self.tag_offset = tag_offset
-        self.blocking = blocking
+        # mpi4py's bound methods, looked up once: each message is one call and little else
+        self._isend, self._irecv = comm.Isend, comm.Irecv
+        self._sendrecv, self._send, self._recv = comm.Sendrecv, comm.Send, comm.Recv
+        self._waitall = MPI.Request.Waitall
         self._arena = np.empty(0, np.uint8)
-        self._used = 0
+        self.used = 0  # bytes of the arena handed out in the current collective (reset when one starts)
+        self._views: dict[tuple[int, int, np.dtype], tuple[np.ndarray, int]] = {}
 
     def isend(self, buf: np.ndarray, dest: int, tag: int) -> MPI.Request:
-        return self.comm.Isend([buf, MPI.BYTE], dest, self.tag_offset + (tag % TAG_SPAN))
+        return self._isend(buf, dest, self.tag_offset + tag % TAG_SPAN)
 
     def irecv(self, buf: np.ndarray, source: int, tag: int) -> MPI.Request:
-        return self.comm.Irecv([buf, MPI.BYTE], source, self.tag_offset + (tag % TAG_SPAN))
+        return self._irecv(buf, source, self.tag_offset + tag % TAG_SPAN)
 
     def wait(self, *requests: MPI.Request) -> Step:
-        if self.blocking:
-            MPI.Request.Waitall(requests)
-            return DONE
-        return _Waitall(list(requests))
+        self._waitall(requests)
+        return DONE
 
     def sendrecv(self, sendbuf: np.ndarray, dest: int, recvbuf: np.ndarray, source: int, tag: int) -> Step:
-        t = self.tag_offset + (tag % TAG_SPAN)
-        if self.blocking:
-            self.comm.Sendrecv([sendbuf, MPI.BYTE], dest, t, [recvbuf, MPI.BYTE], source, t)
-            return DONE
-        comm = self.comm
-        return _Waitall([comm.Isend([sendbuf, MPI.BYTE], dest, t), comm.Irecv([recvbuf, MPI.BYTE], source, t)])
+        tag = self.tag_offset + tag % TAG_SPAN
+        self._sendrecv(sendbuf, dest, tag, recvbuf, source, tag)
+        return DONE
 
     def send(self, buf: np.ndarray, dest: int, tag: int) -> Step:
-        if self.blocking:
-            self.comm.Send([buf, MPI.BYTE], dest, self.tag_offset + (tag % TAG_SPAN))
-            return DONE
-        return _Waitall([self.isend(buf, dest, tag)])
+        self._send(buf, dest, self.tag_offset + tag % TAG_SPAN)
+        return DONE
 
     def recv(self, buf: np.ndarray, source: int, tag: int) -> Step:
-        if self.blocking:
-            self.comm.Recv([buf, MPI.BYTE], source, self.tag_offset + (tag % TAG_SPAN))
-            return DONE
-        return _Waitall([self.irecv(buf, source, tag)])
+        self._recv(buf, source, self.tag_offset + tag % TAG_SPAN)
+        return DONE
+
+    def reduce(self, op: ReduceOp, inout: np.ndarray, incoming: np.ndarray) -> None:
+        op.ufunc(inout, incoming, inout)  # ReduceOp.reduce without its frame
 
     def scratch(self, n: int, dtype: np.dtype) -> np.ndarray:
+        start = self.used
+        try:  # a repeated collective asks for the same pieces in the same order
+            view, self.used = self._views[start, n, dtype]
+        except KeyError:
+            found = self._views[start, n, dtype] = self._carve(start, n, dtype)
+            view, self.used = found
+        return view
+
+    def _carve(self, start: int, n: int, dtype: np.dtype) -> tuple[np.ndarray, int]:
         nbytes = n * np.dtype(dtype).itemsize
-        start = self._used
         if start + nbytes > self._arena.size:
             # Grow for this and later calls; pieces handed out earlier keep the old arena alive.
             self._arena = np.empty(max(2 * self._arena.size, start + nbytes + _ALIGN), np.uint8)
-        self._used = start + -(-nbytes // _ALIGN) * _ALIGN
-        return self._arena[start : start + nbytes].view(dtype)
+            self._views.clear()
+        return self._arena[start : start + nbytes].view(dtype), start + -(-nbytes // _ALIGN) * _ALIGN
 
     def release_scratch(self) -> None:
         """Make the whole arena available again (the previous collective has completed)."""
-        self._used = 0
+        self.used = 0
 
     def run(self, steps: Iterator[Step]) -> None:
-        self._used = 0
+        self.used = 0
+        _drain(steps)  # every step is DONE: nothing to wait for
+
+
+class NonBlockingMPITransport(MPITransport):
+    """Transport whose steps hold MPI requests, for collectives that progress in ``test()``/``wait()``.
+
+    ``tag_offset`` (a multiple of :data:`TAG_SPAN`) separates concurrent collectives.
+    """
+
+    def wait(self, *requests: MPI.Request) -> Step:
+        return _Waitall(list(requests))
+
+    def sendrecv(self, sendbuf: np.ndarray, dest: int, recvbuf: np.ndarray, source: int, tag: int) -> Step:
+        tag = self.tag_offset + tag % TAG_SPAN
+        return _Waitall([self._isend(sendbuf, dest, tag), self._irecv(recvbuf, source, tag)])
+
+    def send(self, buf: np.ndarray, dest: int, tag: int) -> Step:
+        return _Waitall([self.isend(buf, dest, tag)])
+
+    def recv(self, buf: np.ndarray, source: int, tag: int) -> Step:
+        return _Waitall([self.irecv(buf, source, tag)])
+
+    def run(self, steps: Iterator[Step]) -> None:
+        self.used = 0
         for step in steps:
             step.wait()

@@ -30,7 +30,7 @@ import numpy as np
 
 from collectives import agreement
 from collectives.api import _prepare, context
-from collectives.mpi_transport import MPITransport
+from collectives.mpi_transport import NonBlockingMPITransport
 from collectives.ops import ReduceOp
 from collectives.transport import Step
 
@@ -150,7 +150,7 @@ def _worker() -> _ProgressThread:
 def _steps(
     check: tuple[np.ndarray, Any, dict, BaseException | None] | None,
     run: Any,
-    t: MPITransport,
+    t: NonBlockingMPITransport,
     flat: np.ndarray,
     op: ReduceOp,
 ) -> Iterator[Step]:
@@ -203,5 +203,5 @@ def iallreduce(
         pending = (combined, req, names, error)
     elif error is not None:
         raise error
-    t = MPITransport(ctx.comm, tag_offset=tag_offset, blocking=False)
+    t = NonBlockingMPITransport(ctx.comm, tag_offset=tag_offset)
     return AllreduceRequest(buf, _steps(pending, run, t, flat, reduce_op), progress)

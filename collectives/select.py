@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from collectives import plans
 from collectives.algorithms import REGISTRY
 
 
@@ -50,6 +51,7 @@ def set_model(model: MachineModel) -> None:
     global _model
     _model = model
     _choose.cache_clear()
+    plans.invalidate()  # cached calls with algorithm="auto" chose under the old model
 
 
 def get_model() -> MachineModel:

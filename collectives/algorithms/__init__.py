@@ -4,6 +4,7 @@ Selection (``algorithm="auto"``) lives apart, in :mod:`collectives.select`, and 
 specs: their cost functions and constraints.
 """
 
+from collectives import plans
 from collectives.algorithms.double_tree import double_tree_allreduce, double_tree_cost
 from collectives.algorithms.naive import naive_allreduce, naive_cost
 from collectives.algorithms.rabenseifner import rabenseifner_allreduce, rabenseifner_cost
@@ -20,12 +21,14 @@ def register(spec: AlgorithmSpec) -> AlgorithmSpec:
     if spec.name in REGISTRY or spec.name == "auto":
         raise ValueError(f"an allreduce algorithm named {spec.name!r} is already registered")
     REGISTRY[spec.name] = spec
+    plans.invalidate()
     return spec
 
 
 def unregister(name: str) -> None:
     """Remove a registered algorithm (for tests and experiments with user algorithms)."""
     REGISTRY.pop(name, None)
+    plans.invalidate()
 
 
 register(AlgorithmSpec("ring", ring_allreduce, ring_cost, "reduce-scatter then allgather around a ring, segmented"))

@@ -8,12 +8,15 @@ result back to its even rank. This costs two extra messages of n bytes on the cr
 (2 alpha + 2 n beta + n gamma) but keeps the core algorithm simple.
 
 Ranks in the core are renumbered 0 .. pof2-1 (``Pow2Group.vrank``); ``Pow2Group.real`` maps a
-virtual rank back to a real one.
+virtual rank back to a real one. An algorithm runs ``fold_in`` before its core and ``fold_out``
+after it on the ranks below 2*rem (one scratch allocation serves the fold and the core, which
+are never in use at the same time); on a power of two neither runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import lru_cache
 
 import numpy as np
 
@@ -47,27 +50,30 @@ class Pow2Group:
         return 2 * vrank + 1 if vrank < self.rem else vrank + self.rem
 
 
-Core = Callable[[Transport, np.ndarray, ReduceOp, Pow2Group, np.ndarray], Iterator[Step]]
+@lru_cache(maxsize=1024)
+def pow2_group(p: int, rank: int) -> Pow2Group:
+    """``Pow2Group(p, rank)``, made once (it is read-only)."""
+    return Pow2Group(p, rank)
 
 
-def folded(t: Transport, buf: np.ndarray, op: ReduceOp, core: Core, core_scratch: int) -> Iterator[Step]:
-    """Run ``core`` on the power-of-two group, folding the extra ranks in before and out after.
-
-    One scratch allocation serves both the fold (n elements, on the odd partners) and the core
-    (``core_scratch`` elements), since they are never in use at the same time.
-    """
-    group = Pow2Group(t.size, t.rank)
+def fold_in(t: Transport, buf: np.ndarray, op: ReduceOp, group: Pow2Group, scratch: np.ndarray) -> Iterator[Step]:
+    """Before the core (ranks below 2*rem only): an even rank hands its buffer to its odd partner,
+    which reduces it into its own (``scratch`` holds at least ``buf.size`` elements)."""
     r = t.rank
-    scratch = t.scratch(max(core_scratch, buf.size if group.rem else 0), buf.dtype)
-    if r < 2 * group.rem:
-        if group.vrank < 0:  # even rank: hand the data over, get the result back
-            yield t.send(buf, r + 1, FOLD_TAG)
-            yield t.recv(buf, r + 1, UNFOLD_TAG)
-            return
-        yield t.recv(scratch[: buf.size], r - 1, FOLD_TAG)
-        t.reduce(op, buf, scratch[: buf.size])
-    yield from core(t, buf, op, group, scratch)
-    if r < 2 * group.rem:
+    if group.vrank < 0:
+        yield t.send(buf, r + 1, FOLD_TAG)
+        return
+    incoming = scratch[: buf.size]
+    yield t.recv(incoming, r - 1, FOLD_TAG)
+    t.reduce(op, buf, incoming)
+
+
+def fold_out(t: Transport, buf: np.ndarray, group: Pow2Group) -> Iterator[Step]:
+    """After the core (ranks below 2*rem only): the odd partner sends the result back to the even rank."""
+    r = t.rank
+    if group.vrank < 0:
+        yield t.recv(buf, r + 1, UNFOLD_TAG)
+    else:
         yield t.send(buf, r - 1, UNFOLD_TAG)
 
 

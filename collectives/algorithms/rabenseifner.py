@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from collectives.algorithms.chunking import chunk_bounds
-from collectives.algorithms.folding import Pow2Group, fold_messages, folded, largest_pow2
+from collectives.algorithms.folding import Pow2Group, fold_in, fold_messages, fold_out, largest_pow2, pow2_group
 from collectives.algorithms.spec import ZERO_COST, Cost
 from collectives.ops import ReduceOp
 from collectives.transport import Step, Transport
@@ -64,19 +64,25 @@ def doubling_allgather(t: Transport, buf: np.ndarray, group: Pow2Group, first_ta
         d, step = d * 2, step + 1
 
 
-def _core(t: Transport, buf: np.ndarray, op: ReduceOp, group: Pow2Group, scratch: np.ndarray) -> Iterator[Step]:
-    yield from halving_reduce_scatter(t, buf, op, group, scratch)
-    yield from doubling_allgather(t, buf, group, first_tag=group.size.bit_length())
-
-
 def largest_half(n: int, q: int) -> int:
     """Scratch for recursive halving: the largest half it ever receives (the first, lower one)."""
     return chunk_bounds(n, q)[q // 2] if q > 1 else 0
 
 
 def rabenseifner_allreduce(t: Transport, buf: np.ndarray, op: ReduceOp) -> Iterator[Step]:
-    if t.size > 1:
-        yield from folded(t, buf, op, _core, largest_half(buf.size, largest_pow2(t.size)))
+    p, r = t.size, t.rank
+    if p == 1:
+        return
+    group = pow2_group(p, r)
+    folds = r < 2 * group.rem
+    scratch = t.scratch(max(largest_half(buf.size, group.size), buf.size if folds else 0), buf.dtype)
+    if folds:
+        yield from fold_in(t, buf, op, group, scratch)
+    if group.vrank >= 0:
+        yield from halving_reduce_scatter(t, buf, op, group, scratch)
+        yield from doubling_allgather(t, buf, group, first_tag=group.size.bit_length())
+    if folds:
+        yield from fold_out(t, buf, group)
 
 
 def _sent_elements(q: int, v: int, n: int) -> int:

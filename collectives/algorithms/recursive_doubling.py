@@ -15,28 +15,42 @@ max and min are commutative bit for bit, so both hold identical results at every
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 
 import numpy as np
 
-from collectives.algorithms.folding import Pow2Group, fold_messages, folded, largest_pow2
+from collectives.algorithms.folding import Pow2Group, fold_in, fold_messages, fold_out, largest_pow2
 from collectives.algorithms.spec import ZERO_COST, Cost
 from collectives.ops import ReduceOp
 from collectives.transport import Step, Transport
 
 
-def _core(t: Transport, buf: np.ndarray, op: ReduceOp, group: Pow2Group, scratch: np.ndarray) -> Iterator[Step]:
-    incoming = scratch[: buf.size]
-    mask, step = 1, 0
-    while mask < group.size:
-        partner = group.real(group.vrank ^ mask)
-        yield t.sendrecv(buf, partner, incoming, partner, tag=step)
-        t.reduce(op, buf, incoming)
-        mask, step = mask << 1, step + 1
+@lru_cache(maxsize=4096)
+def schedule(p: int, rank: int) -> tuple[Pow2Group | None, tuple[tuple[int, int], ...]]:
+    """(the rank's group if it takes part in folding, else None; its exchanges as (tag, partner)).
+
+    Worked out once per (p, rank): small messages are all per-call overhead.
+    """
+    group = Pow2Group(p, rank)
+    folding = group if rank < 2 * group.rem else None
+    if group.vrank < 0:
+        return folding, ()
+    steps = group.size.bit_length() - 1
+    return folding, tuple((k, group.real(group.vrank ^ (1 << k))) for k in range(steps))
 
 
 def recursive_doubling_allreduce(t: Transport, buf: np.ndarray, op: ReduceOp) -> Iterator[Step]:
-    if t.size > 1:
-        yield from folded(t, buf, op, _core, buf.size)
+    if t.size == 1:
+        return
+    folding, exchanges = schedule(t.size, t.rank)
+    incoming = t.scratch(buf.size, buf.dtype)
+    if folding:
+        yield from fold_in(t, buf, op, folding, incoming)
+    for tag, partner in exchanges:
+        yield t.sendrecv(buf, partner, incoming, partner, tag)
+        t.reduce(op, buf, incoming)
+    if folding:
+        yield from fold_out(t, buf, folding)
 
 
 def recursive_doubling_cost(p: int, nbytes: int, itemsize: int = 1) -> Cost:

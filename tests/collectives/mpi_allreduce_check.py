@@ -304,6 +304,67 @@ for name in ALGOS:
                 fail(f"cost {name} {np.dtype(dtype)} n={n}: the busiest rank sent {got}, the cost says {said}")
 dup.Free()
 
+
+# 7. the hot path: repeated calls run from a cached plan (collectives.plans); it must give the
+# same answers and the same errors as the full path, and forget plans when the registry changes
+def repeated(name, op, dtype, shape, order="C", times=3):
+    for i in range(times):
+        mine = np.asarray(inputs(rank, int(np.prod(shape)), dtype, op, seed=i).reshape(shape), order=order)
+        want = get_op(op).reference([inputs(r, mine.size, dtype, op, seed=i) for r in range(size)]).reshape(shape)
+        collectives.allreduce(mine, comm, op, name)
+        if not np.array_equal(mine, want):
+            fail(f"hot path {name} {op} {np.dtype(dtype)} {shape} order={order} call {i}: got {mine.ravel()[:6]}")
+
+
+for name in ["recursive_doubling", "ring", "double_tree", "auto"]:
+    repeated(name, "sum", np.int32, (7,))
+    repeated(name, "avg", np.float64, (3, 4), order="F")
+    repeated(name, "max", np.int16, (2, 3, 2))
+plan_key = ("recursive_doubling", "sum", np.dtype(np.float64), 12)
+collectives.allreduce(np.zeros(12), comm, "sum", "recursive_doubling")
+collectives.allreduce(np.zeros(12), comm, "sum", "recursive_doubling")
+if plan_key not in collectives.api.context(comm).plans:
+    fail("hot path: a repeated call left no plan")
+# buffers of a cached key that the plan does not cover still get their own errors
+ro = np.zeros(12)
+ro.flags.writeable = False
+expect_error("hot path read-only", lambda: collectives.allreduce(ro, comm, "sum", "recursive_doubling", check=False),
+             ValueError, "read-only")  # fmt: skip
+strided = np.zeros(24)[::2]
+expect_error("hot path non-contiguous", lambda: collectives.allreduce(strided, comm, "sum", "recursive_doubling",
+             check=False), ValueError, "contiguous")  # fmt: skip
+if size > 1:  # one rank on its cached plan, the other on a different call: both raise
+    expect_error(
+        "hot path op mismatch",
+        lambda: collectives.allreduce(np.zeros(12), comm, "sum" if rank else "max", "recursive_doubling"),
+        text="op",
+    )
+    expect_error(
+        "hot path length mismatch",
+        lambda: collectives.allreduce(np.zeros(12 if rank else 13), comm, "sum", "recursive_doubling"),
+        text="element count",
+    )
+# the registry changes: a re-registered name runs its new code
+collectives.register(AlgorithmSpec("zz_swap", ring_allreduce, ring_cost, "test"))
+x = np.ones(5, np.int64)
+collectives.allreduce(x, comm, "sum", "zz_swap")
+collectives.allreduce(x, comm, "sum", "zz_swap")
+collectives.unregister("zz_swap")
+
+
+def doubled(t, buf, op):  # a deliberately different algorithm: reduce, then double the result
+    yield from ring_allreduce(t, buf, op)
+    t.reduce(op, buf, buf.copy())
+
+
+collectives.register(AlgorithmSpec("zz_swap", doubled, ring_cost, "test"))
+x = np.ones(5, np.int64)
+collectives.allreduce(x, comm, "sum", "zz_swap")
+if not np.array_equal(x, np.full(5, 2 * size)):
+    fail(f"hot path: a re-registered algorithm ran its old code ({x})")
+collectives.unregister("zz_swap")
+expect_error("hot path unregistered", lambda: collectives.allreduce(x, comm, "sum", "zz_swap"), ValueError, "ring")
+
 total = comm.allreduce(failures)
 if rank == 0:
     print(f"{size} ranks: {total} failures")
