@@ -145,11 +145,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                     f"{format_size(b['bytes_sent'])}B sent (declared {format_size(declared.bytes_sent_per_rank)}B, "
                     f"lower bound {format_size(2 * (p - 1) / p * nbytes)}B), {format_size(b['bytes_reduced'])}B reduced"
                 )
+                if args.per_rank:
+                    print(
+                        f"    {'rank':>6}{'msgs out':>10}{'bytes out':>12}{'msgs in':>9}{'bytes in':>12}{'reduced':>10}"
+                    )
+                    for r in range(p):
+                        print(
+                            f"    {r:>6}{res.sent_msgs[r]:>10}{format_size(res.sent_bytes[r]):>12}{res.recv_msgs[r]:>9}"
+                            f"{format_size(res.recv_bytes[r]):>12}{format_size(res.reduce_bytes[r]):>10}"
+                        )
                 busiest_links = sorted(res.links, key=lambda link: -link[3])[: args.links]
                 for lname, msgs, lbytes, busy in busiest_links:
                     util = busy / res.time if res.time else 0.0
                     print(f"    link {lname}: {msgs} messages, {format_size(lbytes)}B, busy {util:.0%} of the time")
-                print(f"    simulated {res.messages} messages ({res.steps} steps) in {wall:.2f} s")
+                print(
+                    f"    simulated {res.messages} messages ({res.steps} steps) in {wall:.2f} s "
+                    f"({res.cpu:.2f} s of CPU)"
+                )
             if args.timeline:
                 from collectives.sim.timeline import plot, text_summary
 
@@ -159,15 +171,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 plot(res, path)
                 print(f"    timeline: {path}  ({text_summary(res)})")
         if args.method == "formula" or len(rows) > 1:
-            print(f"  {'algorithm':<20}{'predicted':>12}{'closed form':>13}{'algbw':>12}{'busbw':>12}")
+            print(f"  {'algorithm':<20}{'predicted':>13} {'closed form':>13} {'algbw':>14} {'busbw':>14}")
             for name, res, formula in sorted(rows, key=lambda r: r[1].time if r[1] else r[2]):
                 t = res.time if res else formula
                 algbw = nbytes / t if t else float("inf")
                 busbw = algbw * (2 * (p - 1) / p if p > 1 else 0)
                 shown = format_time(res.time) if res else "-"
                 print(
-                    f"  {name:<20}{shown:>12}{format_time(formula):>13}"
-                    f"{format_bandwidth(algbw):>12}{format_bandwidth(busbw):>12}"
+                    f"  {name:<20}{shown:>13} {format_time(formula):>13} "
+                    f"{format_bandwidth(algbw):>14} {format_bandwidth(busbw):>14}"
                 )
     return status
 
@@ -304,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="simulate", choices=["simulate", "formula"], help="formula: closed forms only")
     p.add_argument("--timeline", help="write a Gantt chart (.png or .svg)")
     p.add_argument("--links", type=int, default=3, help="busiest links to list (default 3)")
+    p.add_argument("--per-rank", action="store_true", help="print every rank's counters")
     p.add_argument("-v", "--verbose", action="store_true", help="details for every algorithm")
     _machine_options(p)
     p.set_defaults(func=cmd_run)
@@ -353,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nprocs", default="2,3,4", help="rank counts (default 2,3,4)")
     p.add_argument("--algorithms", default="all")
     p.add_argument("--sizes", help="bytes per rank (default 1K,16K,256K,1M,4M,16M)")
-    p.add_argument("--repeats", type=int, default=7, help="timed repetitions per case (default 7)")
+    p.add_argument("--repeats", type=int, default=15, help="timed repetitions per case (default 15)")
     p.add_argument("--target", type=float, default=0.20, help="largest acceptable median error (default 0.20)")
     p.add_argument("--json", help="also write the rows and errors as JSON")
     p.add_argument("--out", help=argparse.SUPPRESS)

@@ -3,9 +3,11 @@
 ``calibrate`` times, under MPI and through the project's own transport (so Python's per-step
 cost is part of alpha, as it is for every algorithm here):
 
-* alpha and beta: every rank exchanges m bytes with its ring neighbours (``t.sendrecv``), for
-  sizes from 0 to 8 MiB; a least-squares fit of step time = alpha + m * beta, weighted by
-  relative error so small and large messages count alike;
+* alpha and beta: every rank exchanges m bytes with its ring neighbours (``t.sendrecv``) and adds
+  them into the buffer it sends next, as reducing algorithms do (freshly written data costs more
+  to move between cores than a cached buffer), for sizes from 0 to 8 MiB; the message time is
+  the step less the two calls and the reduction (measured apart); a least-squares fit of
+  alpha + m * beta, weighted by relative error so small and large messages count alike;
 * the cost of one transport call: the same exchange written with three calls per step
   (``isend``, ``irecv``, ``wait``) instead of one; half the difference;
 * gamma and delta: every rank at once reduces (``np.add``) and copies float64 arrays of 1 KiB
@@ -20,8 +22,9 @@ sizes, caches); alpha, beta and gamma are the straight-line summary.
 Both depend on how many processes share the machine, so the profile records one model per
 rank count measured (``by_ranks``), and predictions for p ranks use the nearest one.
 
-Every timing is repeated and summarised by its minimum (the repetition least disturbed by other
-processes: this kind of machine is often shared) unless COLLECTIVES_SIM_STATISTIC=median.
+Every timing is repeated, the repetitions interleaved over all cases (a burst of load from other
+processes then spoils one sample of each case, not every sample of one), and summarised by its
+minimum (the repetition least disturbed) unless COLLECTIVES_SIM_STATISTIC=median.
 
 ``validate`` runs every algorithm for real at p = 2, 3, 4 over a range of sizes, interleaving
 algorithms and sizes within each repetition (the machine drifts), timing each sample as a batch
@@ -45,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from collectives.sim.cost_model import CostModel
+from collectives.sim.cost_model import CostModel, curve_time
 from collectives.sim.units import format_size
 
 EXCHANGE_SIZES = [0, 256, 4 << 10, 16 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20, 2 << 20, 8 << 20]
@@ -86,6 +89,24 @@ def _exchange(t: Any, buf: np.ndarray, op: Any, steps: int, m: int) -> Any:
         yield t.sendrecv(buf[:m], (r + 1) % p, incoming, (r - 1) % p, s)
 
 
+def _exchange_reduce(t: Any, buf: np.ndarray, op: Any, steps: int, m: int) -> Any:
+    """As a reducing algorithm does: swap m bytes, then add them into the buffer that is sent next.
+
+    The data sent was just written by this core, as in every reduce-scatter; moving freshly
+    written data between cores costs more than re-sending a cached buffer, so this, not the bare
+    exchange, is what the message times are taken from.
+    """
+    from collectives.ops import get_op
+
+    p, r = t.size, t.rank
+    add = get_op("sum")
+    data = buf[:m].view(np.float64)
+    incoming = t.scratch(m // 8, np.float64)
+    for s in range(steps):
+        yield t.sendrecv(data, (r + 1) % p, incoming, (r - 1) % p, s)
+        t.reduce(add, data, incoming)
+
+
 def _exchange_3calls(t: Any, buf: np.ndarray, op: Any, steps: int, m: int) -> Any:
     """The same messages with three calls per step (isend, irecv, wait): the difference is two calls' cost."""
     p, r = t.size, t.rank
@@ -105,64 +126,81 @@ def summarise(samples: list[float], statistic: str | None = None) -> float:
     return float(STATISTICS[statistic or STATISTIC](samples))
 
 
-def _timed(comm: Any, fn: Any, repeats: int) -> float:
-    """The slowest rank's time for ``fn()``, all ranks starting together, summarised over repeats."""
-    from mpi4py import MPI
-
-    samples = []
-    for _ in range(repeats):
-        comm.Barrier()
-        t0 = time.perf_counter()
-        fn()
-        dt = time.perf_counter() - t0
-        samples.append(comm.allreduce(dt, op=MPI.MAX))
-    return summarise(samples)
-
-
 def measure(comm: Any, quick: bool = False) -> dict[str, Any]:
     """Run on every rank; returns (on every rank) the fitted model and the raw measurements."""
     from collectives.mpi_transport import MPITransport
 
-    repeats = 5 if quick else 11
-    buf = np.zeros(max(EXCHANGE_SIZES), np.uint8)
+    repeats = 5 if quick else 21
+    buf = np.zeros(max(EXCHANGE_SIZES), np.uint8)  # zeros: sums never overflow (numpy warnings are slow)
+    t = MPITransport(comm)
 
-    def per_step(pattern: Any, m: int) -> float:
-        steps = 4 if m >= 2 << 20 else 16 if m >= 64 << 10 else 64
-        t = MPITransport(comm)
-        t.run(pattern(t, buf, None, 2, m))  # warm-up: connections, scratch arena, caches
-        return _timed(comm, lambda: t.run(pattern(t, buf, None, steps, m)), repeats) / steps
+    def steps_for(m: int) -> int:
+        return 4 if m >= 2 << 20 else 16 if m >= 64 << 10 else 64
 
-    exchange = [(m, per_step(_exchange, m)) for m in EXCHANGE_SIZES]
-    three = [(m, per_step(_exchange_3calls, m)) for m in (0, 256, 4 << 10)]
+    def sample(pattern: Any, m: int) -> float:
+        """The slowest rank's time per step of ``pattern`` with m-byte messages, one repetition."""
+        from mpi4py import MPI
+
+        steps = steps_for(m)
+        comm.Barrier()
+        t0 = time.perf_counter()
+        t.run(pattern(t, buf, None, steps, m))
+        return comm.allreduce(time.perf_counter() - t0, op=MPI.MAX) / steps
+
+    cases = [(pattern, m) for m in EXCHANGE_SIZES for pattern in (_exchange, _exchange_reduce)]
+    cases += [(_exchange_3calls, m) for m in (0, 256, 4 << 10)]
+    for pattern, m in cases:  # warm-up: connections, scratch arena, caches
+        t.run(pattern(t, buf, None, 2, m))
+    # Interleaved: every repetition visits every case, so a burst of load from other processes
+    # spoils one sample of each case rather than every sample of one.
+    samples: dict[tuple[Any, int], list[float]] = {case: [] for case in cases}
+    for _ in range(repeats):
+        for case in cases:
+            samples[case].append(sample(*case))
+    exchange = [(m, summarise(samples[(_exchange, m)])) for m in EXCHANGE_SIZES]
+    exchange_reduce = [(m, summarise(samples[(_exchange_reduce, m)])) for m in EXCHANGE_SIZES]
+    three = [(m, summarise(samples[(_exchange_3calls, m)])) for m in (0, 256, 4 << 10)]
     # Two extra calls per step: what one transport call costs the CPU (Python, mpi4py, MPI's entry).
     call = max(0.0, float(np.median([(t3 - t1) / 2 for (_, t1), (_, t3) in zip(exchange, three)])))
-    alpha, beta = fit_line([m for m, _ in exchange], [s for _, s in exchange])
 
-    reduce_t, copy_t = [], []
-    for nbytes in REDUCE_SIZES:
-        a = np.ones(nbytes // 8)
-        b = np.ones(nbytes // 8)
-        inner = max(1, (4 << 20) // nbytes)
+    arrays = {n: (np.zeros(n // 8), np.zeros(n // 8)) for n in REDUCE_SIZES}  # zeros: no overflow
 
-        def reduce_once(a=a, b=b, inner=inner):
-            for _ in range(inner):
-                np.add(a, b, out=a)
+    def local(fn: Any, n: int) -> float:
+        """Seconds per call of ``fn`` on n-byte arrays, all ranks at once (slowest rank), one repetition."""
+        from mpi4py import MPI
 
-        def copy_once(a=a, b=b, inner=inner):
-            for _ in range(inner):
-                np.copyto(a, b)
+        a, b = arrays[n]
+        inner = max(1, (4 << 20) // n)
+        comm.Barrier()
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn(a, b)
+        return comm.allreduce(time.perf_counter() - t0, op=MPI.MAX) / inner
 
-        reduce_once()
-        reduce_t.append((nbytes, _timed(comm, reduce_once, repeats) / inner))
-        copy_t.append((nbytes, _timed(comm, copy_once, repeats) / inner))
+    def add(a: np.ndarray, b: np.ndarray) -> None:
+        np.add(a, b, out=a)
+
+    local_cases = [(fn, n) for n in REDUCE_SIZES for fn in (add, np.copyto)]
+    for fn, n in local_cases:
+        local(fn, n)
+    local_samples: dict[tuple[Any, int], list[float]] = {case: [] for case in local_cases}
+    for _ in range(repeats):
+        for case in local_cases:
+            local_samples[case].append(local(*case))
+    reduce_t = [(n, summarise(local_samples[(add, n)])) for n in REDUCE_SIZES]
+    copy_t = [(n, summarise(local_samples[(np.copyto, n)])) for n in REDUCE_SIZES]
     # Absolute error: the slope of the large, memory-bound sizes, which is where gamma matters.
     _, gamma = fit_line([n for n, _ in reduce_t], [s for _, s in reduce_t], relative=False)
     _, delta = fit_line([n for n, _ in copy_t], [s for _, s in copy_t], relative=False)
+    # A step of the reducing exchange is two calls (sendrecv, reduce), one message and one reduction
+    # of m bytes: the message takes the rest.
+    reduce_curve = tuple(reduce_t)
+    message = [(m, max(s - 2 * call - (curve_time(reduce_curve, m) if m else 0.0), 1e-9)) for m, s in exchange_reduce]
+    alpha, beta = fit_line([m for m, _ in message], [s + call for m, s in message])
     model = CostModel.textbook(alpha, beta, gamma, delta).replace(
         call_overhead=call,
-        # A step of the exchange is one call plus one message: the message itself takes the rest.
-        message_curve=tuple((m, max(s - call, 1e-9)) for m, s in exchange),
-        reduce_curve=tuple(reduce_t),
+        message_curve=tuple(message),
+        reduce_curve=reduce_curve,
         copy_curve=tuple(copy_t),
         name="calibrated",
     )
@@ -170,6 +208,7 @@ def measure(comm: Any, quick: bool = False) -> dict[str, Any]:
         "ranks": comm.Get_size(),
         "model": model.to_dict(),
         "exchange": exchange,
+        "exchange_reduce": exchange_reduce,
         "exchange_3calls": three,
         "reduce": reduce_t,
         "copy": copy_t,
@@ -212,7 +251,8 @@ def merge_profile(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "model": parts[0]["model"],
         "by_ranks": {str(d["ranks"]): d["model"] for d in parts},
         "measurements": {
-            str(d["ranks"]): {k: d[k] for k in ("exchange", "exchange_3calls", "reduce", "copy")} for d in parts
+            str(d["ranks"]): {k: d[k] for k in ("exchange", "exchange_reduce", "exchange_3calls", "reduce", "copy")}
+            for d in parts
         },
     }
 
@@ -262,7 +302,7 @@ def validate_worker(out: str, algorithms: list[str], sizes: list[int], repeats: 
 
     comm = MPI.COMM_WORLD
     op = get_op("sum")
-    bufs = {n: np.ones(n // 8) for n in sizes}
+    bufs = {n: np.zeros(n // 8) for n in sizes}  # zeros: repeated sums never overflow (numpy warns slowly)
     samples: dict[str, dict[int, list[float]]] = {a: {n: [] for n in sizes} for a in algorithms}
     iters: dict[tuple[str, int], int] = {}
 

@@ -31,7 +31,7 @@ class SimResult:
     reduce_calls: list[int]
     copy_bytes: list[int]
     steps: int  # steps yielded, all ranks together
-    wall: float  # seconds the simulation itself took
+    wall: float  # seconds the simulation itself took (wall clock)
     links: list[tuple[str, int, int, float]]  # (name, messages, bytes, busy seconds) per used link
     events: list[tuple[str, int, int, float, float, int]] | None
     buffers: list[Any] = field(default_factory=list)
@@ -39,6 +39,7 @@ class SimResult:
     algorithm: str = ""
     model: str = ""
     topology: str = ""
+    cpu: float = 0.0  # CPU seconds the simulation took (what it costs on a machine shared with others)
 
     @classmethod
     def from_simulator(cls, sim: Simulator, finish: list[float], steps: int, wall: float) -> SimResult:
@@ -97,6 +98,6 @@ class SimResult:
             f"  busiest rank: sends {b['messages_sent']:.0f} messages / {format_size(b['bytes_sent'])}B, "
             f"receives {b['messages_received']:.0f} / {format_size(b['bytes_received'])}B, "
             f"reduces {format_size(b['bytes_reduced'])}B",
-            f"  simulated {self.messages} messages in {self.wall:.2f} s of wall time",
+            f"  simulated {self.messages} messages in {self.wall:.2f} s ({self.cpu:.2f} s of CPU)",
         ]
         return "\n".join(lines)

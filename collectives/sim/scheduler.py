@@ -346,7 +346,7 @@ class Simulator:
         """Run ``algorithm(t, buffers[r], op)`` on every rank to completion; returns the result."""
         if len(buffers) != self.p:
             raise ValueError(f"need one buffer per rank: got {len(buffers)} for {self.p} ranks")
-        wall = _time.perf_counter()
+        wall, cpu = _time.perf_counter(), _time.process_time()
         transports = self.transports
         gens = []
         for r, t in enumerate(transports):
@@ -411,7 +411,9 @@ class Simulator:
         if unfinished:
             raise self._deadlock(unfinished)
         self._unmatched()
-        return SimResult.from_simulator(self, finish, steps, _time.perf_counter() - wall)
+        result = SimResult.from_simulator(self, finish, steps, _time.perf_counter() - wall)
+        result.cpu = _time.process_time() - cpu
+        return result
 
     # ------------------------------------------------------------- reports
     def _leftover(self, t: SimTransport) -> None:

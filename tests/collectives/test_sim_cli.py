@@ -22,8 +22,9 @@ def test_help_lists_every_subcommand(capsys):
 
 def test_run_prints_time_bandwidths_counters_and_writes_a_timeline(tmp_path, capsys):
     png = tmp_path / "ring.png"
-    assert main(["run", "ring", "--ranks", "8", "--size", "1M", "--timeline", str(png)]) == 0
+    assert main(["run", "ring", "--ranks", "8", "--size", "1M", "--timeline", str(png), "--per-rank"]) == 0
     out = capsys.readouterr().out
+    assert "msgs out" in out and len([line for line in out.splitlines() if line.strip().startswith("7 ")]) == 1
     assert "ring: predicted" in out and "algbw" in out and "busbw" in out
     assert "busiest rank: 14 messages (declared 14)" in out
     assert png.exists() and png.stat().st_size > 10_000
