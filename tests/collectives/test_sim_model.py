@@ -104,9 +104,8 @@ def test_placement_shuffles_ranks_over_the_network():
 # Closed forms that assume another model than the textbook one, or that do not describe the code
 # (see docs/simulator.md, "What the cross-check found"). strict: when fixed, this list must shrink.
 KNOWN_DISAGREEMENTS = {
-    "tree": "the broadcast sends to the smallest subtree first and the reduce waits for all children",
-    "tree_pipelined": "the root serves ceil(lg p) children per segment; the formula counts one",
-    "double_tree": "a rank's two trees block each other, so segments do not pipeline",
+    "double_tree": "an inner rank reduces two children's segments per round and its two trees share its port; "
+    "the formula counts one segment per round",
 }
 
 
