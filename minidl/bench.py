@@ -3,7 +3,7 @@
     python -m minidl.bench                                  # all models, 1 and 2 threads
     python -m minidl.bench --models mlp,lenet --threads 1 --rounds 11 --json runs/bench.json
     python -m minidl.bench --numpy-reference                # also time minidl with MINIDL_NUMBA=0
-    python -m minidl.bench --profile lenet                  # where minidl's step time goes
+    python -m minidl.bench --profile lenet                  # where the time goes, per op, numba vs numpy
 
 Each model (an MLP 784-512-512-10 at batch 128, LeNet-5 on 28x28 at batch 64, a ResNet basic
 block on 32x32x3 at batch 32, the tiny transformer classifier on 64 sequences of 16 tokens) is
@@ -451,22 +451,76 @@ def print_table(results: list[dict[str, Any]]) -> None:
         )
 
 
-def profile_model(name: str, threads: int, top: int) -> None:
-    """cProfile of minidl's steps for one model, sorted by own time."""
-    import cProfile
-    import pstats
+def profile_model(name: str, threads: int, rounds: int, steps: int, top: int) -> dict[str, Any]:
+    """Where minidl's step time goes, per op (forward and backward separately) and optimizer step,
+    with the numba kernels on and off in alternating rounds of one process."""
+    from minidl import kernels
+    from minidl.autograd import Function
+    from minidl.optim.optimizer import Optimizer
 
     set_threads(threads)
-    step, _ = minidl_step(name)
-    for _ in range(5):
-        step()
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(20):
-        step()
-    prof.disable()
-    print(f"minidl {name}, {threads} thread(s): 20 steps, functions by own time")
-    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+    mode = ["numba"]
+    totals: dict[str, dict[str, float]] = {"numba": {}, "numpy": {}}
+
+    def timed(key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                table = totals[mode[0]]
+                table[key] = table.get(key, 0.0) + time.perf_counter() - start
+
+        return wrapper
+
+    def subclasses(cls: type) -> list[type]:
+        return [c for s in cls.__subclasses__() for c in (s, *subclasses(s))]
+
+    patched: list[tuple[Any, str, Any]] = []
+    for cls in set(subclasses(Function)):
+        for attr in ("forward", "backward"):
+            if attr in cls.__dict__:
+                patched.append((cls, attr, cls.__dict__[attr]))
+                setattr(cls, attr, staticmethod(timed(f"{cls.__name__}.{attr}", cls.__dict__[attr].__func__)))
+    patched.append((Optimizer, "step", Optimizer.__dict__["step"]))
+    Optimizer.step = timed("optimizer.step", Optimizer.step)  # type: ignore[method-assign]
+    try:
+        step, _ = minidl_step(name)
+        step_times: dict[str, list[float]] = {"numba": [], "numpy": []}
+        for on in (True, False, True, False):
+            with kernels.use_numba(on):
+                step()
+        for table in totals.values():
+            table.clear()
+        for r in range(rounds):
+            for m in ("numba", "numpy") if r % 2 == 0 else ("numpy", "numba"):
+                mode[0] = m
+                with kernels.use_numba(m == "numba"):
+                    for _ in range(steps):
+                        start = time.perf_counter()
+                        step()
+                        step_times[m].append(time.perf_counter() - start)
+    finally:
+        for cls, attr, original in patched:
+            setattr(cls, attr, original)
+    n = rounds * steps
+    med = {m: 1e3 * statistics.median(v) for m, v in step_times.items()}
+    print(
+        f"minidl {name}, {threads} thread(s), {n} steps each: median step {med['numba']:.2f} ms "
+        f"with the numba kernels, {med['numpy']:.2f} ms with the numpy references"
+    )
+    print("ms per step (a backward's time includes the ops it calls):")
+    print(f"  {'op':<28} {'numba':>8} {'numpy':>8} {'ratio':>6}")
+    keys = sorted(set(totals["numba"]) | set(totals["numpy"]), key=lambda k: -totals["numpy"].get(k, 0.0))
+    for k in keys[:top]:
+        a, b = (1e3 * totals[m].get(k, 0.0) / n for m in ("numba", "numpy"))
+        print(f"  {k:<28} {a:8.3f} {b:8.3f} {a / b if b else float('nan'):6.2f}")
+    return {
+        "model": name,
+        "threads": threads,
+        "median_step_ms": med,
+        "op_ms_per_step": {m: {k: 1e3 * v / n for k, v in t.items()} for m, t in totals.items()},
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -487,8 +541,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="fresh processes per engine for the peak-memory probe, median reported; 0 skips it (default: 3)",
     )
     p.add_argument("--json", help="write the results to this file")
-    p.add_argument("--profile", metavar="MODEL", help="print a cProfile of minidl's step for MODEL and exit")
-    p.add_argument("--top", type=int, default=25, help="rows of --profile output (default: 25)")
+    p.add_argument("--profile", metavar="MODEL", help="time minidl's ops for MODEL, numba kernels on vs off, and exit")
+    p.add_argument("--top", type=int, default=20, help="rows of --profile output (default: 20)")
     p.add_argument("--_memory-probe", nargs=2, metavar=("MODEL", "ENGINE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -510,7 +564,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         print(probe_memory(*args._memory_probe, args.threads[0]))
         return []
     if args.profile:
-        profile_model(args.profile, args.threads[0], args.top)
+        prof = profile_model(args.profile, args.threads[0], args.rounds, args.steps, args.top)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(prof, f, indent=1)
         return []
     use_torch = not args.no_torch and torch_available()
     if not use_torch and not args.no_torch:

@@ -6,8 +6,9 @@ copies, scatter-adds, many tiny calls), the op's ``Function`` hands the same job
 here, under the same name, with the same inputs and outputs:
 
 ========================  =====================================================================
-``activation``            ReLU forward and backward (numpy's ``where`` with a scalar zero is
-                          its slow path: 10x)
+``activation``            ReLU and exact GELU, forward and backward (numpy's ``where`` with a
+                          scalar zero is its slow path: 10x)
+``softmax``               softmax over the last axis (attention), forward and backward
 ``pooling``               max pooling (values and argmax positions) and its scatter-add
                           backward, average pooling and its adjoint
 ``loss``                  softmax cross-entropy forward and backward, one pass over the logits
@@ -41,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-KERNEL_MODULES = ("activation", "conv", "loss", "normalization", "optim", "pooling")
+KERNEL_MODULES = ("activation", "conv", "loss", "normalization", "optim", "pooling", "softmax")
 
 
 def _flag_from_env() -> bool:

@@ -99,6 +99,35 @@ def test_relu_nan_zero_and_strided(dtype):
     check(lambda t: F.relu(t.transpose(0, 1)), [rand((5, 4), dtype)], dtype)  # non-contiguous input
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(9,), (4, 3, 5)])
+def test_gelu(shape, dtype, spy):
+    calls = spy(kernels.activation, "gelu_backward")
+    check(F.gelu, [rand(shape, dtype) * 3], dtype, calls)
+    x = np.array([-40.0, -6.0, -1e-3, 0.0, 2.5, 40.0], dtype)
+    with kernels.use_numba(True):
+        got = F.gelu(minidl.tensor(x)).data
+    with kernels.use_numba(False):
+        want = F.gelu(minidl.tensor(x)).data
+    np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 5), (2, 3, 4), (1, 1)])
+def test_softmax_last_axis(shape, dtype, spy):
+    calls = spy(kernels.softmax, "softmax_backward")
+    check(lambda x: F.softmax(x, dim=-1), [rand(shape, dtype) * 3], dtype, calls)
+    calls.clear()
+    check(lambda x: F.softmax(x, dim=0), [rand(shape, dtype)], dtype)  # other axes stay numpy
+    assert not calls
+    x = np.array([[0.0, -np.inf, 1.0], [-np.inf, -np.inf, -np.inf], [np.inf, 0.0, 1.0], [np.nan, 0.0, 1.0]], dtype)
+    with kernels.use_numba(True):
+        got = F.softmax(minidl.tensor(x), dim=-1).data
+    with kernels.use_numba(False), np.errstate(invalid="ignore"):
+        want = F.softmax(minidl.tensor(x), dim=-1).data
+    np.testing.assert_allclose(got, want, **TOL[dtype])  # masked entries, all-masked and inf/nan rows alike
+
+
 # ------------------------------------------------------------------------ pooling
 POOLS = [  # (N, C, H, W), kernel, stride, padding, dilation, ceil_mode
     ((2, 3, 9, 7), 2, None, 0, 1, False),
