@@ -4,6 +4,7 @@
     python -m minidl.bench --models mlp,lenet --threads 1 --rounds 11 --json runs/bench.json
     python -m minidl.bench --numpy-reference                # also time minidl with MINIDL_NUMBA=0
     python -m minidl.bench --profile lenet                  # where the time goes, per op, numba vs numpy
+    python -m minidl.bench --threading-trap                 # numba's threading layers vs OpenBLAS threads
 
 Each model (an MLP 784-512-512-10 at batch 128, LeNet-5 on 28x28 at batch 64, a ResNet basic
 block on 32x32x3 at batch 32, the tiny transformer classifier on 64 sequences of 16 tokens) is
@@ -397,6 +398,84 @@ def measure_memory(name: str, engines: list[str], threads: int, repeats: int) ->
     }
 
 
+# ----------------------------------------------------------------------------- threading trap
+TRAP_CONFIGS = {  # name: (environment, BLAS threads, numba kernel parallel?)
+    "omp (numba default)": ({}, 2, True),
+    "omp, GOMP_SPINCOUNT=0": ({"GOMP_SPINCOUNT": "0"}, 2, True),
+    "workqueue": ({"NUMBA_THREADING_LAYER": "workqueue"}, 2, True),
+    "omp, BLAS 1 thread": ({}, 1, True),
+    "serial kernel (minidl)": ({}, 2, False),
+}
+
+
+def trap_child(parallel: bool, blas: int, rounds: int) -> dict[str, float]:
+    """im2col (a numba kernel) then a GEMM (OpenBLAS), as a conv forward does, 2 threads; median ms."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(blas, user_api="blas")
+    numba.set_num_threads(2)
+    prange = numba.prange
+
+    def im2col_rows(x, cols, k, pad):  # pragma: no cover (compiled)
+        n, c, h, w = x.shape
+        for r in prange(c * k * k):
+            ci, i, j = r // (k * k), (r // k) % k, r % k
+            for b in range(n):
+                for y in range(h):
+                    yy = y + i - pad
+                    for xo in range(w):
+                        xx = xo + j - pad
+                        inside = 0 <= yy < h and 0 <= xx < w
+                        cols[r, (b * h + y) * w + xo] = x[b, ci, yy, xx] if inside else 0
+
+    kern = numba.njit(nogil=True, parallel=parallel)(im2col_rows)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 16, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((16, 144)).astype(np.float32)
+    cols = np.empty((144, 32 * 32 * 32), np.float32)
+    parts = {"im2col": lambda: kern(x, cols, 3, 1), "gemm": lambda: w @ cols}
+    parts["im2col+gemm"] = lambda: (kern(x, cols, 3, 1), w @ cols)
+    times: dict[str, list[float]] = {k: [] for k in parts}
+    for fn in parts.values():
+        fn()
+    for _ in range(rounds):
+        for k, fn in parts.items():
+            times[k].append(time_steps(fn, 15))
+    out = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    out["layer"] = numba.threading_layer() if parallel else "none"  # type: ignore[assignment]
+    return out
+
+
+def threading_trap(rounds: int) -> list[dict[str, Any]]:
+    """The conv-forward trap (numba OpenMP workers vs OpenBLAS workers), each configuration in its own
+    process (a threading layer is chosen once per process), configurations interleaved over rounds."""
+    rows: dict[str, list[dict[str, float]]] = {k: [] for k in TRAP_CONFIGS}
+    for _ in range(rounds):
+        for name, (env, blas, parallel) in TRAP_CONFIGS.items():
+            cmd = [sys.executable, "-m", "minidl.bench", "--_trap-child", str(int(parallel)), str(blas)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, **env})
+            try:
+                rows[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            except (ValueError, IndexError):
+                last = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
+                print(f"bench: threading-trap child {name!r} failed: {last[0]}", file=sys.stderr)
+    print(f"conv forward = numba im2col + OpenBLAS GEMM, 32x16x32x32 input, 3x3: median ms over {rounds} rounds")
+    print(f"  {'configuration':<26} {'layer':>9} {'im2col':>8} {'gemm':>8} {'both':>8} {'both/(sum of parts)':>20}")
+    summary = []
+    for name, runs in rows.items():
+        if not runs:
+            continue
+        med = {k: statistics.median(r[k] for r in runs) for k in ("im2col", "gemm", "im2col+gemm")}
+        ratio = med["im2col+gemm"] / (med["im2col"] + med["gemm"])
+        print(
+            f"  {name:<26} {runs[0]['layer']:>9} {med['im2col']:8.2f} {med['gemm']:8.2f} {med['im2col+gemm']:8.2f} "
+            f"{ratio:20.2f}"
+        )
+        summary.append({"configuration": name, "layer": runs[0]["layer"], **med, "slowdown": ratio})
+    return summary
+
+
 # ----------------------------------------------------------------------------- report
 def machine_info() -> dict[str, Any]:
     import numba
@@ -543,7 +622,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", help="write the results to this file")
     p.add_argument("--profile", metavar="MODEL", help="time minidl's ops for MODEL, numba kernels on vs off, and exit")
     p.add_argument("--top", type=int, default=20, help="rows of --profile output (default: 20)")
+    p.add_argument(
+        "--threading-trap",
+        action="store_true",
+        help="measure numba's threading layers against OpenBLAS's threads (im2col + GEMM, 2 threads) and exit",
+    )
     p.add_argument("--_memory-probe", nargs=2, metavar=("MODEL", "ENGINE"), help=argparse.SUPPRESS)
+    p.add_argument("--_trap-child", nargs=2, type=int, metavar=("PARALLEL", "BLAS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in args.models + ([args.profile] if args.profile else []):
@@ -562,6 +647,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     if args._memory_probe:
         print(probe_memory(*args._memory_probe, args.threads[0]))
+        return []
+    if args._trap_child:
+        print(json.dumps(trap_child(bool(args._trap_child[0]), args._trap_child[1], args.rounds)))
+        return []
+    if args.threading_trap:
+        summary = threading_trap(args.rounds)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"machine": machine_info(), "threading_trap": summary}, f, indent=1)
         return []
     if args.profile:
         prof = profile_model(args.profile, args.threads[0], args.rounds, args.steps, args.top)
