@@ -19,8 +19,9 @@ Cost for n bytes on p ranks, chunk c = ceil(n/p) (alpha = latency per message, b
 byte, gamma = reduction time per byte): 2(p-1) alpha + 2(p-1) c beta + (p-1) c gamma.
 Each rank sends about 2(p-1)/p n bytes, which is optimal, so the ring wins for large messages;
 its 2(p-1) latency terms make it lose for small ones. With m segments per chunk a rank sends
-2(p-1) m messages; the time formula counts a step's segments as one latency, as they are all
-in flight at once.
+2(p-1) m messages, one after the other, so each pays alpha; in a reduce-scatter step the
+reduction of a segment overlaps the transfer of the next, so the step takes
+alpha + s beta + s gamma + (m - 1) max(alpha + s beta, s gamma) (``ring_cost`` has the exact form).
 
 Every chunk is reduced in the same order (around the ring) and then copied, so all ranks end
 with bitwise identical results.
@@ -116,11 +117,34 @@ def _ring_counts(p: int, count: int, itemsize: int, segment_bytes: int) -> tuple
     return total_msgs, total_elems * itemsize
 
 
+def pipelined_step(sizes: list[int], alpha: float, beta: float, gamma: float) -> float:
+    """One reduce-scatter step of segments ``sizes`` (bytes): each is transferred after the
+    previous one (the ports are busy) and reduced once it has arrived and the previous one has
+    been reduced. Fill + (m - 1) x the slower of transfer and reduction, in closed form."""
+    arrived = reduced = 0.0
+    for s in sizes:
+        arrived += alpha + s * beta
+        reduced = max(reduced, arrived) + s * gamma
+    return reduced
+
+
 def ring_cost(p: int, nbytes: int, itemsize: int = 1, segment_bytes: int = SEGMENT_BYTES) -> Cost:
-    """2(p-1) alpha + 2(p-1) c beta + (p-1) c gamma, c = the largest chunk in bytes."""
+    """(p-1) [step with reduction] + (p-1) [m alpha + c beta], c = the largest chunk in m segments.
+
+    A reduce-scatter step takes its m segments one after the other and reduces each as it
+    arrives, so its reductions overlap the next transfers (see :func:`pipelined_step`); an
+    allgather step only moves them. Unsegmented (m = 1) that is the textbook
+    2(p-1) alpha + 2(p-1) c beta + (p-1) c gamma. The busiest rank sends 2(p-1) m messages.
+    """
     if p == 1:
         return ZERO_COST
     count = nbytes // itemsize
-    c = -(-count // p) * itemsize
+    chunk = -(-count // p)
+    sizes = [(b - a) * itemsize for a, b in segments(0, chunk, segment_elements(segment_bytes, itemsize))]
+    c, m = chunk * itemsize, len(sizes)
     messages, sent = _ring_counts(p, count, itemsize, segment_bytes)
-    return Cost(2 * (p - 1), 2 * (p - 1) * c, (p - 1) * c, messages, sent)
+
+    def timing(alpha: float, beta: float, gamma: float) -> float:
+        return (p - 1) * (pipelined_step(sizes, alpha, beta, gamma) + m * alpha + c * beta)
+
+    return Cost(2 * (p - 1) * m, 2 * (p - 1) * c, (p - 1) * c, messages, sent, timing if m > 1 else None)

@@ -17,8 +17,18 @@ Algorithm = Callable[[Transport, np.ndarray, ReduceOp], Iterator[Step]]
 class Cost:
     """Closed-form alpha-beta-gamma cost of one allreduce of n bytes on p ranks.
 
-    The first three fields count what lies on the critical path (the time formula);
-    the last two are the busiest rank's totals (what the simulator's counters must match).
+    The model is the textbook one (Thakur, Rabenseifner and Gropp 2005; the simulator's
+    ``CostModel.textbook``): a message of m bytes takes alpha + m beta and holds one send port
+    of the sender and one receive port of the receiver, from the moment both sides have posted
+    it; reducing m bytes takes m gamma of the reducing rank's time.
+
+    The first three fields are the critical path with one unit cost at a time: the alpha terms
+    (every message on it, each segment of a segmented step included), the bytes transferred
+    and the bytes reduced on it, which is what ``collectives.sim.critical_terms`` measures.
+    :meth:`time` adds them up, which is exact when nothing on the critical path overlaps. A
+    pipelined algorithm, whose reduction of one segment overlaps the transfer of the next,
+    supplies ``timing``: its exact closed form, with the max() terms a pipeline has.
+    The last two fields are the busiest rank's totals (what the simulator's counters must match).
     """
 
     latency_terms: float  # alpha terms: messages in sequence on the critical path
@@ -26,9 +36,12 @@ class Cost:
     reduce_bytes: float  # gamma terms: bytes reduced in sequence on the critical path
     messages_per_rank: int  # messages the busiest rank sends
     bytes_sent_per_rank: float  # bytes the busiest rank sends
+    timing: Callable[[float, float, float], float] | None = field(default=None, compare=False, repr=False)
 
     def time(self, alpha: float, beta: float, gamma: float = 0.0) -> float:
         """Predicted seconds for latency ``alpha`` (s), ``beta`` (s/byte), ``gamma`` (s/byte)."""
+        if self.timing is not None:
+            return self.timing(alpha, beta, gamma)
         return self.latency_terms * alpha + self.transfer_bytes * beta + self.reduce_bytes * gamma
 
 
