@@ -5,19 +5,27 @@ it reads only each registered spec's ``cost`` and ``constraints``, evaluates the
 under a machine model (alpha, beta, gamma) and takes the fastest. It is deterministic, so every
 rank picks the same algorithm without talking to the others.
 
-The default model was measured on the development machine (one node, shared memory, through
-this package's Python transport): alpha is the per-message cost including Python's overhead,
-beta the time per byte of a point-to-point transfer, gamma the time per byte of a numpy
-reduction. Override it with :func:`set_model` (for example with figures from
-``python -m collectives.sim calibrate``) or with the COLLECTIVES_MODEL environment variable,
-"alpha,beta,gamma" in seconds and seconds per byte.
+The model's three numbers are fitted, not looked up: :func:`fit` finds the alpha, beta and
+gamma under which the registered cost formulas best predict measured allreduce times (every
+algorithm, size and rank count of a ``python -m collectives.bench --json`` run), so alpha
+absorbs Python's per-message overhead and beta and gamma what one node's shared memory really
+delivers. ``python -m collectives.bench.fit run*.json`` does it from the command line and says
+how often the fitted model picks the measured fastest algorithm. The default was fitted that
+way on the development machine (see :data:`DEFAULT`). Override it with :func:`set_model`, with
+the COLLECTIVES_MODEL environment variable ("alpha,beta,gamma" in seconds and seconds per byte),
+or with COLLECTIVES_PROFILE, a profile written by ``python -m collectives.sim calibrate``
+(:func:`model_from_profile`).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from collectives import plans
 from collectives.algorithms import REGISTRY
@@ -32,15 +40,39 @@ class MachineModel:
     gamma: float = 1.0 / 12e9
 
 
+# Fitted with ``python -m collectives.bench.fit`` to this package's own benchmark runs at p = 2
+# and p = 4 on the development machine (2-core KVM guest, MPICH shared memory; BENCHMARKS.md).
+DEFAULT = MachineModel()
+
+
+def model_from_profile(path: str | Path, p: int | None = None) -> MachineModel:
+    """alpha, beta, gamma from a ``python -m collectives.sim calibrate`` profile (the rank count nearest ``p``)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        model = data["model"]
+        by_ranks = {int(k): v for k, v in data.get("by_ranks", {}).items()}
+        if p is not None and by_ranks:
+            model = by_ranks[min(by_ranks, key=lambda k: (abs(k - p), k))]
+        return MachineModel(float(model["alpha"]), float(model["beta"]), float(model["gamma"]))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"{path}: not a calibration profile with alpha, beta and gamma ({e}); write one with "
+            "'python -m collectives.sim calibrate'"
+        ) from None
+
+
 def _from_env() -> MachineModel:
     text = os.environ.get("COLLECTIVES_MODEL")
-    if not text:
-        return MachineModel()
-    try:
-        alpha, beta, gamma = (float(x) for x in text.split(","))
-    except ValueError:
-        raise ValueError(f"COLLECTIVES_MODEL must be 'alpha,beta,gamma' (three numbers), got {text!r}") from None
-    return MachineModel(alpha, beta, gamma)
+    profile = os.environ.get("COLLECTIVES_PROFILE")
+    if text:
+        try:
+            alpha, beta, gamma = (float(x) for x in text.split(","))
+        except ValueError:
+            raise ValueError(f"COLLECTIVES_MODEL must be 'alpha,beta,gamma' (three numbers), got {text!r}") from None
+        return MachineModel(alpha, beta, gamma)
+    if profile:
+        return model_from_profile(profile)
+    return DEFAULT
 
 
 _model = _from_env()
@@ -114,3 +146,67 @@ def explain(nbytes: int, p: int, itemsize: int = 1) -> str:
         f"({parts[dominant] / max(sum(parts.values()), 1e-30):.0%}), which it keeps lowest here."
     )
     return "\n".join(lines)
+
+
+Sample = tuple[str, int, int, int, float]  # (algorithm, p, nbytes, itemsize, measured seconds)
+
+
+def fit(samples: Iterable[Sample], start: MachineModel | None = None) -> tuple[MachineModel, float]:
+    """The model under which the registered costs best predict ``samples``; and its median relative error.
+
+    Minimises the mean squared log ratio of predicted to measured time (so a 10 us and a 10 ms
+    measurement count alike) over log alpha, log beta, log gamma with Nelder and Mead's simplex
+    (three parameters; no SciPy needed). Samples of unregistered algorithms are skipped.
+    """
+    rows = [
+        (REGISTRY[name].cost(p, nbytes, itemsize), seconds)
+        for name, p, nbytes, itemsize, seconds in samples
+        if name in REGISTRY and p > 1 and seconds > 0
+    ]
+    if not rows:
+        raise ValueError("fit: no usable samples (registered algorithms on p > 1 ranks with positive times)")
+
+    def loss(x: list[float]) -> float:
+        a, b, g = (math.exp(v) for v in x)
+        return sum(math.log(max(c.time(a, b, g), 1e-30) / t) ** 2 for c, t in rows) / len(rows)
+
+    m = start or _model
+    best = _nelder_mead(loss, [math.log(m.alpha), math.log(m.beta), math.log(m.gamma)])
+    model = MachineModel(*(math.exp(v) for v in best))
+    errors = sorted(abs(c.time(model.alpha, model.beta, model.gamma) / t - 1) for c, t in rows)
+    return model, errors[len(errors) // 2]
+
+
+def _nelder_mead(f, x0: list[float], step: float = 1.0, iterations: int = 600, tol: float = 1e-10) -> list[float]:
+    """Minimise ``f`` from ``x0`` with the Nelder-Mead simplex (standard coefficients)."""
+    n = len(x0)
+    simplex = [list(x0)] + [[x + (step if i == j else 0.0) for j, x in enumerate(x0)] for i in range(n)]
+    values = [f(x) for x in simplex]
+    for _ in range(iterations):
+        order = sorted(range(n + 1), key=values.__getitem__)
+        simplex, values = [simplex[i] for i in order], [values[i] for i in order]
+        if values[-1] - values[0] < tol:
+            break
+        centroid = [sum(x[j] for x in simplex[:-1]) / n for j in range(n)]
+        worst = simplex[-1]
+        reflected = _toward(centroid, worst, -1.0)
+        fr = f(reflected)
+        if fr < values[0]:
+            expanded = _toward(centroid, worst, -2.0)
+            fe = f(expanded)
+            simplex[-1], values[-1] = (expanded, fe) if fe < fr else (reflected, fr)
+        elif fr < values[-2]:
+            simplex[-1], values[-1] = reflected, fr
+        else:
+            contracted = _toward(centroid, worst, 0.5)
+            fc = f(contracted)
+            if fc < values[-1]:
+                simplex[-1], values[-1] = contracted, fc
+            else:  # shrink toward the best point
+                simplex = [simplex[0]] + [[b + 0.5 * (x - b) for b, x in zip(simplex[0], s)] for s in simplex[1:]]
+                values = [values[0]] + [f(x) for x in simplex[1:]]
+    return simplex[min(range(n + 1), key=values.__getitem__)]
+
+
+def _toward(centroid: list[float], worst: list[float], t: float) -> list[float]:
+    return [c + t * (w - c) for c, w in zip(centroid, worst)]
