@@ -148,6 +148,11 @@ def _row_backward(g, xhat, invstd, weight, want_gx, gx, gw, gb):  # pragma: no c
                 out[q] = (gr[q] * weight[q] - mean_d - xr[q] * mean_dx) * r
 
 
+def _spatial(shape: tuple[int, ...]) -> int:
+    """Product of the dims after (N, C): explicit, because ``reshape(n, c, -1)`` fails for an empty batch."""
+    return int(np.prod(shape[2:], dtype=np.int64))
+
+
 def _vector(v: np.ndarray | None, size: int, fill: float, dtype: np.dtype) -> np.ndarray:
     return np.full(size, fill, dtype) if v is None else contiguous(v, dtype=dtype).reshape(-1)
 
@@ -156,9 +161,10 @@ def batch_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and biased variance of ``x`` (N, C, ...), in ``x``'s dtype, shape (C,)."""
     x = contiguous(x)
     n, c = x.shape[:2]
+    sp = _spatial(x.shape)
     mean = np.empty(c)
     var = np.empty(c)
-    _channel_stats(x.reshape(n, c, -1), mean, var)
+    _channel_stats(x.reshape(n, c, sp), mean, var)
     return mean.astype(x.dtype), var.astype(x.dtype)
 
 
@@ -168,17 +174,18 @@ def batch_normalize(
     """``xhat = (x - mean) * invstd`` per channel (dim 1) and ``out = xhat * weight + bias``."""
     x = contiguous(x)
     n, c = x.shape[:2]
+    sp = _spatial(x.shape)
     dt = x.dtype
     xhat = np.empty_like(x)
     out = np.empty_like(x)
     _channel_normalize(
-        x.reshape(n, c, -1),
+        x.reshape(n, c, sp),
         _vector(mean, c, 0, dt),
         _vector(invstd, c, 1, dt),
         _vector(weight, c, 1, dt),
         _vector(bias, c, 0, dt),
-        xhat.reshape(n, c, -1),
-        out.reshape(n, c, -1),
+        xhat.reshape(n, c, sp),
+        out.reshape(n, c, sp),
     )
     return xhat, out
 
@@ -189,18 +196,19 @@ def batch_norm_backward(
     """Gradients of batch norm for (input, weight, bias), None where ``needs`` is False, from the saved ``xhat``."""
     g = contiguous(g)
     n, c = g.shape[:2]
+    sp = _spatial(g.shape)
     dt = g.dtype
     gx = np.empty_like(g) if needs[0] else np.empty((0, 0, 0), dt)
     gw = np.empty(c, dt)
     gb = np.empty(c, dt)
     _channel_backward(
-        g.reshape(n, c, -1),
-        contiguous(xhat).reshape(n, c, -1),
+        g.reshape(n, c, sp),
+        contiguous(xhat).reshape(n, c, sp),
         _vector(invstd, c, 1, dt),
         _vector(weight, c, 1, dt),
         training,
         bool(needs[0]),
-        gx.reshape(n, c, -1) if needs[0] else gx,
+        gx.reshape(n, c, sp) if needs[0] else gx,
         gw,
         gb,
     )

@@ -247,6 +247,18 @@ def test_layer_norm(shape, normalized, affine, dtype, spy):
     check(ln, arrays, dtype, spy(kernels.normalization, "layer_norm_backward"))
 
 
+def test_empty_batches_take_the_kernel_path_safely():
+    empty = np.zeros((0, 3, 4, 4), np.float32)
+    check(lambda x: F.max_pool2d(x, 2), [empty], np.float32)
+    check(lambda x: F.avg_pool2d(x, 2), [empty], np.float32)
+    check(F.relu, [empty], np.float32)
+    check(lambda x: F.softmax(x, dim=-1), [empty], np.float32)
+    check(lambda x: F.layer_norm(x, (4,)), [empty], np.float32)
+    stats = (np.zeros(3, np.float32), np.ones(3, np.float32))
+    check(lambda x: F.batch_norm(x, *stats, training=False), [empty], np.float32)
+    check(lambda x, w: F.conv2d(x, w), [empty, np.ones((2, 3, 3, 3), np.float32)], np.float32)
+
+
 # ------------------------------------------------------------------------ conv
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias, stride, groups", [(True, 1, 1), (False, 2, 2), (True, (2, 1), 2)])
