@@ -16,7 +16,7 @@ from collectives.sim.topology import TOPOLOGY_HELP
 EPILOG = """\
 examples:
   python -m collectives.sim check ring                 # real data, symbolic proof, counters, formula
-  python -m collectives.sim run ring --ranks 1024 --size 256M --timeline ring.png
+  python -m collectives.sim run ring --ranks 16 --size 256M --timeline ring.png
   python -m collectives.sim run all --ranks 64 --size 1M --topology torus:8x8 --link ib-hdr
   python -m collectives.sim sweep --ranks 2..4096 --sizes 1K..1G --topology fattree:k=16,oversub=2 --plot map.png
   python -m collectives.sim calibrate --out profile.json      # launches mpiexec -n 2, 3, 4
