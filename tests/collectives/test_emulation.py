@@ -73,3 +73,9 @@ def test_single_rank_allreduce_through_emulation_is_unchanged():
     buf = np.arange(7.0)
     t.run(ring_allreduce(t, buf, SUM))
     np.testing.assert_array_equal(buf, np.arange(7.0))
+
+
+def test_simulator_presets_are_accepted_by_name():
+    link = parse_link("ib-hdr")
+    assert link.bandwidth == pytest.approx(25e9)
+    assert 0 < link.latency < 5e-6
