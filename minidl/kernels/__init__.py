@@ -6,8 +6,8 @@ copies, scatter-adds, many tiny calls), the op's ``Function`` hands the same job
 here, under the same name, with the same inputs and outputs:
 
 ========================  =====================================================================
-``activation``            ReLU and exact GELU, forward and backward (numpy's ``where`` with a
-                          scalar zero is its slow path: 10x)
+``activation``            ReLU forward and backward (numpy's ``where`` with a scalar zero is
+                          its slow path: 10x)
 ``softmax``               softmax over the last axis (attention), forward and backward
 ``pooling``               max pooling (values and argmax positions) and its scatter-add
                           backward, average pooling and its adjoint

@@ -77,14 +77,10 @@ class GELU(Function):
 
     @staticmethod
     def forward(ctx: Context, a: np.ndarray) -> np.ndarray:
-        if kernels.wanted(a):  # numba: one pass
-            return kernels.activation.gelu(a)
         return a * (0.5 * (1.0 + erf(a * np.asarray(1.0 / math.sqrt(2.0), a.dtype))))
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> Tensor:
-        if kernels.wanted(grad.data) and not is_grad_enabled():  # numba: derivative and product in one pass
-            return Tensor._make(kernels.activation.gelu_backward(grad.data, ctx.inputs[0].data))
         return grad * GELUDerivative.apply(ctx.inputs[0])
 
 
