@@ -405,6 +405,7 @@ TRAP_CONFIGS = {  # name: (environment, BLAS threads, numba kernel parallel?)
     "workqueue": ({"NUMBA_THREADING_LAYER": "workqueue"}, 2, True),
     "omp, BLAS 1 thread": ({}, 1, True),
     "serial kernel (minidl)": ({}, 2, False),
+    "serial kernel, BLAS 1 thread": ({}, 1, False),
 }
 
 
@@ -414,7 +415,8 @@ def trap_child(parallel: bool, blas: int, rounds: int) -> dict[str, float]:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(blas, user_api="blas")
-    numba.set_num_threads(2)
+    if parallel:
+        numba.set_num_threads(2)
     prange = numba.prange
 
     def im2col_rows(x, cols, k, pad):  # pragma: no cover (compiled)
