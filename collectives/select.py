@@ -29,86 +29,153 @@ from pathlib import Path
 
 from collectives import plans
 from collectives.algorithms import REGISTRY
+from collectives.algorithms.spec import Cost
 
 
 @dataclass(frozen=True)
 class MachineModel:
-    """alpha (s per message), beta (s per byte moved), gamma (s per byte reduced)."""
+    """alpha (s per message), beta (s per byte moved), gamma (s per byte reduced), and ``overlap``.
+
+    ``overlap``: whether moving data and reducing it can happen at the same time, as the cost
+    formulas' pipelines assume (a network card moves a segment while the CPU reduces the
+    previous one). Between processes on one node MPI copies through shared memory with the CPU
+    itself, so nothing overlaps: the prediction is then the plain sum of the alpha, beta and
+    gamma terms, and a segmented algorithm pays for every segment's message without hiding its
+    reductions.
+    """
 
     alpha: float = 3.0e-6
     beta: float = 1.0 / 9e9
     gamma: float = 1.0 / 12e9
+    overlap: bool = False
+
+    def predict(self, cost: Cost) -> float:
+        """Seconds ``cost`` takes on this machine."""
+        if self.overlap:
+            return cost.time(self.alpha, self.beta, self.gamma)
+        return cost.latency_terms * self.alpha + cost.transfer_bytes * self.beta + cost.reduce_bytes * self.gamma
 
 
-# Fitted with ``python -m collectives.bench.fit`` to this package's own benchmark runs at p = 2
-# and p = 4 on the development machine (2-core KVM guest, MPICH shared memory; BENCHMARKS.md).
-DEFAULT = MachineModel()
+# Fitted with ``python -m collectives.bench.fit`` to three launches of ``python -m collectives.bench``
+# at p = 2 and at p = 4 on the development machine (2-core KVM guest, MPICH 5 shared memory;
+# BENCHMARKS.md): p = 2 has its own model; every other rank count oversubscribes those two cores
+# and takes p = 4's, where a message costs five times as much.
+DEFAULT = MachineModel(2.685e-05, 1.892e-10, 5.535e-10)
+DEFAULT_BY_RANKS: dict[int, MachineModel] = {2: MachineModel(5.283e-06, 1.707e-10, 1.872e-10)}
 
 
 def model_from_profile(path: str | Path, p: int | None = None) -> MachineModel:
     """alpha, beta, gamma from a ``python -m collectives.sim calibrate`` profile (the rank count nearest ``p``)."""
+    return _profile(path, p)[1]
+
+
+def _profile(path: str | Path, p: int | None = None) -> tuple[dict[int, MachineModel], MachineModel]:
     try:
         data = json.loads(Path(path).read_text())
-        model = data["model"]
-        by_ranks = {int(k): v for k, v in data.get("by_ranks", {}).items()}
-        if p is not None and by_ranks:
-            model = by_ranks[min(by_ranks, key=lambda k: (abs(k - p), k))]
-        return MachineModel(float(model["alpha"]), float(model["beta"]), float(model["gamma"]))
+
+        def read(m: dict) -> MachineModel:
+            return MachineModel(float(m["alpha"]), float(m["beta"]), float(m["gamma"]))
+
+        by_ranks = {int(k): read(v) for k, v in data.get("by_ranks", {}).items()}
+        model = read(data["model"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(
             f"{path}: not a calibration profile with alpha, beta and gamma ({e}); write one with "
             "'python -m collectives.sim calibrate'"
         ) from None
+    if p is not None and by_ranks:
+        model = by_ranks[_nearest(by_ranks, p)]
+    return by_ranks, model
 
 
-def _from_env() -> MachineModel:
+def parse_models(text: str) -> tuple[dict[int, MachineModel], MachineModel | None]:
+    """Models per rank count from "alpha,beta,gamma" or "P:alpha,beta,gamma;P:alpha,beta,gamma;..."."""
+    by_ranks: dict[int, MachineModel] = {}
+    default = None
+    for part in text.split(";"):
+        ranks, _, numbers = part.strip().rpartition(":")
+        try:
+            values = [float(x) for x in numbers.split(",")]
+            if len(values) not in (3, 4):
+                raise ValueError
+            model = MachineModel(*values[:3], overlap=len(values) == 4 and values[3] != 0)
+            if ranks:
+                by_ranks[int(ranks)] = model
+            else:
+                default = model
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"COLLECTIVES_MODEL must be 'alpha,beta,gamma[,overlap]' or 'P:alpha,beta,gamma[,overlap];P:...' "
+                f"(seconds, seconds per byte, 1 if transfers overlap reductions), got {text!r}"
+            ) from None
+    return by_ranks, default
+
+
+def _from_env() -> tuple[dict[int, MachineModel], MachineModel]:
     text = os.environ.get("COLLECTIVES_MODEL")
     profile = os.environ.get("COLLECTIVES_PROFILE")
     if text:
-        try:
-            alpha, beta, gamma = (float(x) for x in text.split(","))
-        except ValueError:
-            raise ValueError(f"COLLECTIVES_MODEL must be 'alpha,beta,gamma' (three numbers), got {text!r}") from None
-        return MachineModel(alpha, beta, gamma)
+        by_ranks, default = parse_models(text)  # without a default: the largest rank count's model
+        return by_ranks, default or (by_ranks[max(by_ranks)] if by_ranks else DEFAULT)
     if profile:
-        return model_from_profile(profile)
-    return DEFAULT
+        return _profile(profile)
+    return dict(DEFAULT_BY_RANKS), DEFAULT
 
 
-_model = _from_env()
+_by_ranks, _model = _from_env()
 
 
-def set_model(model: MachineModel) -> None:
-    """Use ``model`` for every later automatic choice."""
-    global _model
-    _model = model
+def _nearest(by_ranks: dict[int, MachineModel], p: int) -> int:
+    return min(by_ranks, key=lambda k: (abs(k - p), -k))
+
+
+def set_model(model: MachineModel, p: int | None = None) -> None:
+    """Use ``model`` for every later automatic choice on ``p`` ranks, or (``p=None``) on every rank count.
+
+    ``set_model(m)`` replaces the per-rank-count models too; ``set_model(m, p=8)`` adds or
+    replaces the one for 8 ranks. A rank count without its own model uses the model for every
+    rank count.
+    """
+    global _model, _by_ranks
+    if p is None:
+        _model, _by_ranks = model, {}
+    else:
+        _by_ranks = {**_by_ranks, int(p): model}
     _choose.cache_clear()
     plans.invalidate()  # cached calls with algorithm="auto" chose under the old model
 
 
-def get_model() -> MachineModel:
-    return _model
+def get_model(p: int | None = None) -> MachineModel:
+    """The model ``auto`` uses on ``p`` ranks (``p=None``: the one for rank counts without their own)."""
+    return _by_ranks.get(p, _model) if _by_ranks else _model
+
+
+def models() -> dict[int, MachineModel]:
+    """The per-rank-count models in use (empty: one model for every rank count)."""
+    return dict(_by_ranks)
 
 
 def predictions(p: int, nbytes: int, itemsize: int = 1) -> list[tuple[str, float | None, str]]:
     """(name, predicted seconds or None, reason it cannot run) for every registered algorithm."""
     rows = []
-    m = _model
+    m = get_model(p)
     for name, spec in REGISTRY.items():
         why = spec.constraints.violation(p, nbytes // itemsize)
         if why:
             rows.append((name, None, why))
         else:
-            rows.append((name, spec.cost(p, nbytes, itemsize).time(m.alpha, m.beta, m.gamma), ""))
+            rows.append((name, m.predict(spec.cost(p, nbytes, itemsize)), ""))
     return rows
 
 
 @lru_cache(maxsize=4096)
 def _choose(p: int, nbytes: int, itemsize: int, registry_key: tuple[str, ...]) -> str:
-    runnable = [(t, name) for name, t, _ in predictions(p, nbytes, itemsize) if t is not None]
+    # Equal predictions (the ring, Rabenseifner and the double tree are the same exchanges on two
+    # ranks) go to the algorithm registered first: the simpler one, with less Python per step.
+    runnable = [(t, i, name) for i, (name, t, _) in enumerate(predictions(p, nbytes, itemsize)) if t is not None]
     if not runnable:
         raise ValueError(f"no registered allreduce algorithm can run on {p} ranks and {nbytes} bytes")
-    return min(runnable)[1]
+    return min(runnable)[2]
 
 
 def choose(p: int, nbytes: int, itemsize: int = 1) -> str:
@@ -118,7 +185,7 @@ def choose(p: int, nbytes: int, itemsize: int = 1) -> str:
 
 def explain(nbytes: int, p: int, itemsize: int = 1) -> str:
     """A short report: every algorithm's predicted time, the one chosen, and why."""
-    m = _model
+    m = get_model(p)
     rows = sorted(predictions(p, nbytes, itemsize), key=lambda r: (r[1] is None, r[1] or 0.0))
     best = choose(p, nbytes, itemsize)
     lines = [
@@ -156,7 +223,8 @@ def fit(samples: Iterable[Sample], start: MachineModel | None = None) -> tuple[M
 
     Minimises the mean squared log ratio of predicted to measured time (so a 10 us and a 10 ms
     measurement count alike) over log alpha, log beta, log gamma with Nelder and Mead's simplex
-    (three parameters; no SciPy needed). Samples of unregistered algorithms are skipped.
+    (three parameters; no SciPy needed), once without and once with ``overlap``, and keeps the
+    better. Samples of unregistered algorithms are skipped.
     """
     rows = [
         (REGISTRY[name].cost(p, nbytes, itemsize), seconds)
@@ -165,15 +233,19 @@ def fit(samples: Iterable[Sample], start: MachineModel | None = None) -> tuple[M
     ]
     if not rows:
         raise ValueError("fit: no usable samples (registered algorithms on p > 1 ranks with positive times)")
-
-    def loss(x: list[float]) -> float:
-        a, b, g = (math.exp(v) for v in x)
-        return sum(math.log(max(c.time(a, b, g), 1e-30) / t) ** 2 for c, t in rows) / len(rows)
-
     m = start or _model
-    best = _nelder_mead(loss, [math.log(m.alpha), math.log(m.beta), math.log(m.gamma)])
-    model = MachineModel(*(math.exp(v) for v in best))
-    errors = sorted(abs(c.time(model.alpha, model.beta, model.gamma) / t - 1) for c, t in rows)
+    best: tuple[float, MachineModel] | None = None
+    for overlap in (False, True):
+
+        def loss(x: list[float], overlap: bool = overlap) -> float:
+            model = MachineModel(*(math.exp(v) for v in x), overlap=overlap)
+            return sum(math.log(max(model.predict(c), 1e-30) / t) ** 2 for c, t in rows) / len(rows)
+
+        x = _nelder_mead(loss, [math.log(m.alpha), math.log(m.beta), math.log(m.gamma)])
+        if best is None or loss(x) < best[0]:
+            best = (loss(x), MachineModel(*(math.exp(v) for v in x), overlap=overlap))
+    model = best[1]
+    errors = sorted(abs(model.predict(c) / t - 1) for c, t in rows)
     return model, errors[len(errors) // 2]
 
 

@@ -3,9 +3,11 @@
 Reads the ``--json`` output of ``python -m collectives.bench`` (one file per rank count; run
 them on the machine and at the rank counts you care about), fits alpha, beta and gamma so the
 registered cost formulas best predict every measured time (:func:`collectives.select.fit`),
-and reports how well each model chooses: for every (ranks, size) of the runs, the algorithm it
-picks against the one measured fastest, and the time lost when they differ. Prints the line to
-use the fitted model (``COLLECTIVES_MODEL=alpha,beta,gamma``).
+one model per rank count in the runs (how much a message costs depends on how many processes
+share the machine), and reports how well each model chooses: for every (ranks, size) of the
+runs, the algorithm it picks against the one measured fastest (the median over runs), and the
+time lost when they differ. Prints the line that uses the fitted models
+(``COLLECTIVES_MODEL='2:alpha,beta,gamma;4:...'``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,34 +42,45 @@ def load(paths: list[str]) -> list[select.Sample]:
     return samples
 
 
-def choices(samples: list[select.Sample], model: select.MachineModel) -> list[tuple[int, int, str, str, float]]:
+def choices(samples: list[select.Sample], model_for: Callable[[int], select.MachineModel]) -> list[tuple]:
     """Per (p, bytes): (p, bytes, measured fastest, predicted fastest, its measured time / the fastest's)."""
-    cases: dict[tuple[int, int, int], dict[str, float]] = defaultdict(dict)
+    cases: dict[tuple[int, int, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for name, p, nbytes, itemsize, seconds in samples:
-        cases[(p, nbytes, itemsize)][name] = seconds
+        cases[(p, nbytes, itemsize)][name].append(seconds)  # several runs: their median
     rows = []
-    for (p, nbytes, itemsize), times in sorted(cases.items()):
-        best = min(times, key=times.get)
-        predicted = {n: REGISTRY[n].cost(p, nbytes, itemsize).time(model.alpha, model.beta, model.gamma) for n in times}
-        pick = min(predicted, key=predicted.get)
+    for (p, nbytes, itemsize), runs in sorted(cases.items()):
+        times = {name: statistics.median(t) for name, t in runs.items()}
+        order = {n: i for i, n in enumerate(REGISTRY)}
+        best = min(times, key=lambda n: (times[n], order[n]))
+        m = model_for(p)
+        predicted = {n: m.predict(REGISTRY[n].cost(p, nbytes, itemsize)) for n in times}
+        pick = min(predicted, key=lambda n: (predicted[n], order[n]))  # ties as select.choose breaks them
         rows.append((p, nbytes, best, pick, times[pick] / times[best]))
     return rows
 
 
-def report(samples: list[select.Sample], name: str, model: select.MachineModel) -> list[str]:
-    rows = choices(samples, model)
+def describe(m: select.MachineModel) -> str:
+    return (
+        f"alpha={m.alpha * 1e6:.3g} us, 1/beta={1 / m.beta / 1e9:.3g} GB/s, 1/gamma={1 / m.gamma / 1e9:.3g} GB/s, "
+        f"{'transfers overlap reductions' if m.overlap else 'no overlap'}"
+    )
+
+
+def report(samples: list[select.Sample], name: str, model_for: Callable[[int], select.MachineModel]) -> list[str]:
+    rows = choices(samples, model_for)
     hits = sum(best == pick for _, _, best, pick, _ in rows)
     lost = [ratio for *_, ratio in rows]
-    lines = [
-        f"{name}: alpha={model.alpha * 1e6:.3g} us, 1/beta={1 / model.beta / 1e9:.3g} GB/s, "
-        f"1/gamma={1 / model.gamma / 1e9:.3g} GB/s",
+    lines = [f"{name}:"]
+    for p in sorted({s[1] for s in samples}):
+        lines.append(f"  p={p}: {describe(model_for(p))}")
+    lines.append(
         f"  picks the measured fastest in {hits} of {len(rows)} cases; median time vs the fastest "
-        f"{statistics.median(lost):.2f}x, worst {max(lost):.2f}x",
-    ]
+        f"{statistics.median(lost):.2f}x, worst {max(lost):.2f}x"
+    )
     errors: dict[str, list[float]] = defaultdict(list)
     for algo, p, nbytes, itemsize, seconds in samples:
-        predicted = REGISTRY[algo].cost(p, nbytes, itemsize).time(model.alpha, model.beta, model.gamma)
-        errors[algo].append(abs(predicted / seconds - 1))
+        m = model_for(p)
+        errors[algo].append(abs(m.predict(REGISTRY[algo].cost(p, nbytes, itemsize)) / seconds - 1))
     lines.append(
         "  median |predicted/measured - 1| per algorithm: "
         + ", ".join(f"{a} {statistics.median(e):.0%}" for a, e in sorted(errors.items()))
@@ -77,7 +91,8 @@ def report(samples: list[select.Sample], name: str, model: select.MachineModel) 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m collectives.bench.fit",
-        description="Fit the alpha, beta, gamma of algorithm='auto' to 'python -m collectives.bench --json' runs.",
+        description="Fit the alpha, beta, gamma of algorithm='auto' to 'python -m collectives.bench --json' runs, "
+        "one model per rank count found in them.",
     )
     ap.add_argument("runs", nargs="+", help="JSON files written by 'python -m collectives.bench --json FILE'")
     ap.add_argument("--verbose", action="store_true", help="list every (ranks, size) choice")
@@ -85,16 +100,22 @@ def main(argv: list[str] | None = None) -> int:
     samples = load(a.runs)
     if not samples:
         raise SystemExit("collectives.bench.fit: the runs hold no hand-written algorithm's measurements")
-    fitted, median_error = select.fit(samples)
-    print(f"{len(samples)} measurements from {len(a.runs)} run(s); fitted median |error| {median_error:.0%}")
-    for line in report(samples, "current model", select.get_model()) + report(samples, "fitted model", fitted):
+    fitted: dict[int, select.MachineModel] = {}
+    for p in sorted({s[1] for s in samples}):
+        fitted[p], error = select.fit([s for s in samples if s[1] == p])
+        print(f"p={p}: {sum(s[1] == p for s in samples)} measurements, fitted median |error| {error:.0%}")
+    for line in report(samples, "current model", select.get_model):
+        print(line)
+    for line in report(samples, "fitted model", fitted.__getitem__):
         print(line)
     if a.verbose:
-        for p, nbytes, best, pick, ratio in choices(samples, fitted):
+        for p, nbytes, best, pick, ratio in choices(samples, fitted.__getitem__):
             print(f"  p={p:<3} {nbytes:>10} B  fastest {best:<20} fitted picks {pick:<20} {ratio:.2f}x")
-    numbers = f"{fitted.alpha:.4g}, {fitted.beta:.4g}, {fitted.gamma:.4g}"
-    print(f"use it: export COLLECTIVES_MODEL={numbers.replace(' ', '')}")
-    print(f"    or: collectives.select.set_model(collectives.select.MachineModel({numbers}))")
+    spec = ";".join(
+        f"{p}:{m.alpha:.4g},{m.beta:.4g},{m.gamma:.4g}{',1' if m.overlap else ''}" for p, m in fitted.items()
+    )
+    print(f"use it: export COLLECTIVES_MODEL='{spec}'")
+    print("    or: collectives.select.set_model(collectives.select.MachineModel(alpha, beta, gamma), p=P)")
     return 0
 
 

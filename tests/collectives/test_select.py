@@ -69,6 +69,30 @@ def test_set_model_changes_the_choice():
         select.set_model(old)
 
 
+def test_models_per_rank_count():
+    old, old_by_ranks = select.get_model(), select.models()
+    fast, slow = select.MachineModel(1e-6, 1e-10, 1e-10), select.MachineModel(1e-4, 1e-9, 1e-9)
+    try:
+        select.set_model(fast)
+        select.set_model(slow, p=4)
+        assert select.models() == {4: slow} and select.get_model(4) == slow
+        assert select.get_model(2) == fast == select.get_model(3) == select.get_model()  # no model of their own
+        select.set_model(fast)  # one model for every rank count again
+        assert select.models() == {} and select.get_model(4) == fast
+    finally:
+        select.set_model(old)
+        for p, m in old_by_ranks.items():
+            select.set_model(m, p=p)
+
+
+def test_model_environment_syntax():
+    by_ranks, default = select.parse_models("2:1e-6,1e-10,2e-10; 4:1e-4,1e-9,3e-10")
+    assert default is None and by_ranks[4] == select.MachineModel(1e-4, 1e-9, 3e-10) and set(by_ranks) == {2, 4}
+    assert select.parse_models("1e-6,1e-10,2e-10") == ({}, select.MachineModel(1e-6, 1e-10, 2e-10))
+    with pytest.raises(ValueError, match="COLLECTIVES_MODEL must be"):
+        select.parse_models("2:1e-6,1e-10")
+
+
 def test_fit_command_line(tmp_path, capsys):
     runs = []
     for p in (2, 4):
@@ -81,8 +105,8 @@ def test_fit_command_line(tmp_path, capsys):
         runs.append(str(path))
     assert fit_cli.main([*runs, "--verbose"]) == 0
     out = capsys.readouterr().out
-    assert "fitted model: alpha=7 us" in out
+    assert "p=2: alpha=7 us" in out and "p=4: alpha=7 us" in out  # one fit per rank count
     assert "picks the measured fastest in 10 of 10 cases" in out  # the model that made the times
-    assert "export COLLECTIVES_MODEL=" in out
+    assert "export COLLECTIVES_MODEL='2:7e-06," in out
     with pytest.raises(SystemExit, match=r"not a 'collectives\.bench --json' output"):
         fit_cli.main([str(tmp_path / "missing.json")])
