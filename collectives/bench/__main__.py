@@ -31,6 +31,7 @@ from mpi4py import MPI
 import collectives
 from collectives.bench.overlap import measure_overlap
 
+MAX_ITERATIONS = 20_000  # per timing; at a few us per call that is about the --time-per-point default
 TYPE_NAMES = {"float32": "float", "float64": "double", "int32": "int32", "int64": "int64", "float16": "half"}
 
 
@@ -126,13 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         count = nbytes // dtype.itemsize
         buf = np.zeros(count, dtype)
         iters = {}
-        # calibrate the iteration count on MPI's time, the same for every contender
-        comm.Barrier()
-        t0 = time.perf_counter()
-        comm.Allreduce(MPI.IN_PLACE, buf, mpi_op)
-        comm.Allreduce(MPI.IN_PLACE, buf, mpi_op)
-        est = comm.allreduce((time.perf_counter() - t0) / 2, op=MPI.MAX)
-        n_iter = comm.bcast(int(min(1000, max(2, a.time_per_point / max(est, 1e-7)))))
         times: dict[str, list[float]] = {c: [] for c in contenders}
         # Each contender is one bound call, MPI's straight into mpi4py: the timing loop adds the
         # same few tens of nanoseconds to both, not a Python frame that would flatter the slower.
@@ -140,6 +134,20 @@ def main(argv: list[str] | None = None) -> int:
         for c in contenders:  # warm up (scratch arenas, caches, connections, cached plans)
             calls[c]()
             calls[c]()
+        # The iteration count, the same for every contender, from MPI's warm time over a loop long
+        # enough that the ranks' skew leaving the barrier (tens of us) is amortised: a timing
+        # of a few iterations would add that skew to every call and pull all ratios toward 1.
+        n_iter = 1
+        while True:
+            comm.Barrier()
+            t0 = time.perf_counter()
+            for _ in range(n_iter):
+                calls["MPI"]()
+            elapsed = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+            if elapsed >= 1e-3 or n_iter >= MAX_ITERATIONS:
+                break
+            n_iter *= 4
+        n_iter = comm.bcast(int(min(MAX_ITERATIONS, max(2, a.time_per_point / (elapsed / n_iter)))))
         for r in range(a.rounds):
             order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
             for c in order:
