@@ -59,9 +59,9 @@ class MachineModel:
 # Fitted with ``python -m collectives.bench.fit`` to three launches of ``python -m collectives.bench``
 # at p = 2 and at p = 4 on the development machine (2-core KVM guest, MPICH 5 shared memory;
 # BENCHMARKS.md): p = 2 has its own model; every other rank count oversubscribes those two cores
-# and takes p = 4's, where a message costs five times as much.
-DEFAULT = MachineModel(2.685e-05, 1.892e-10, 5.535e-10)
-DEFAULT_BY_RANKS: dict[int, MachineModel] = {2: MachineModel(5.283e-06, 1.707e-10, 1.872e-10)}
+# and takes p = 4's, where a message costs three times as much.
+DEFAULT = MachineModel(1.433e-05, 1.113e-10, 4.595e-10)
+DEFAULT_BY_RANKS: dict[int, MachineModel] = {2: MachineModel(4.502e-06, 1.047e-10, 1.794e-10, overlap=True)}
 
 
 def model_from_profile(path: str | Path, p: int | None = None) -> MachineModel:
