@@ -1,14 +1,17 @@
 """The point-to-point interface every collective algorithm is written against.
 
-An algorithm is a generator function ``algo(t, buf, op)``: it posts messages through the
-transport ``t`` and *yields* a step each time it must wait for communication to finish::
+An algorithm is a function ``algo(t, buf, op)`` returning an iterator of steps, usually a
+generator function: it posts messages through the transport ``t`` and *yields* a step each
+time it must wait for communication to finish::
 
     yield t.sendrecv(chunk, right, incoming, left, tag=step)   # wait for this exchange
     t.reduce(op, chunk, incoming)                               # local work, no waiting
 
 Each ``yield`` is one communication step of the textbook figure. The same algorithm code then
 runs unchanged on two transports: :class:`collectives.mpi_transport.MPITransport`, which
-executes each step with real MPI calls, and the simulator's transport, which runs thousands of
+executes each step with real MPI calls (blocking: the step is already complete when yielded;
+:class:`~collectives.mpi_transport.NonBlockingMPITransport` for ``iallreduce``), and the
+simulator's transport, which runs thousands of
 virtual ranks in one process by interleaving their generators and charging each step to a
 virtual clock. Nothing in an algorithm may talk to MPI directly.
 
