@@ -13,8 +13,8 @@ def _check_4d(name: str, x: Tensor) -> None:
         raise ValueError(f"{name}: expected input of shape (N, C, H, W), got {x.shape}")
 
 
-class MaxPool2d(Module):
-    """Maximum over ``kernel_size`` windows; ``stride`` defaults to ``kernel_size`` (PyTorch's rule)."""
+class _Pool2d(Module):
+    """Shared by the window poolings: ``stride`` defaults to ``kernel_size`` (PyTorch's rule)."""
 
     def __init__(
         self,
@@ -23,46 +23,36 @@ class MaxPool2d(Module):
         padding: int | tuple[int, int] = 0,
     ) -> None:
         super().__init__()
-        self.kernel_size = pair(kernel_size, "MaxPool2d kernel_size", 1)
-        self.stride = self.kernel_size if stride is None else pair(stride, "MaxPool2d stride", 1)
-        self.padding = pair(padding, "MaxPool2d padding", 0)
+        name = type(self).__name__
+        self.kernel_size = pair(kernel_size, f"{name} kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else pair(stride, f"{name} stride", 1)
+        self.padding = pair(padding, f"{name} padding", 0)
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(
-                f"MaxPool2d: padding {self.padding} must be at most half of kernel_size {self.kernel_size}"
-            )
+            raise ValueError(f"{name}: padding {self.padding} must be at most half of kernel_size {self.kernel_size}")
+
+    def _pool(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_4d("MaxPool2d", x)
+        _check_4d(type(self).__name__, x)
+        return self._pool(x)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """Maximum over ``kernel_size`` windows; ``stride`` defaults to ``kernel_size``."""
+
+    def _pool(self, x: Tensor) -> Tensor:
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
-
-class AvgPool2d(Module):
+class AvgPool2d(_Pool2d):
     """Mean over ``kernel_size`` windows (zero padding counts in the mean, as PyTorch's default)."""
 
-    def __init__(
-        self,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] | None = None,
-        padding: int | tuple[int, int] = 0,
-    ) -> None:
-        super().__init__()
-        self.kernel_size = pair(kernel_size, "AvgPool2d kernel_size", 1)
-        self.stride = self.kernel_size if stride is None else pair(stride, "AvgPool2d stride", 1)
-        self.padding = pair(padding, "AvgPool2d padding", 0)
-        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(
-                f"AvgPool2d: padding {self.padding} must be at most half of kernel_size {self.kernel_size}"
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        _check_4d("AvgPool2d", x)
+    def _pool(self, x: Tensor) -> Tensor:
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class AdaptiveAvgPool2d(Module):
