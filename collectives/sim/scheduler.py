@@ -136,27 +136,9 @@ class Simulator:
         t.outstanding += 1
         if self.tracking:
             self._track(t, req)
-        # Unmatched requests wait in a dict per (source, dest, tag): one request alone, or a deque
-        # of them in posting order when several are outstanding (MPI's non-overtaking order).
-        key = (rank, dest, tag)
-        q = self.recvs.get(key)
-        if q is not None:
-            if q.__class__ is list:
-                del self.recvs[key]
-                self._match(req, q)
-            else:
-                other = q.popleft()
-                if not q:
-                    del self.recvs[key]
-                self._match(req, other)
-        else:
-            q = self.sends.get(key)
-            if q is None:
-                self.sends[key] = req
-            elif q.__class__ is list:
-                self.sends[key] = deque((q, req))
-            else:
-                q.append(req)
+        other = _pair_or_wait((rank, dest, tag), req, self.recvs, self.sends)
+        if other is not None:
+            self._match(req, other)
         return req
 
     def post_recv(self, t: SimTransport, buf: Any, source: int, tag: int) -> list:
@@ -167,25 +149,9 @@ class Simulator:
         t.outstanding += 1
         if self.tracking:
             self._track(t, req)
-        key = (source, rank, tag)
-        q = self.sends.get(key)
-        if q is not None:
-            if q.__class__ is list:
-                del self.sends[key]
-                self._match(q, req)
-            else:
-                other = q.popleft()
-                if not q:
-                    del self.sends[key]
-                self._match(other, req)
-        else:
-            q = self.recvs.get(key)
-            if q is None:
-                self.recvs[key] = req
-            elif q.__class__ is list:
-                self.recvs[key] = deque((q, req))
-            else:
-                q.append(req)
+        other = _pair_or_wait((source, rank, tag), req, self.sends, self.recvs)
+        if other is not None:
+            self._match(other, req)
         return req
 
     def _match(self, s: list, r: list) -> None:
@@ -517,4 +483,29 @@ def _find_cycle(graph: dict[int, list[int]]) -> list[int] | None:
                 color[nxt] = 1
                 stack.append((nxt, iter(graph[nxt])))
                 path.append(nxt)
+    return None
+
+
+def _pair_or_wait(key: tuple, req: list, partners: dict, waiting: dict) -> list | None:
+    """The oldest unmatched partner of ``req`` under ``key`` (removed), or None after queuing ``req``.
+
+    Unmatched requests wait in a dict per (source, dest, tag): one request alone, or a deque of
+    them in posting order when several are outstanding (MPI's non-overtaking order).
+    """
+    q = partners.get(key)
+    if q is not None:
+        if q.__class__ is list:
+            del partners[key]
+            return q
+        other = q.popleft()
+        if not q:
+            del partners[key]
+        return other
+    q = waiting.get(key)
+    if q is None:
+        waiting[key] = req
+    elif q.__class__ is list:
+        waiting[key] = deque((q, req))
+    else:
+        q.append(req)
     return None
