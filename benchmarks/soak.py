@@ -143,6 +143,7 @@ class Soak:
         self.wrong: list[str] = []
         self.calls = Counter()
         self.log_max = math.log(args.max_elements + 1)
+        self.iteration = -1  # -1: warming up
         self.pool = sorted({self.fresh_size() for _ in range(args.distinct_sizes)})
 
     def fresh_size(self) -> int:
@@ -235,6 +236,7 @@ class Soak:
         warm = time.perf_counter()
         peak = base
         for i in range(args.iterations):
+            self.iteration = i
             self.step()
             if i % 500 == 0:
                 peak = max(peak, rss_bytes())
@@ -291,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         return soak.run()
     except BaseException:
         traceback.print_exc()
-        sys.stderr.flush()
+        where = "in the warm-up" if soak.iteration < 0 else f"at iteration {soak.iteration}"
+        print(f"soak: rank {soak.rank} failed {where}; aborting the job", file=sys.stderr, flush=True)
         soak.comm.Abort(1)  # the other ranks would wait for this one forever
         return 1
 

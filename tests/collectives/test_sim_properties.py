@@ -19,6 +19,7 @@ algorithm) that the other properties let through, so none of them passes vacuous
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -50,7 +51,9 @@ SEGMENTED = [
 ]
 ALGORITHMS = {**{name: REGISTRY[name] for name in sorted(REGISTRY)}, **{s.name: s for s in SEGMENTED}}
 DTYPES = [*NUMERIC_DTYPES, np.dtype(bool)]
-PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 25 examples per property and algorithm keep the suite quick; PROPERTY_EXAMPLES=2000 searches harder.
+EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "25"))
+PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # The planted bugs: a fixed, modest search, no shrinking (the first counterexample is enough).
 PLANTED = settings(max_examples=60, deadline=None, database=None, derandomize=True, phases=[Phase.generate])
 
