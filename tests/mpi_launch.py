@@ -75,6 +75,10 @@ def kill_session(sid: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    try:  # where there is no /proc: at least the launcher's process group
+        os.killpg(sid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def run_mpi(
