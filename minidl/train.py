@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-import collectives
 import minidl
 import minidl.functional as F
+from minidl import distributed as dist
 from minidl import optim
 from minidl.checkpoint import load_checkpoint, save_checkpoint
 from minidl.data import DataLoader, DistributedSampler
-from minidl.distributed import DistributedDataParallel, GradientNoiseScale, world
+from minidl.distributed import DistributedDataParallel, GradientNoiseScale
 from minidl.distributed.timing import StepTimer, StepTiming, summarize
 from minidl.experiments import DATASETS, DEFAULT_MODEL, MODELS, build_model, load_dataset
 from minidl.metrics import MetricsWriter
@@ -88,12 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument(
         "--algorithm",
         default="ring",
-        choices=[*sorted(collectives.ALGORITHMS), "auto"],
-        help="allreduce algorithm for the gradients (default: ring)",
+        metavar="NAME",
+        help=f"allreduce algorithm for the gradients: {', '.join(dist.algorithms())} (default: ring)",
     )
     g.add_argument("--bucket-mb", type=float, default=25.0, help="gradient bucket size in MiB (default: 25)")
     g.add_argument("--no-overlap", action="store_true", help="allreduce after backward instead of during it")
-    g.add_argument("--link", help="emulate a slower link, e.g. '10Gbps,20us' (see collectives.emulation)")
+    g.add_argument("--link", help="emulate a slower link: BANDWIDTH,LATENCY such as '10Gbps,20us', or a preset name")
 
     g = p.add_argument_group("output")
     g.add_argument("--metrics", help="write per-step metrics to this .jsonl or .csv file (rank 0)")
@@ -118,19 +118,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.hidden = tuple(int(h) for h in args.hidden.split(","))
     except ValueError:
         p.error(f"--hidden must be comma-separated integers, got {args.hidden!r}")
-    if args.link:
-        try:
-            args.link = collectives_link(args.link)
-        except ValueError as e:
-            p.error(str(e))
+    try:
+        dist.check_algorithm(args.algorithm)
+        args.link = dist.resolve_link(args.link)
+    except ValueError as e:
+        p.error(str(e))
     args.model = args.model or DEFAULT_MODEL[args.dataset]
     return args
-
-
-def collectives_link(spec: str) -> Any:
-    from collectives.emulation import parse_link
-
-    return parse_link(spec)
 
 
 def make_optimizer(name: str, params: Any, lr: float, momentum: float, weight_decay: float) -> optim.Optimizer:
@@ -174,7 +168,7 @@ def evaluate(model: Any, dataset: Any, comm: Any, batch: int = 512) -> float:
             pred = model(minidl.Tensor(x)).data.argmax(axis=1)
             counts += ((pred == y).sum(), len(y))
     model.train(was_training)
-    collectives.allreduce(counts, comm)
+    dist.all_reduce(counts, comm=comm)
     return float(counts[0] / counts[1]) if counts[1] else float("nan")
 
 
@@ -208,7 +202,7 @@ def progress(iterable: Any, enabled: bool, desc: str, total: int) -> Any:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     launch = time.perf_counter()
     args = parse_args(argv)
-    comm = world()
+    comm = dist.world()
     rank, size = comm.Get_rank(), comm.Get_size()
     say = Printer(rank, args.quiet)
     threads = configure_threads(args.threads, comm)
@@ -216,7 +210,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     minidl.manual_seed(args.seed + rank)  # deliberately different; DDP broadcasts rank 0's weights
     train_set, test_set, info = load_dataset(args.dataset, args.data_dir, args.train_size, args.seed)
     model = build_model(args.model, info, args.hidden, args.depth)
-    allreduce_kwargs = {"link": args.link} if args.link else {}
     ddp = DistributedDataParallel(
         model,
         comm,
@@ -224,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         bucket_cap_mb=args.bucket_mb,
         overlap=not args.no_overlap,
         measure_noise_scale=size > 1,
-        allreduce_kwargs=allreduce_kwargs,
+        link=args.link,
     )
     global_batch = args.batch_size * size * args.accumulation
     lr = args.lr * global_batch / args.base_batch if args.base_batch else args.lr
@@ -320,7 +313,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 _save_profile(args.profile, timer, ddp, comm, step, say)
             if writer is not None:
                 writer.write(_step_row(epoch, step, loss_value, opt, timing, noise))
-        collectives.allreduce(stats, comm)
+        dist.all_reduce(stats, comm=comm)
         test_acc = evaluate(model, test_set, comm)
         ep = summarize(epoch_steps)
         b_simple = noise.b_simple if noise else float("nan")

@@ -1,0 +1,108 @@
+"""The process group, shaped like ``torch.distributed``: the one place minidl calls ``collectives``.
+
+The trainer, the study and the benchmarks ask here for their rank and world size, reduce and
+broadcast arrays, and list or parse the allreduce algorithms and links; they never import
+``collectives`` themselves, so the two halves of the project meet in ``minidl.distributed`` only.
+Every function takes an optional mpi4py communicator (default: the world) and works without
+``mpiexec`` as a world of one rank.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import collectives
+
+try:  # the link model at the bottom of collectives
+    from collectives import Link, parse_link  # type: ignore[attr-defined]
+except ImportError:  # until it moves there from the emulation module
+    from collectives.emulation import Link, parse_link
+
+__all__ = [
+    "Link",
+    "algorithms",
+    "all_reduce",
+    "barrier",
+    "broadcast",
+    "check_algorithm",
+    "get_rank",
+    "get_world_size",
+    "parse_link",
+    "resolve_link",
+    "world",
+]
+
+
+def world() -> Any:
+    """``MPI.COMM_WORLD``; without mpiexec it has one rank."""
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def get_rank(comm: Any = None) -> int:
+    """This process's rank in ``comm`` (default: the world)."""
+    return (comm or world()).Get_rank()
+
+
+def get_world_size(comm: Any = None) -> int:
+    """The number of ranks in ``comm`` (default: the world)."""
+    return (comm or world()).Get_size()
+
+
+def barrier(comm: Any = None) -> None:
+    """Wait until every rank of ``comm`` has arrived."""
+    (comm or world()).Barrier()
+
+
+def all_reduce(
+    array: np.ndarray,
+    op: str = "sum",
+    algorithm: str = "ring",
+    comm: Any = None,
+    *,
+    link: Link | str | None = None,
+    check: bool | None = None,
+) -> np.ndarray:
+    """Reduce ``array`` elementwise across ranks, in place, with a hand-written allreduce; returns it.
+
+    ``op`` is "sum", "avg", "prod", "max" or "min"; ``algorithm`` one of :func:`algorithms`;
+    ``link`` emulates a slower interconnect (a :class:`Link`, a preset name or "10Gbps,20us");
+    ``check`` overrides the cross-rank agreement check for this call.
+    """
+    return collectives.allreduce(array, comm or world(), op, algorithm, check=check, link=resolve_link(link))
+
+
+def broadcast(array: np.ndarray, src: int = 0, comm: Any = None, *, check: bool | None = None) -> np.ndarray:
+    """Copy rank ``src``'s ``array`` into ``array`` on every rank, in place; returns it."""
+    return collectives.broadcast(array, src, comm or world(), check=check)
+
+
+def algorithms() -> list[str]:
+    """The allreduce algorithm names ``all_reduce`` and DDP accept ("auto" lets a cost model choose)."""
+    names = getattr(collectives, "algorithm_names", None)
+    listed = list(names()) if names is not None else sorted(collectives.ALGORITHMS)
+    return listed if "auto" in listed else [*listed, "auto"]
+
+
+def check_algorithm(name: str) -> str:
+    """Return ``name`` if it is an allreduce algorithm; else collectives' error, which lists the valid names."""
+    validate = getattr(collectives, "check_algorithm", None)
+    if validate is not None:
+        validate(name)
+    elif name != "auto":
+        from collectives.api import get_algorithm
+
+        get_algorithm(name)
+    return name
+
+
+def resolve_link(link: Link | str | None) -> Link | None:
+    """A :class:`Link` from a Link, a preset name or "BANDWIDTH,LATENCY" (None stays None)."""
+    if link is None or isinstance(link, Link):
+        return link
+    if isinstance(link, str):
+        return parse_link(link)
+    raise TypeError(f"link must be a Link, a preset name or 'BANDWIDTH,LATENCY' such as '10Gbps,20us', got {link!r}")
