@@ -29,6 +29,7 @@ import numpy as np
 from minidl import autograd
 from minidl.distributed import comm as dist
 from minidl.distributed.buckets import Bucket, build_buckets
+from minidl.distributed.replicas import check_same_layout, checksum, layout
 from minidl.nn.module import Module, Parameter
 from minidl.tensor import Tensor
 
@@ -100,6 +101,8 @@ class DistributedDataParallel(Module):
         self.measure_noise_scale = measure_noise_scale
         self.link = dist.resolve_link(link)
 
+        # Different models on different ranks would make the broadcast below fail obscurely (or hang).
+        check_same_layout(layout(self._state_arrays()), self.comm, "DistributedDataParallel")
         self._broadcast_state()
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         if not named:
@@ -143,13 +146,13 @@ class DistributedDataParallel(Module):
     # ------------------------------------------------------------------ set-up
     def _broadcast_state(self) -> None:
         """Make every replica start from rank 0's parameters and buffers."""
-        for _, arr in self._state_arrays():
+        for _, _, arr in self._state_arrays():
             self.comm.Bcast(arr, root=0)
 
     def _sync_buffers(self) -> None:
         """Broadcast rank 0's buffers, one message per dtype (they are many and small)."""
         by_dtype: dict[np.dtype, list[np.ndarray]] = {}
-        for _, arr in self._state_arrays(parameters=False):
+        for _, _, arr in self._state_arrays(parameters=False):
             by_dtype.setdefault(arr.dtype, []).append(arr)
         for arrays in by_dtype.values():
             packed = np.concatenate([a.reshape(-1) for a in arrays])
@@ -159,16 +162,17 @@ class DistributedDataParallel(Module):
                 a.reshape(-1)[...] = packed[offset : offset + a.size]
                 offset += a.size
 
-    def _state_arrays(self, parameters: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+    def _state_arrays(self, parameters: bool = True) -> Iterator[tuple[str, str, np.ndarray]]:
+        """(kind, name, array) of the parameters (unless ``parameters=False``) and buffers."""
         if parameters:
             for name, p in self.module.named_parameters():
-                yield name, p.data
+                yield "parameter", name, p.data
         named_buffers = getattr(self.module, "named_buffers", None)
         if named_buffers is not None:
             for name, b in named_buffers():
                 arr = b.data if isinstance(b, Tensor) else b
                 if isinstance(arr, np.ndarray) and arr.flags.c_contiguous:
-                    yield name, arr
+                    yield "buffer", name, arr
 
     # ------------------------------------------------------------------ forward
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -306,9 +310,9 @@ class DistributedDataParallel(Module):
     def check_replicas(self) -> None:
         """Raise on every rank if any parameter differs bitwise between ranks."""
         names, sums = [], []
-        for name, arr in self._state_arrays():
+        for _, name, arr in self._state_arrays():
             names.append(name)
-            sums.append(_checksum(arr))
+            sums.append(checksum(arr))
         local = np.array(sums, dtype=np.uint64)
         high, low = local.copy(), local.copy()
         dist.all_reduce(high, "max", comm=self.comm)
@@ -354,15 +358,3 @@ def _point_grad_at(p: Parameter, view: np.ndarray) -> None:
     else:
         np.copyto(view, p.grad.data)
     p.grad = Tensor._make(view)
-
-
-def _checksum(arr: np.ndarray) -> int:
-    """An exact checksum of the bits (any drift, even in the last bit, changes it)."""
-    raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
-    pad = (-raw.size) % 8
-    if pad:
-        raw = np.concatenate([raw, np.zeros(pad, np.uint8)])
-    words = raw.view(np.uint64)
-    weights = np.arange(1, words.size + 1, dtype=np.uint64)  # position-sensitive
-    with np.errstate(over="ignore"):
-        return int((words * weights).sum(dtype=np.uint64))
