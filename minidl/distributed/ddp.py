@@ -17,6 +17,7 @@ overwritten by the next step's gradient.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ import numpy as np
 from minidl import autograd
 from minidl.distributed import comm as dist
 from minidl.distributed.buckets import Bucket, build_buckets
+from minidl.distributed.finite import first_nonfinite
 from minidl.distributed.replicas import check_same_layout, checksum, layout
 from minidl.nn.module import Module, Parameter
 from minidl.tensor import Tensor
@@ -108,6 +110,7 @@ class DistributedDataParallel(Module):
         if not named:
             raise ValueError("DistributedDataParallel: the module has no parameter that requires a gradient")
         self.param_names = {id(p): n for n, p in named}
+        self._params = [p for _, p in named]
         # With the noise scale on, the last bucket carries one spare element: the local squared
         # gradient norm rides along with the gradients and arrives averaged over ranks.
         buckets = build_buckets(
@@ -307,6 +310,17 @@ class DistributedDataParallel(Module):
         self.stats.global_sq_norm = total
 
     # ------------------------------------------------------------------ consistency
+    def first_nonfinite_gradient(self) -> str | None:
+        """The first parameter (registration order) whose gradient holds NaN or Inf, or None.
+
+        After a synchronised backward every rank holds the same averaged gradients (a NaN or Inf on
+        any rank reaches all of them), so every rank gives the same answer without a message.
+        """
+        if self.measure_noise_scale and math.isfinite(self.stats.global_sq_norm):
+            return None  # the squared norm of every gradient, already computed this step
+        grads = ((self.param_names[id(p)], None if p.grad is None else p.grad.data) for p in self._params)
+        return first_nonfinite(grads)
+
     def check_replicas(self) -> None:
         """Raise on every rank if any parameter differs bitwise between ranks."""
         names, sums = [], []
