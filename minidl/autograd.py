@@ -25,87 +25,42 @@ import operator
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from minidl.tensor import Tensor
+from minidl import grad_mode
+from minidl.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from minidl.tensor import Tensor
+
+__all__ = [  # grad mode is re-exported: torch.autograd has no_grad & co. too
+    "Context",
+    "Function",
+    "backward",
+    "backward_reference",
+    "composite_backward",
+    "enable_grad",
+    "grad",
+    "is_grad_enabled",
+    "no_grad",
+    "queue_callback",
+    "run_backward",
+    "set_grad_enabled",
+]
 
 
-class _ThreadState(threading.local):
-    """Grad mode and backward bookkeeping, per thread as in PyTorch: a helper thread that runs
-    under ``no_grad`` must not stop the main thread from recording its graph."""
+class _EngineState(threading.local):
+    """Backward bookkeeping, per thread (grad mode itself lives in :mod:`minidl.grad_mode`)."""
 
-    enabled = True  # record new operations for backward
     depth = 0  # nesting of run_backward (fused ops differentiate a reference inside backward)
 
     def __init__(self) -> None:
         self.callbacks: list[Callable[[], None]] = []
 
 
-_state = _ThreadState()
+_engine = _EngineState()
+_mode = grad_mode.state  # read on every op: a module attribute lookup saved
 _sequence = itertools.count()
-Tensor: Any = None  # bound by minidl.tensor once the class exists (avoids an import cycle on the hot path)
-
-
-def is_grad_enabled() -> bool:
-    """Whether new operations are recorded for backward."""
-    return _state.enabled
-
-
-class set_grad_enabled:
-    """Context manager (or decorator) that turns graph recording on or off, like ``torch.set_grad_enabled``."""
-
-    def __init__(self, mode: bool) -> None:
-        self.mode = bool(mode)
-        self.prev = _state.enabled
-
-    def __enter__(self) -> None:
-        self.prev = _state.enabled
-        _state.enabled = self.mode
-
-    def __exit__(self, *exc: object) -> None:
-        _state.enabled = self.prev
-
-    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        mode = self.mode
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with set_grad_enabled(mode):
-                return fn(*args, **kwargs)
-
-        wrapper.__name__ = getattr(fn, "__name__", "wrapper")
-        wrapper.__doc__ = getattr(fn, "__doc__", None)
-        return wrapper
-
-
-class _FixedMode(set_grad_enabled):
-    """``set_grad_enabled`` with a fixed mode; usable as ``with m():``, ``@m()`` and ``@m``."""
-
-    MODE = True
-
-    def __new__(cls, fn: Callable[..., Any] | None = None) -> Any:
-        self = super().__new__(cls)
-        if fn is not None:  # used as a bare decorator: return the wrapped function
-            set_grad_enabled.__init__(self, cls.MODE)
-            return self(fn)
-        return self
-
-    def __init__(self, fn: Callable[..., Any] | None = None) -> None:
-        super().__init__(self.MODE)
-
-
-class no_grad(_FixedMode):
-    """Context manager (or decorator) under which no graph is recorded (inference, optimizer updates)."""
-
-    MODE = False
-
-
-class enable_grad(_FixedMode):
-    """Context manager (or decorator) that re-enables recording inside ``no_grad``."""
-
-    MODE = True
 
 
 class Context:
@@ -185,7 +140,7 @@ class Function:
         out = cls.forward(ctx, *arrays, **kwargs)
         t = _new_object(T)
         t.data = out if type(out) is np.ndarray else np.asarray(out)
-        if record and _state.enabled:
+        if record and _mode.enabled:
             ctx.needs_input_grad = tuple([isinstance(a, T) and a.requires_grad for a in args])
             ctx.fn = cls
             ctx.seq = next(_sequence)
@@ -202,7 +157,7 @@ def queue_callback(fn: Callable[[], None]) -> None:
     the last gradient allreduce before the optimizer step. Outside backward it runs at the end
     of the next one.
     """
-    _state.callbacks.append(fn)
+    _engine.callbacks.append(fn)
 
 
 _node_seq = operator.attrgetter("_node.seq")
@@ -343,10 +298,10 @@ def run_backward(
         if left == 0 and key in grads:
             finish(t, grads.pop(key))
 
-    state = _state
-    prev_mode = state.enabled
-    state.enabled = create_graph
-    state.depth += 1
+    engine = _engine
+    prev_mode = _mode.enabled
+    _mode.enabled = create_graph
+    engine.depth += 1
     T = Tensor
     try:
         for root, g in zip(roots, root_grads, strict=True):
@@ -394,11 +349,11 @@ def run_backward(
                 d["fn"] = fn
                 d["freed"] = True
     finally:
-        state.enabled = prev_mode
-        state.depth -= 1
-    if state.depth == 0:
-        while state.callbacks:
-            state.callbacks.pop(0)()
+        _mode.enabled = prev_mode
+        engine.depth -= 1
+    if engine.depth == 0:
+        while engine.callbacks:
+            engine.callbacks.pop(0)()
     if capture is not None:
         result = [capture[id(t)] for t in inputs]
         if not allow_unused:
@@ -410,6 +365,41 @@ def run_backward(
                     )
         return result
     return None
+
+
+def backward_reference(root: Tensor, grad: Tensor | None = None) -> None:
+    """The chain rule and nothing else (micrograd's engine): the oracle :func:`run_backward` is tested against.
+
+    Sorts the graph topologically (depth-first, inputs before the tensor that uses them), then
+    walks it from ``root`` back to the leaves, handing each node's gradient to its op's backward
+    and summing what comes back per input. Leaves' ``.grad`` accumulate. No hooks, no freeing,
+    no ``create_graph``, no pruning; recursive, so only for graphs of modest depth.
+    """
+    order: list[Tensor] = []
+    seen: set[int] = set()
+
+    def visit(t: Tensor) -> None:
+        if id(t) not in seen:
+            seen.add(id(t))
+            for inp, need in zip(t._node.inputs, t._node.needs_input_grad) if t._node else ():
+                if need:
+                    visit(inp)
+            order.append(t)
+
+    visit(root)
+    grads = {id(root): Tensor._make(np.ones_like(root.data)) if grad is None else grad}
+    with no_grad():
+        for t in reversed(order):  # every consumer of t comes before t: its gradient is complete
+            g = grads.pop(id(t), None)
+            if g is None or t._node is None:
+                if g is not None:
+                    t.grad = g if t.grad is None else t.grad + g
+                continue
+            in_grads = t._node.fn.backward(t._node, g)
+            for inp, need, ig in zip(t._node.inputs, t._node.needs_input_grad, _as_tuple(in_grads)):
+                if need and ig is not None:
+                    ig = _as_grad(ig, inp, t._node.name)
+                    grads[id(inp)] = grads[id(inp)] + ig if id(inp) in grads else ig
 
 
 def _as_tuple(x: Any) -> tuple[Any, ...]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from minidl.autograd import enable_grad
+from minidl.grad_mode import enable_grad
 from minidl.tensor import Tensor
 
 
