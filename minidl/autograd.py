@@ -8,14 +8,35 @@ one gradient per input out) side by side. ``backward`` is written with Tensor op
 cross-entropy) keep that fast path for ordinary backward and, under ``create_graph``,
 differentiate a reference composition of primitive ops instead (:func:`composite_backward`).
 
-The engine processes graph nodes in decreasing creation order, which is a valid reverse
-topological order because a node is always created after the nodes of its inputs, and it never
-recurses, so a chain of any length works. A leaf's gradient is accumulated, and its hooks fire,
-as soon as its last consumer has been processed: data-parallel training relies on that to start
-communication while backward is still running elsewhere in the graph.
+Two engines compute the same thing. :func:`backward_reference` is the chain rule in twenty lines
+(micrograd's: a depth-first topological sort, then one walk from the root summing each input's
+gradient contributions); it is the oracle the tests hold the production engine to, op by op.
+:func:`run_backward` is the production engine; it adds four things the reference leaves out:
 
-Unless ``retain_graph`` is set, each node drops its saved values and its links to its inputs as
-soon as backward has passed through it, so a finished step leaves nothing behind.
+* Order without recursion. A node is always created after the nodes of its inputs, so its
+  creation number (``ctx.seq``) is a topological stamp: sorting the interior nodes newest first
+  is a valid reverse order, found by an explicit stack, so a chain of any length works.
+* Leaves finish early. ``_collect`` counts each leaf's consumers in the graph; ``deliver``
+  counts them down, and when the last consumer has run, the leaf's gradient is complete: its
+  hooks fire and ``.grad`` is written right then, while backward is still running elsewhere
+  in the graph. Data-parallel training relies on that to start a bucket's allreduce during
+  backward (``register_post_accumulate_grad_hook``); ``queue_callback`` runs once the
+  outermost backward has finished (to wait for the last allreduce).
+* The graph is freed as backward goes. Unless ``retain_graph`` is set, a node's ``__dict__``
+  (saved arrays, input links, kwargs) is cleared the moment backward has passed through it,
+  leaving only ``fn`` and ``freed=True``; so peak memory falls during backward instead of at
+  the end of the step, and a second backward through the same graph raises a clear error.
+* ``create_graph``. Grad mode is set to ``create_graph`` for the duration: with it off (the
+  usual case) the ops called by each ``backward`` record nothing and gradient sums are plain
+  numpy additions; with it on, every backward op and every sum is recorded, so the gradients
+  have a graph of their own. ``grad(outputs, inputs)`` additionally stops at ``inputs``
+  (``stop``) and skips nodes that lead to none of them (``_prune``).
+
+Hooks: ``register_hook`` on a leaf fires once with the complete gradient (and may replace it)
+before accumulation; on an interior tensor it fires when that tensor's gradient is complete,
+which in newest-first order is when the tensor is reached. ``.grad`` is written in place when
+it already exists (so views into a flat buffer stay valid) and as a fresh copy otherwise (an
+op's backward may hand the same array to two inputs).
 """
 
 from __future__ import annotations
@@ -250,8 +271,12 @@ def run_backward(
     if inputs is not None:
         capture = {id(t): None for t in inputs}
         stop = set(capture)
+    # interior: the non-leaf tensors, newest first (a valid reverse topological order);
+    # pending: per leaf (or grad() input), how many graph edges will still bring it a gradient
     interior, pending = _collect(roots, stop)
     live = None if stop is None else _prune(interior, stop)
+    # the gradient summed so far per tensor (by id); an interior entry is complete, and popped,
+    # when the loop reaches that tensor, because all its consumers are newer and came first
     grads: dict[int, Tensor] = {}
 
     def finish(t: Tensor, g: Tensor) -> None:
@@ -300,6 +325,8 @@ def run_backward(
 
     engine = _engine
     prev_mode = _mode.enabled
+    # create_graph is nothing but grad mode during backward: on, the Tensor ops that each
+    # backward calls (and the sums in _accumulate) are recorded like any forward computation
     _mode.enabled = create_graph
     engine.depth += 1
     T = Tensor
@@ -319,10 +346,12 @@ def run_backward(
             g = grads.pop(id(t), None)
             inputs_ = node.inputs
             if g is None or (live is not None and id(t) not in live):
+                # no gradient reached t (or, for grad(), t leads to no input): its inputs still
+                # get a None each, so their consumer counts reach zero and they can finish
                 in_grads: Any = (None,) * len(inputs_)
             else:
                 if t._hooks is not None or t._retains_grad or capture is not None:
-                    finish(t, g)
+                    finish(t, g)  # an interior tensor's gradient is complete now: its hooks fire
                 in_grads = node.fn.backward(node, g)
                 if type(in_grads) is not tuple:
                     in_grads = (in_grads,)
@@ -342,7 +371,10 @@ def run_backward(
                     key = id(inp)
                     prev = grads.get(key)
                     grads[key] = ig if prev is None else _accumulate(prev, ig, create_graph)
-            if not retain_graph:  # drop saved arrays and input links now, not when the graph dies
+            # Free the node now, not when the graph dies: its saved arrays (im2col columns, masks)
+            # and its links to its inputs go, so memory falls while backward runs. Only fn and the
+            # freed flag stay, so that a second backward through it raises a clear error.
+            if not retain_graph:
                 d = node.__dict__
                 fn = d["fn"]
                 d.clear()
@@ -351,7 +383,7 @@ def run_backward(
     finally:
         _mode.enabled = prev_mode
         engine.depth -= 1
-    if engine.depth == 0:
+    if engine.depth == 0:  # not inside a fused op's nested backward: the user's pass is over
         while engine.callbacks:
             engine.callbacks.pop(0)()
     if capture is not None:
