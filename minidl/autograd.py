@@ -140,7 +140,7 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
-        # The hot path of every op (benchmarks/op_overhead.py measures it): plain attribute work only.
+        # The hot path of every op (``python -m minidl.bench --op-overhead`` measures it): plain attribute work only.
         ctx = Context()
         ctx.inputs = args
         ctx.kwargs = kwargs
@@ -339,7 +339,7 @@ def run_backward(
             else:
                 prev = grads.get(key)
                 grads[key] = g if prev is None else _accumulate(prev, g, create_graph)
-        # The hot loop (benchmarks/op_overhead.py): interior gradients are summed inline; only
+        # The hot loop (``python -m minidl.bench --op-overhead``): interior gradients are summed inline; only
         # leaves go through deliver(), which counts down their consumers.
         for t in interior:
             node = t._node
