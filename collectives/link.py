@@ -20,7 +20,7 @@ from functools import lru_cache
 
 # The one unit table. Bandwidth prefixes are decimal (as network rates are quoted) except the
 # binary "Ki", "Mi", "Gi", "Ti"; the case of b/B decides bits or bytes.
-TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+TIME_UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6, "µs": 1e6, "ns": 1e9}  # divisors: 20us is 20 / 1e6 exactly rounded
 RATE_PREFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 _TIME = re.compile(NUMBER + r"\s*([a-zµ]*)")
@@ -35,7 +35,7 @@ def parse_time(text: str | float) -> float:
     unit = m.group(2) if m else None
     if m is None or (unit and unit not in TIME_UNITS):
         raise ValueError(f"cannot read the time {text!r}; expected a number with a unit such as 2us, 1.5ms, 3e-6s")
-    return float(m.group(1)) * TIME_UNITS[unit or "s"]
+    return float(m.group(1)) / TIME_UNITS[unit or "s"]
 
 
 def parse_bandwidth(text: str | float) -> float:

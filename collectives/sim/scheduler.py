@@ -199,20 +199,14 @@ class Simulator:
                 s[PARTNER], r[PARTNER] = r, s  # copy as late as MPI allows
             else:
                 self.payload.deliver(s[BUF], r[BUF])
-        # complete the send, then the receive; a step whose last request this was wakes its rank
-        when = arrival if self.sync_send else injected
-        s[DONE] = when
-        step = s[STEP]
-        if step is not None:
-            if when > step.ready:
-                step.ready = when
-            step.pending -= 1
-            if not step.pending and step.yielded:
-                t = step.transport
-                heapq.heappush(self.heap, (step.ready if step.ready > t.now else t.now, self.tiebreak(), t.rank))
-        when = (arrival if arrival > posted else posted) + self.o
-        r[DONE] = when
-        step = r[STEP]
+        # complete the send, then the receive
+        self._complete(s, arrival if self.sync_send else injected)
+        self._complete(r, (arrival if arrival > posted else posted) + self.o)
+
+    def _complete(self, req: list, when: float) -> None:
+        """Mark a request done at ``when``; a step whose last request this was wakes its rank."""
+        req[DONE] = when
+        step = req[STEP]
         if step is not None:
             if when > step.ready:
                 step.ready = when
