@@ -14,11 +14,8 @@ from typing import Any
 import numpy as np
 
 import collectives
-
-try:  # the link model at the bottom of collectives
-    from collectives import Link, parse_link  # type: ignore[attr-defined]
-except ImportError:  # until it moves there from the emulation module
-    from collectives.emulation import Link, parse_link
+from collectives import Link, parse_link
+from collectives.algorithms import resolve
 
 __all__ = [
     "Link",
@@ -82,27 +79,14 @@ def broadcast(array: np.ndarray, src: int = 0, comm: Any = None, *, check: bool 
 
 def algorithms() -> list[str]:
     """The allreduce algorithm names ``all_reduce`` and DDP accept ("auto" lets a cost model choose)."""
-    names = getattr(collectives, "algorithm_names", None)
-    listed = list(names()) if names is not None else sorted(collectives.ALGORITHMS)
-    return listed if "auto" in listed else [*listed, "auto"]
+    return collectives.algorithm_names()
 
 
 def check_algorithm(name: str) -> str:
     """Return ``name`` if it is an allreduce algorithm; else collectives' error, which lists the valid names."""
-    validate = getattr(collectives, "check_algorithm", None)
-    if validate is not None:
-        validate(name)
-    elif name != "auto":
-        from collectives.api import get_algorithm
-
-        get_algorithm(name)
-    return name
+    return resolve(name)
 
 
 def resolve_link(link: Link | str | None) -> Link | None:
     """A :class:`Link` from a Link, a preset name or "BANDWIDTH,LATENCY" (None stays None)."""
-    if link is None or isinstance(link, Link):
-        return link
-    if isinstance(link, str):
-        return parse_link(link)
-    raise TypeError(f"link must be a Link, a preset name or 'BANDWIDTH,LATENCY' such as '10Gbps,20us', got {link!r}")
+    return None if link is None else parse_link(link)
