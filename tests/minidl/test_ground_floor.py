@@ -1,8 +1,9 @@
 """minidl's ground floor imports nothing above it (imports read from the source, not from a running process).
 
-Ground floor: ``grad_mode`` (nothing), ``window`` (numpy), ``tensor`` (numpy, grad mode), ``kernels``
-(numpy, numba, its own modules, ``window``). The one allowed upward edge is ``tensor.py``'s final
-``from minidl import autograd, ops``: Tensor's methods call the engine and the ops.
+Ground floor: ``grad_mode`` (nothing), ``window`` and ``random`` (numpy), ``tensor`` (numpy, grad
+mode, random), ``kernels`` (numpy, numba, its own modules, ``window``). The one allowed upward edge
+is ``tensor.py``'s final ``from minidl import autograd, ops``: Tensor's methods call the engine and
+the ops.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def allowed(module: str, prefixes: tuple[str, ...]) -> bool:
 FLOOR = {
     "grad_mode.py": (),
     "window.py": (),
+    "random.py": (),  # the seeded generator behind randn & co.
     "tensor.py": ("minidl.grad_mode", "minidl.random"),  # randn & co. draw from minidl's seeded generator
 }
 
