@@ -6,7 +6,9 @@ raise    rank 1 raises between collectives (collectives.abort_on_error installed
 exit     rank 1 calls sys.exit(3) between collectives
 missing  rank 1 never calls the allreduce; the others wait with timeout=2 s
 nohook   as missing, without abort_on_error: the timeout alone must end the job
+imissing as missing, the others waiting in iallreduce(timeout=2).wait()
 wrap     rank 1 passes mismatched send and receive buffers to the wrapper's Allreduce
+args     rank 1 passes a bad timeout, then a bad link (the hot path's key is cached by then)
 """
 
 import sys
@@ -29,7 +31,7 @@ if mode == "raise" and rank == 1:
     raise ValueError("rank 1 broke between collectives")
 if mode == "exit" and rank == 1:
     sys.exit(3)
-if mode in ("missing", "nohook") and rank == 1:
+if mode in ("missing", "nohook", "imissing") and rank == 1:
     time.sleep(120)  # the job must end long before this
 if mode == "wrap":
     wrapped = collectives.wrap(comm)
@@ -40,5 +42,15 @@ if mode == "wrap":
     except (ValueError, collectives.CollectiveMismatchError) as e:
         print(f"rank {rank} raised {type(e).__name__}: {e}", flush=True)
     sys.exit(0)
-collectives.allreduce(x, comm, timeout=2)
+if mode == "args":
+    for name, bad in (("timeout", {"timeout": -1}), ("link", {"link": "10Gbps"})):
+        try:
+            collectives.allreduce(x, comm, **(bad if rank == 1 else {}))
+        except (ValueError, collectives.CollectiveMismatchError) as e:
+            print(f"rank {rank} raised {type(e).__name__} for the bad {name}: {e}", flush=True)
+    sys.exit(0)
+if mode == "imissing":
+    collectives.iallreduce(x, comm, timeout=2).wait()
+else:
+    collectives.allreduce(x, comm, timeout=2)
 print(f"rank {rank} finished the second allreduce", flush=True)

@@ -53,11 +53,12 @@ def test_sys_exit_with_a_status_ends_the_job_with_that_status():
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("mode", ["missing", "nohook"])
+@pytest.mark.parametrize("mode", ["missing", "nohook", "imissing"])
 def test_a_rank_that_never_arrives_is_named_after_the_timeout(mode):
     proc, took = launch(mode, nprocs=3)
     assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "CollectiveTimeoutError: allreduce #2 on rank" in proc.stderr, proc.stderr
+    call = "iallreduce" if mode == "imissing" else "allreduce"
+    assert f"CollectiveTimeoutError: {call} #2 on rank" in proc.stderr, proc.stderr
     assert "within 2 s; missing: rank 1 (" in proc.stderr, proc.stderr
     assert "finished the second allreduce" not in proc.stdout
     assert 2 <= took < 25, f"the job took {took:.1f} s to end (timeout 2 s)"
@@ -71,4 +72,16 @@ def test_a_local_error_in_the_wrapper_raises_on_every_rank():
         proc.stdout
     )
     assert "rank 0 raised CollectiveMismatchError: allreduce: rank 1 was called with invalid arguments" in proc.stdout
+    assert took < 20, f"the job took {took:.1f} s to end"
+
+
+@pytest.mark.mpi
+def test_a_bad_timeout_or_link_on_one_rank_raises_on_every_rank():
+    proc, took = launch("args")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "rank 1 raised ValueError for the bad timeout: timeout must be a non-negative number" in out
+    assert "rank 0 raised CollectiveMismatchError for the bad timeout: allreduce: rank 1 was called with" in out
+    assert "rank 1 raised ValueError for the bad link: allreduce: cannot read the link '10Gbps'" in out
+    assert "rank 0 raised CollectiveMismatchError for the bad link: allreduce: rank 1 was called with" in out
     assert took < 20, f"the job took {took:.1f} s to end"
