@@ -189,6 +189,23 @@ with minidl.no_grad():  # a forward first broadcasts the buffers, then checks ev
     ddp(minidl.tensor(x.astype(np.float32)))
 ddp.close()
 
+# 7. a NaN on one rank reaches every rank through the average: all name the same first parameter
+model = make_model(0)
+ddp = DistributedDataParallel(model, comm, bucket_cap_mb=1e-4, first_bucket_mb=1e-4)
+x, y = local(0)
+F.cross_entropy(ddp(minidl.tensor(x)), y).backward()
+if comm.allgather(ddp.first_nonfinite_gradient()) != [None] * size:
+    fail("finite gradients reported as non-finite")
+model.zero_grad()
+if rank == size - 1:
+    x = x.copy()
+    x[0, 0] = np.nan  # one sample's input: its activations, hence every gradient, become NaN
+F.cross_entropy(ddp(minidl.tensor(x)), y).backward()
+names = comm.allgather(ddp.first_nonfinite_gradient())
+if names != ["0.weight"] * size:
+    fail(f"ranks disagree on the first non-finite gradient: {names}")
+ddp.close()
+
 comm.Barrier()
 if rank == 0:
     print(f"{size} ranks: DDP ok")
