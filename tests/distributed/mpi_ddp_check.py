@@ -48,6 +48,20 @@ def local(step):
     return X[step, rank * B : (rank + 1) * B], Y[step, rank * B : (rank + 1) * B]
 
 
+# 0. the process group: avg and broadcast, against values computed by hand
+from minidl import distributed as dist  # noqa: E402
+
+if (dist.get_rank(), dist.get_world_size()) != (rank, size):
+    fail("get_rank / get_world_size disagree with MPI")
+a = np.arange(5.0) + rank
+dist.all_reduce(a, "avg", algorithm="naive")
+if not np.array_equal(a, np.arange(5.0) + (size - 1) / 2):  # mean of 0..p-1 is (p-1)/2, exact in binary
+    fail(f"all_reduce avg gave {a}")
+b = np.full(3, float(rank))
+dist.broadcast(b, src=size - 1)
+if not np.array_equal(b, np.full(3, size - 1.0)):
+    fail(f"broadcast from rank {size - 1} gave {b}")
+
 # 1. p ranks x batch B == 1 rank x batch p*B, for every bucketing and with/without overlap
 ref_model = make_model(0)
 reference = train(ref_model, ref_model, [(X[s], Y[s]) for s in range(STEPS)])
