@@ -14,7 +14,9 @@ BENCHMARKS.md); the default, :data:`DEFAULT_PROGRESS`, is the winner there.
 
 Requests must be started in the same order on every rank (as for MPI's non-blocking
 collectives); the cross-rank check runs as the request's first step, on a non-blocking MPI
-allreduce posted by the caller, so it keeps that order even with the thread.
+allreduce posted by the caller, so it keeps that order even with the thread. Waiting for it is
+the watchdog's (:mod:`collectives.watchdog`): ``timeout=`` seconds, then a
+:class:`~collectives.watchdog.CollectiveTimeoutError` from ``wait()`` naming the missing ranks.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from collectives import agreement
-from collectives.api import _prepare, context
+from collectives.api import context
 from collectives.mpi_transport import NonBlockingMPITransport
 from collectives.ops import ReduceOp
+from collectives.prepare import Pending, finish, prepare
 from collectives.transport import Step
 
 DEFAULT_PROGRESS = "test"
@@ -39,17 +41,22 @@ POLL_INTERVAL = float(os.environ.get("COLLECTIVES_POLL_INTERVAL", "0"))  # secon
 PROGRESS_MODES = ("thread", "test")
 
 
-class _Request(Step):
-    __slots__ = ("req",)
+class _Agreement(Step):
+    """The request's first step: the ranks' agreement, waited for under the watchdog."""
 
-    def __init__(self, req: Any) -> None:
-        self.req = req
+    __slots__ = ("ctx", "pending")
+
+    def __init__(self, ctx: Any, pending: Pending) -> None:
+        self.ctx, self.pending = ctx, pending
 
     def wait(self) -> None:
-        self.req.Wait()
+        finish(self.ctx, self.pending)
 
     def test(self) -> bool:
-        return self.req.Test()
+        if not self.pending.request.Test():
+            return False
+        finish(self.ctx, self.pending)  # complete: verifies without waiting
+        return True
 
 
 class AllreduceRequest:
@@ -148,16 +155,10 @@ def _worker() -> _ProgressThread:
 
 
 def _steps(
-    check: tuple[np.ndarray, Any, dict, BaseException | None] | None,
-    run: Any,
-    t: NonBlockingMPITransport,
-    flat: np.ndarray,
-    op: ReduceOp,
+    ctx: Any, pending: Pending | None, run: Any, t: NonBlockingMPITransport, flat: np.ndarray, op: ReduceOp
 ) -> Iterator[Step]:
-    if check is not None:
-        combined, req, names, error = check
-        yield _Request(req)
-        agreement.verify(combined, names, error)
+    if pending is not None:  # the agreement first, in the order the requests were started
+        yield _Agreement(ctx, pending)
     yield from run(t, flat, op)
     op.finalize(flat, t.size)
 
@@ -170,6 +171,7 @@ def iallreduce(
     *,
     progress: str | None = None,
     check: bool | None = None,
+    timeout: float | None = None,
 ) -> AllreduceRequest:
     """Start reducing ``buf`` in place across ``comm``; arguments as for ``allreduce``.
 
@@ -181,27 +183,6 @@ def iallreduce(
         raise ValueError(f"iallreduce: progress must be one of {PROGRESS_MODES}, got {progress!r}")
     ctx = context(comm)
     tag_offset = ctx.next_tag_offset()  # before anything can fail: every rank must count every call
-    flat, reduce_op, run, error = _prepare("allreduce", ctx, buf, op, algorithm, 0)
-    pending = None
-    if agreement.checks_enabled(check) and ctx.size > 1:
-        opname = reduce_op.name if reduce_op else str(op)
-        sig = agreement.signature(
-            "allreduce",
-            -1 if flat is None else flat.size,
-            None if flat is None else flat.dtype,
-            opname,
-            str(algorithm),
-            0,
-            error is not None,
-            ctx.rank,
-        )
-        combined, req = agreement.start(ctx.comm, sig, blocking=False)
-        names = {"collective": "iallreduce", "op": opname, "algorithm": str(algorithm)}
-        if error is not None:  # tell the others, then fail here and now
-            req.Wait()
-            raise error
-        pending = (combined, req, names, error)
-    elif error is not None:
-        raise error
+    call, pending = prepare("allreduce", ctx, buf, op, algorithm, 0, check, timeout, blocking=False, label="iallreduce")
     t = NonBlockingMPITransport(ctx.comm, tag_offset=tag_offset)
-    return AllreduceRequest(buf, _steps(pending, run, t, flat, reduce_op), progress)
+    return AllreduceRequest(buf, _steps(ctx, pending, call.run, t, call.flat, call.op), progress)
