@@ -112,6 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from collectives.sim.sweep import formula_time
     from collectives.sim.units import format_bandwidth, format_size, format_time, parse_ranks, parse_size
 
+    names = _algorithms(args.algorithm)  # before any output: a bad name is the only line printed
     machine = _machine(args)
     nbytes = parse_size(args.size)
     itemsize = 4 if args.dtype == "float32" else __import__("numpy").dtype(args.dtype).itemsize
@@ -123,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if topology is not None:
             print(f"  network: {topology.describe()}")
         rows = []
-        for name in _algorithms(args.algorithm):
+        for name in names:
             spec = ALGORITHMS[name]
             formula = formula_time(spec, p, nbytes, itemsize, machine)
             if args.method == "formula":
@@ -135,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             wall = time.perf_counter() - start
             rows.append((name, res, formula))
-            if args.verbose or len(_algorithms(args.algorithm)) == 1:
+            if args.verbose or len(names) == 1:
                 declared = spec.cost(p, nbytes, itemsize)
                 b = res.busiest()
                 print(
@@ -402,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"python -m collectives.sim: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()
