@@ -83,9 +83,13 @@ def _steps_figure(plt: Any, outcome: Any, path: Path) -> Path:
     noise = measured_b_simple(outcome.summaries)
     if noise is not None:
         ax.axvline(noise[0], color="k", ls=":", label=f"B_simple measured at B={noise[1]}: {noise[0]:.0f}")
+    if not finite_steps:  # nothing reached the target: say so instead of an empty log-log plot
+        for a in (ax, ax2):
+            a.text(0.5, 0.5, f"no run reached {outcome.target:.2f}", ha="center", transform=a.transAxes)
+        ax.set_yscale("linear")
     ax.set(
         xscale="log",
-        yscale="log",
+        yscale="log" if finite_steps else "linear",
         xlim=(lo, hi),
         xlabel="global batch size B",
         ylabel=f"steps to {outcome.target:.2f} test accuracy",
@@ -93,8 +97,8 @@ def _steps_figure(plt: Any, outcome: Any, path: Path) -> Path:
     )
     ax.legend(fontsize=7, loc="lower left")
     ax2.set(
-        xscale="log",
-        yscale="log",
+        xscale="log" if finite_steps else "linear",
+        yscale="log" if finite_steps else "linear",
         xlabel="samples processed E = S x B",
         ylabel="steps S",
         title="steps vs samples: the McCandlish trade-off",

@@ -221,7 +221,7 @@ def table(rows: list[dict[str, Any]], steps: Any, args: Any, machine: Any) -> st
             f"{r['ranks']:>5} {r['global_batch']:>6} | {1e3 * r['predicted_step']:>12.3g} "
             f"{1e3 * r['measured_step']:>7.3g} {_err(r['predicted_step'], r['measured_step']):>6} | "
             f"{r['predicted_epochs']:>11} {r['measured_epochs'] if r['measured_epochs'] else 'never':>5} | "
-            f"{r['predicted_time_to_target']:>16.3g} {meas_tta if meas_tta is None else f'{meas_tta:.3g}':>7} "
+            f"{r['predicted_time_to_target']:>16.3g} {'never' if meas_tta is None else f'{meas_tta:.3g}':>7} "
             f"{_err(r['predicted_time_to_target'], meas_tta):>6}"
         )
     lines.append(f"('!' marks an error beyond {int(TOLERANCE * 100)}%; the first step is left out of measured times)")
