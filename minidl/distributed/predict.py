@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from collectives.algorithms import REGISTRY
-from collectives.emulation import parse_link
+from collectives import ALGORITHMS as REGISTRY
+from collectives import parse_link
 from collectives.sim import CostModel, SimulationError, simulate
 from collectives.sim.machine import Machine, machine_from_options
 from collectives.sim.presets import PRESETS, get_device
