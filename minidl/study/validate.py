@@ -210,7 +210,8 @@ def _err(pred: float, meas: float | None) -> str:
 def table(rows: list[dict[str, Any]], steps: Any, args: Any, machine: Any) -> str:
     lines = [
         f"validation: target {steps.target:.2f} ({steps.recipe}), link {args.link}, {args.algorithm} allreduce, "
-        f"{args.cores} cores shared; network model: {machine.describe()}",
+        f"{args.cores} cores shared (load average {os.getloadavg()[0]:.1f} at the end); "
+        f"network model: {machine.describe()}",
         f"steps to target from {steps.source}",
         f"{'ranks':>5} {'batch':>6} | {'step ms pred':>12} {'meas':>7} {'err':>6} | {'epochs pred':>11} {'meas':>5} | "
         f"{'to target s pred':>16} {'meas':>7} {'err':>6}",
