@@ -44,3 +44,22 @@ def test_unknown_recipe_is_named():
     with pytest.raises(StudyError, match="unknown recipe 'adamw'"):
         get_recipes("sgd,adamw")
     assert [r.name for r in get_recipes("lars, lamb")] == ["lars", "lamb"]
+
+
+def test_sweep_adds_runs_at_a_fixed_batch_and_rejects_bad_values():
+    from minidl.study.batch_scaling import StudyConfig, parse_sweep, plan_runs
+    from minidl.study.training import load_study_data
+
+    data = load_study_data("digits")
+    config = StudyConfig(batches=(16, 64), recipes=("sgd",), lr_points=1, seeds=2, sweep="width=8,32", sweep_batch=64)
+    specs = plan_runs(config, get_recipes("sgd"), data)
+    sweep = [s for s in specs if s.sweep == "width"]
+    assert len(specs) == 2 * 2 + 2 * 2 and len(sweep) == 4
+    assert {s.hidden for s in sweep} == {(8,), (32,)} and {s.batch for s in sweep} == {64}
+    assert parse_sweep("train-size=100,200") == ("train-size", [100, 200])
+    for bad in ("depth=3", "width=", "width=a", "width=0"):
+        with pytest.raises(StudyError, match="--sweep"):
+            parse_sweep(bad)
+    too_big = StudyConfig(batches=(16,), recipes=("sgd",), sweep="train-size=5000")
+    with pytest.raises(StudyError, match="exceeds the 1438 training samples"):
+        plan_runs(too_big, get_recipes("sgd"), data)
