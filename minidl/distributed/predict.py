@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -26,7 +25,6 @@ from collectives.sim.sweep import formula_time
 from minidl.distributed.buckets import plan_buckets
 
 SIMULATION_BUDGET = 20_000  # messages per simulation; beyond, the closed form (as the sweep does)
-TOPOLOGIES = ("full", "ring", "switch", "fat-tree", "torus", "hier")
 
 
 def algorithms() -> list[str]:
@@ -120,11 +118,3 @@ def sync_time(
         produced += nbytes
         done = max(done, backward * produced / total) + t
     return SyncPrediction(times, max(0.0, done - backward))
-
-
-def describe(on: Machine) -> str:
-    return on.describe()
-
-
-def machine_summary(on: Machine) -> dict[str, Any]:
-    return {"machine": on.describe(), "topology": on.topology}

@@ -21,36 +21,9 @@ import sys
 from typing import Any
 
 from minidl.study.errors import StudyError
+from minidl.study.options import int_list, power_range
 
 PROG = "python -m minidl.study"
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    return values
-
-
-def _batches(text: str) -> tuple[int, ...]:
-    """ "8..1024" (powers of two) or "8,32,128"."""
-    if ".." in text:
-        lo, _, hi = text.partition("..")
-        try:
-            a, b = int(lo), int(hi)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected LO..HI or a comma-separated list, got {text!r}") from None
-        if a < 1 or b < a:
-            raise argparse.ArgumentTypeError(f"expected 1 <= LO <= HI in {text!r}")
-        values, v = [], a
-        while v <= b:
-            values.append(v)
-            v *= 2
-        return tuple(values)
-    return _ints(text)
 
 
 def add_batch_scaling(sub: Any) -> None:
@@ -77,13 +50,13 @@ def add_batch_scaling(sub: Any) -> None:
         metavar="NAME",
         help="one of mlp, lenet, resnet, transformer (default: the trainer's for the dataset)",
     )
-    p.add_argument("--hidden", type=_ints, default=(128,), help="MLP hidden widths, comma-separated")
+    p.add_argument("--hidden", type=int_list, default=(128,), help="MLP hidden widths, comma-separated")
     p.add_argument("--data-dir", help="directory of MNIST-format IDX files")
     p.add_argument("--train-size", type=int, help="training samples of a procedural dataset")
     p.add_argument("--eval-size", type=int, default=1000, help="test samples in the fixed evaluation subset")
     p.add_argument(
         "--batches",
-        type=_batches,
+        type=power_range,
         help="global batch sizes: LO..HI (powers of two) or a list (default 8..1024; --quick 16,64,256)",
     )
     p.add_argument("--recipes", default="sgd,momentum", help="comma-separated: sgd, momentum, lars, lamb")
@@ -102,7 +75,7 @@ def add_batch_scaling(sub: Any) -> None:
     p.add_argument("--sweep-batch", type=int, help="batch for --sweep (default: the smallest)")
     p.add_argument("--threads", type=int, default=1, help="BLAS/numba threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(run=cmd_batch_scaling)
+    p.set_defaults(run=cmd_batch_scaling, parser=p)
 
 
 def cmd_batch_scaling(args: argparse.Namespace) -> int:
@@ -175,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+    sub = args.parser
     try:
         return args.run(args)
     except StudyError as e:

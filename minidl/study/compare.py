@@ -217,7 +217,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="metrics files (.jsonl or .csv)")
     p.add_argument("--target", type=float, help="target test accuracy (default: 98%% of the worst run's best)")
     p.add_argument("--out", default="compare", help="directory for compare.png and summary.json")
-    p.set_defaults(run=cmd_compare)
+    p.set_defaults(run=cmd_compare, parser=p)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -59,14 +59,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-overlap", action="store_true", help="allreduce after backward instead of during it")
     p.add_argument("--out", help="directory for plan.json and the plots (default: no files)")
     p.add_argument("--threads", type=int, default=1, help="BLAS/numba threads for the compute measurement")
-    p.set_defaults(run=cmd_plan)
+    p.set_defaults(run=cmd_plan, parser=p)
 
 
 def parse_workers(text: str) -> list[int]:
-    from minidl.study.__main__ import _batches
+    from minidl.study.options import power_range
 
     try:
-        workers = list(_batches(text))
+        workers = list(power_range(text))
     except argparse.ArgumentTypeError as e:
         raise StudyError(f"--workers: {e}") from None
     if min(workers) < 1:

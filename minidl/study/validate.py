@@ -30,8 +30,6 @@ OPTIMIZER = {"sgd": ("sgd", 0.0), "momentum": ("sgd", 0.9), "lars": ("lars", 0.9
 
 
 def add_parser(sub: Any) -> None:
-    from minidl.study.plan import add_parser as _  # noqa: F401  (shares the option vocabulary)
-
     p = sub.add_parser(
         "validate",
         help="the planner vs real mpiexec runs of the trainer at p = 1, 2, 4",
@@ -55,6 +53,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", default="validation", help="directory for the metrics files and validation.json")
     p.set_defaults(
         run=cmd_validate,
+        parser=p,
         dataset=None,
         model=None,
         hidden=None,
