@@ -222,16 +222,23 @@ def predict_all(
     return [predict_one(compute, steps, p, a, machine, bucket_mb, overlap, cores) for p in workers for a in algorithms]
 
 
-def best(predictions: list[Prediction]) -> Prediction:
+WITHIN = 0.01  # a configuration within 1% of the fastest is as good: take the fewest workers
+
+
+def best(predictions: list[Prediction], within: float = WITHIN) -> Prediction:
+    """The fewest workers whose time to target is within ``within`` of the fastest (then the fastest
+    algorithm there): past the critical batch, more workers buy fractions of a percent."""
     finite = [x for x in predictions if math.isfinite(x.time_to_target)]
     if not finite:
         raise StudyError("no algorithm can run at any of the worker counts")
-    return min(finite, key=lambda x: (x.time_to_target, x.workers))
+    fastest = min(x.time_to_target for x in finite)
+    good = [x for x in finite if x.time_to_target <= fastest * (1 + within)]
+    return min(good, key=lambda x: (x.workers, x.time_to_target))
 
 
-def reason(predictions: list[Prediction], steps: StepsModel) -> str:
+def reason(predictions: list[Prediction], steps: StepsModel, within: float = WITHIN) -> str:
     """Why the best configuration wins, in one sentence."""
-    win = best(predictions)
+    win = best(predictions, within)
     same = {x.workers: x for x in predictions if x.algorithm == win.algorithm}
     bigger = sorted(p for p in same if p > win.workers)
     rivals = sorted(
@@ -246,19 +253,21 @@ def reason(predictions: list[Prediction], steps: StepsModel) -> str:
         )
     if not bigger:
         return (
-            f"time to target still falls at {win.workers} workers (global batch {win.global_batch} vs critical "
+            f"time to target still falls at {win.workers} workers (global batch {win.global_batch}, critical "
             f"batch {steps.b_crit:.0f}), so the largest cluster wins{versus}."
         )
     nxt = same[bigger[0]]
     fall = 100 * (1 - nxt.steps / win.steps)
     grow = 100 * (nxt.step_time / win.step_time - 1)
-    if grow < 0.05:
-        return f"{win.workers} workers is as fast as any larger count within 0.1%{versus}."
-    past = "passes" if nxt.global_batch > steps.b_crit else "approaches"
+    where = (
+        f"{win.global_batch / steps.b_crit:.0f}x the critical batch {steps.b_crit:.0f}"
+        if win.global_batch > steps.b_crit
+        else f"near the critical batch {steps.b_crit:.0f}"
+    )
     return (
-        f"beyond {win.workers} workers the global batch ({nxt.global_batch} at {nxt.workers}) {past} the critical "
-        f"batch {steps.b_crit:.0f}, so steps fall only {fall:.1f}% while the {win.algorithm} step time grows "
-        f"{grow:.1f}%{versus}."
+        f"at {win.workers} workers the global batch {win.global_batch} is already {where}, so going to "
+        f"{nxt.workers} cuts steps by only {fall:.1f}% while the {win.algorithm} step time changes by "
+        f"{grow:+.1f}% (no configuration is more than {100 * within:g}% faster){versus}."
     )
 
 
