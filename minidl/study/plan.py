@@ -156,7 +156,9 @@ def render(
         )
     win = best(preds)
     one = by.get((1, win.algorithm))
-    speedup = f", {one.time_to_target / win.time_to_target:.1f}x faster than 1 worker" if one else ""
+    speedup = (
+        f", {one.time_to_target / win.time_to_target:.1f}x faster than 1 worker" if one and win.workers > 1 else ""
+    )
     head += [
         "",
         f"best: {win.workers} workers with {win.algorithm}: {win.time_to_target:.4g} s to {steps.target:.2f} "

@@ -246,7 +246,7 @@ def reason(predictions: list[Prediction], steps: StepsModel, within: float = WIT
         key=lambda x: x.time_to_target,
     )
     versus = ""
-    if rivals:
+    if rivals and win.workers > 1:
         versus = (
             f"; at {win.workers} workers {win.algorithm}'s allreduce takes {_ms(win.comm)} per step against "
             f"{_ms(rivals[0].comm)} for {rivals[0].algorithm}"
@@ -262,7 +262,7 @@ def reason(predictions: list[Prediction], steps: StepsModel, within: float = WIT
     where = (
         f"{win.global_batch / steps.b_crit:.0f}x the critical batch {steps.b_crit:.0f}"
         if win.global_batch > steps.b_crit
-        else f"near the critical batch {steps.b_crit:.0f}"
+        else f"within reach of the critical batch {steps.b_crit:.0f}"
     )
     return (
         f"at {win.workers} workers the global batch {win.global_batch} is already {where}, so going to "
