@@ -14,6 +14,10 @@ def _f(x: float | None, fmt: str = ".0f") -> str:
     return "-" if x is None or not math.isfinite(x) else format(x, fmt)
 
 
+def _steps(x: float) -> str:
+    return "not reached" if not math.isfinite(x) else f"{x:.0f}"
+
+
 def headline(outcome: Any) -> list[str]:
     """The findings as sentences (also printed by the CLI)."""
     lines = []
@@ -24,8 +28,8 @@ def headline(outcome: Any) -> list[str]:
         if s.fit is not None:
             r = s.regimes
             lines.append(
-                f"{s.recipe}: steps to {outcome.target:.2f} fall from {_f(s.point(small).steps)} at B={small} to "
-                f"{_f(s.point(large).steps)} at B={large}; fitted critical batch B_crit = {s.fit.b_crit:.0f} "
+                f"{s.recipe}: steps to {outcome.target:.2f}: {_steps(s.point(small).steps)} at B={small}, "
+                f"{_steps(s.point(large).steps)} at B={large}; fitted critical batch B_crit = {s.fit.b_crit:.0f} "
                 f"(S_min = {s.fit.s_min:.0f} steps, E_min = {s.fit.e_min:.0f} samples); perfect scaling up to "
                 f"B={_f(r.perfect_until)}, maximal data parallelism from B={_f(r.maximal_from)}."
             )
@@ -53,7 +57,7 @@ def headline(outcome: Any) -> list[str]:
             lines.append(
                 f"At B={large}, {s.recipe} vs {outcome.summaries[0].recipe}: "
                 f"{100 * (p.final_accuracy - base.final_accuracy):+.1f} "
-                f"accuracy points, steps to target {_f(p.steps)} vs {_f(base.steps)}."
+                f"accuracy points, steps to target {_steps(p.steps)} vs {_steps(base.steps)}."
             )
     sharp = []
     for s in outcome.summaries:
