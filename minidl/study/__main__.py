@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 from minidl.study.errors import StudyError
-from minidl.study.options import int_list, power_range
+from minidl.study.options import HelpFormatter, int_list, power_range
 
 PROG = "python -m minidl.study"
 
@@ -36,7 +36,7 @@ def add_batch_scaling(sub: Any) -> None:
         "data-parallel ranks), with a small learning-rate grid per batch and several seeds, for each recipe; "
         "record steps and epochs to a target accuracy, final accuracy, generalization gap, sharpness and the "
         "gradient noise scale; write report.md, PNG plots, results.csv and results.json to --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", default="study", help="results directory")
     p.add_argument("--quick", action="store_true", help="a small configuration that runs in under a minute")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from minidl.study.errors import StudyError
+from minidl.study.options import HelpFormatter
 
 # Options that say where output goes or how it is shown, not what was trained.
 NOT_CONFIG = {"metrics", "profile", "profile_step", "checkpoint_dir", "quiet", "no_progress", "resume", "data_dir"}
@@ -212,7 +213,7 @@ def add_parser(sub: Any) -> None:
         description="Plot loss and test accuracy vs step, epoch and wall time for any number of "
         "'python -m minidl.train --metrics' files (JSONL or CSV), labelled by what differs between their "
         "configurations, and print a summary table (final accuracy, time to a target, samples/s).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="metrics files (.jsonl or .csv)")
     p.add_argument("--target", type=float, help="target test accuracy (default: 98%% of the worst run's best)")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from minidl.study.errors import StudyError
+from minidl.study.options import HelpFormatter
 from minidl.study.planner import (
     ComputeProfile,
     Prediction,
@@ -32,7 +33,7 @@ def add_parser(sub: Any) -> None:
         "simulated interconnect: compute per step measured here (divided by --device-speed), the gradient's "
         "buckets timed by collectives.sim and overlapped with backward, steps to target from a batch-scaling "
         "study (--study) or, without one, from the gradient noise scale of one short run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--study", help="a batch-scaling results directory (steps to target vs batch)")
     p.add_argument("--recipe", help="which of the study's recipes (default: the one with fewest steps)")

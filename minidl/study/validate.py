@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from minidl.study.errors import StudyError
+from minidl.study.options import HelpFormatter
 
 TOLERANCE = 0.25
 OPTIMIZER = {"sgd": ("sgd", 0.0), "momentum": ("sgd", 0.9), "lars": ("lars", 0.9), "lamb": ("lamb", 0.9)}
@@ -36,7 +37,7 @@ def add_parser(sub: Any) -> None:
         description="Predict step time and time to target with the planner, run 'mpiexec -n p python -m "
         "minidl.train' with an emulated link for each p, and print predicted vs measured with errors "
         f"(the goal: within {int(TOLERANCE * 100)}%%).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--study", help="a batch-scaling results directory (else the noise-scale model)")
     p.add_argument("--recipe", help="the study's recipe to run (default: the one with fewest steps)")
@@ -120,10 +121,15 @@ def measured(metrics: Path, target: float) -> dict[str, Any]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from minidl.distributed import predict
     from minidl.study.plan import parse_workers, setup
     from minidl.study.planner import predict_one
 
     ranks = parse_workers(args.ranks)
+    if args.algorithm not in predict.algorithms():
+        raise StudyError(
+            f"unknown allreduce algorithm {args.algorithm!r}; expected one of {', '.join(predict.algorithms())}"
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.profile and not args.no_calibrate and max(ranks) > 1:
