@@ -94,6 +94,7 @@ def test_unreachable_target_is_reported_and_the_runs_kept(tmp_path, capsys):
 def test_corrupt_results_are_named(tmp_path, capsys):
     out = tmp_path / "s"
     assert main(["batch-scaling", *TINY, "--out", str(out)]) == 0
+    one_line_error(capsys, ["batch-scaling", *TINY, "--hidden", "64", "--resume", "--out", str(out)], "hidden")
     lines = (out / "runs.jsonl").read_text().splitlines()
     (out / "runs.jsonl").write_text("{not json\n" + "\n".join(lines) + "\n")
     one_line_error(capsys, ["plan", "--study", str(out)], "runs.jsonl line 1 is corrupt")
