@@ -136,12 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_batch_scaling(sub)
-    for module in ("plan", "validate", "compare"):
-        try:
-            mod = __import__(f"minidl.study.{module}", fromlist=["add_parser"])
-        except ImportError:
-            continue
-        mod.add_parser(sub)
+    from minidl.study import compare, plan, validate
+
+    for command in (plan, validate, compare):
+        command.add_parser(sub)
     return parser
 
 
