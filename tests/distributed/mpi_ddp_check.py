@@ -48,6 +48,20 @@ def local(step):
     return X[step, rank * B : (rank + 1) * B], Y[step, rank * B : (rank + 1) * B]
 
 
+# 0. the process group: avg and broadcast, against values computed by hand
+from minidl import distributed as dist  # noqa: E402
+
+if (dist.get_rank(), dist.get_world_size()) != (rank, size):
+    fail("get_rank / get_world_size disagree with MPI")
+a = np.arange(5.0) + rank
+dist.all_reduce(a, "avg", algorithm="naive")
+if not np.array_equal(a, np.arange(5.0) + (size - 1) / 2):  # mean of 0..p-1 is (p-1)/2, exact in binary
+    fail(f"all_reduce avg gave {a}")
+b = np.full(3, float(rank))
+dist.broadcast(b, src=size - 1)
+if not np.array_equal(b, np.full(3, size - 1.0)):
+    fail(f"broadcast from rank {size - 1} gave {b}")
+
 # 1. p ranks x batch B == 1 rank x batch p*B, for every bucketing and with/without overlap
 ref_model = make_model(0)
 reference = train(ref_model, ref_model, [(X[s], Y[s]) for s in range(STEPS)])
@@ -105,6 +119,41 @@ if not np.allclose(gb, 1.0 / size):  # d(sum)/dW_b = 1 on rank 0 only, averaged 
     fail(f"unused-parameter gradient {gb.ravel()} != {1.0 / size}")
 ddp.close()
 
+
+# 3b. no stale gradients: b used in step 1 and unused in step 2 gets zero in step 2, not step 1's
+#     gradient still sitting in its bucket view; b used only in a no_sync micro-step keeps that gradient
+def branchy(cap_mb):
+    model = Branchy()
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    return model, DistributedDataParallel(model, comm, bucket_cap_mb=cap_mb, first_bucket_mb=cap_mb)
+
+
+for cap_mb in (25.0, 1e-5):  # b shares a bucket with a / every parameter has its own bucket
+    model, ddp = branchy(cap_mb)
+    ddp(x, use_b=True).sum().backward()
+    if not np.allclose(model.b.weight.grad.data, 1.0):  # d(sum)/dW_b = x = 1 on every rank
+        fail(f"step 1 gradient of b {model.b.weight.grad.data.ravel()} != 1")
+    model.zero_grad()
+    ddp(x, use_b=False).sum().backward()
+    gb = model.b.weight.grad
+    if size == 1:  # nothing to synchronise: plain autograd, which leaves an unused gradient None
+        stale = gb is not None
+    else:
+        stale = gb is None or np.any(gb.data != 0)
+    if stale or not np.allclose(model.a.weight.grad.data, 1.0):
+        fail(f"cap {cap_mb}: unused b in step 2 has gradient {None if gb is None else gb.data.ravel()}, expected 0")
+    model.zero_grad()
+    with ddp.no_sync():
+        ddp(x, use_b=True).sum().backward()
+    ddp(x, use_b=False).sum().backward()
+    if not np.allclose(model.b.weight.grad.data, 1.0) or not np.allclose(model.a.weight.grad.data, 2.0):
+        fail(f"cap {cap_mb}: no_sync gradient of b {model.b.weight.grad.data.ravel()} lost (expected 1)")
+    flats = [b.flat for b in ddp.buckets]
+    if not all(any(np.shares_memory(p.grad.data, f) for f in flats) for p in model.parameters()):
+        fail("a gradient is not a view into its bucket")
+    ddp.close()
+
 # 4. replica consistency check names the step and the first differing parameter on every rank
 model = make_model(0)
 ddp = DistributedDataParallel(model, comm, check_every=1)
@@ -152,6 +201,23 @@ for s in range(3):
     opt.zero_grad()
 with minidl.no_grad():  # a forward first broadcasts the buffers, then checks every tensor (check_every=1)
     ddp(minidl.tensor(x.astype(np.float32)))
+ddp.close()
+
+# 7. a NaN on one rank reaches every rank through the average: all name the same first parameter
+model = make_model(0)
+ddp = DistributedDataParallel(model, comm, bucket_cap_mb=1e-4, first_bucket_mb=1e-4)
+x, y = local(0)
+F.cross_entropy(ddp(minidl.tensor(x)), y).backward()
+if comm.allgather(ddp.first_nonfinite_gradient()) != [None] * size:
+    fail("finite gradients reported as non-finite")
+model.zero_grad()
+if rank == size - 1:
+    x = x.copy()
+    x[0, 0] = np.nan  # one sample's input: its activations, hence every gradient, become NaN
+F.cross_entropy(ddp(minidl.tensor(x)), y).backward()
+names = comm.allgather(ddp.first_nonfinite_gradient())
+if names != ["0.weight"] * size:
+    fail(f"ranks disagree on the first non-finite gradient: {names}")
 ddp.close()
 
 comm.Barrier()
