@@ -1,0 +1,77 @@
+"""``python -m collectives.bench`` under mpiexec: honest defaults, the #wrong exit, the JSON record, the collectives.
+
+Only what the benchmark prints and returns is tested here, never how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from mpi_launch import ROOT, mpiexec
+from user_algorithm_source import write_user_module
+
+QUICK = ["-b", "8", "-e", "1K", "-f", "32", "-r", "1", "-n", "2", "-w", "1"]
+
+
+def bench(args: list[str], nprocs: int, cwd=ROOT, timeout: float = 240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [mpiexec(), "-n", str(nprocs), sys.executable, "-m", "collectives.bench", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_broken_algorithm_makes_the_run_fail(tmp_path):
+    write_user_module(tmp_path)
+    proc = bench([*QUICK, "-a", "ring,useralgo:broken"], 2, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    # 8 B = 2 floats; inputs (i + r) % 5: rank 0 keeps [0, 1], rank 1 keeps [1, 2], the sum is [1, 3]:
+    # 2 wrong on rank 0, 1 on rank 1
+    assert "# WRONG: useralgo:broken gave 3 wrong element(s) at 8 B" in proc.stdout
+    assert "# Out of bounds values : " in proc.stdout and "FAILED" in proc.stdout
+    assert "WRONG: ring" not in proc.stdout
+
+
+def test_defaults_checks_columns_summary_and_json(tmp_path):
+    out = tmp_path / "run.json"
+    proc = bench([*QUICK, "--json", str(out)], 2)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any("library mismatch check on (the default)" in line for line in lines)
+    header = next(line for line in lines if line.startswith("#") and "size" in line and "#wrong" in line)
+    for column in ("MPI", "auto", "ring", "tree", "recursive_doubling", "rabenseifner", "naive", "#wrong"):
+        assert f" {column} " in header + " "
+    assert any("auto (pre-declared) vs MPI" in line for line in lines)
+    assert any(line.startswith("# Avg bus bandwidth    : ") for line in lines)
+    assert "# Out of bounds values : 0 OK" in lines
+    data = json.loads(out.read_text())
+    assert data["ranks"] == 2 and data["mismatch_check"] is True
+    assert {"host", "cpu", "cores"} <= set(data["machine"]) and len(data["load_before"]) == 3
+    assert {"python", "numpy", "mpi4py", "mpi", "collectives"} <= set(data["versions"])
+    assert "-a" not in data["command"] and "--json" in data["command"]
+    sizes = sorted({r["bytes"] for r in data["records"]})
+    assert sizes == [8, 256]  # -b 8 -e 1K -f 32
+    assert {r["algorithm"] for r in data["records"]} >= {"MPI", "auto", "ring", "naive"}
+    assert all(r["wrong"] == 0 for r in data["records"])
+    assert [s["choice"] for s in data["summary"]] == ["auto", "auto"]
+
+
+def test_every_collective_at_three_ranks_is_right():
+    proc = bench([*QUICK, "--collective", "all", "-o", "avg"], 3)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for title in ("allreduce, float, op avg", "reduce_scatter, float, op avg", "allgather, float, op none",
+                  "broadcast, float, op none"):  # fmt: skip
+        assert title in proc.stdout
+    assert "# Out of bounds values : 0 OK" in proc.stdout
+    # halving and doubling need a power of two: shown as not run, not as wrong
+    assert "halving" in proc.stdout and "WRONG" not in proc.stdout
+
+
+def test_option_mistakes_are_one_line():
+    proc = bench(["-a", "nonesuch"], 1, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("python -m collectives.bench: error: argument -a/--choice")
+    assert "Traceback" not in proc.stderr
+    proc = bench(["--collective", "gather"], 1, timeout=60)
+    assert proc.returncode == 2 and "unknown collective 'gather'" in proc.stderr
