@@ -11,7 +11,8 @@ classic bound for recursive summation (Higham, *Accuracy and Stability of Numeri
 sec. 4.2): |computed - exact| <= sum_j gamma(d_j) |x_j|, gamma(k) = k u / (1 - k u), u = eps/2,
 so at most gamma(depth) * sum|x|. The measured error replays the tree on data (numpy, in the dtype,
 the same additions in the same order as the algorithm; the tests check the replay matches a real
-run bit for bit) against the sum rounded once from its exact value (``math.fsum``).
+run bit for bit) and takes |computed - exact sum| exactly: ``math.fsum`` of the computed value and
+the negated inputs, rounded once.
 """
 
 from __future__ import annotations
@@ -206,6 +207,13 @@ def exact_sums(inputs: np.ndarray) -> np.ndarray:
     return np.array([math.fsum(c) for c in cols]).reshape(inputs.shape[1:])
 
 
+def exact_errors(inputs: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Per (element, trial): |got - exact sum|, the difference itself computed exactly and rounded once."""
+    p = inputs.shape[0]
+    terms = np.concatenate([got.astype(np.float64)[None], -inputs.astype(np.float64)]).reshape(p + 1, -1).T
+    return np.abs(np.array([math.fsum(c) for c in terms])).reshape(inputs.shape[1:])
+
+
 def gamma(k: np.ndarray | int, dtype: Any) -> np.ndarray:
     """Higham's gamma_k = k u / (1 - k u), u the unit roundoff of ``dtype`` (eps / 2)."""
     u = float(np.finfo(dtype).eps) / 2
@@ -242,9 +250,8 @@ def measure(
     errors, ratios, ulps = {}, {}, {}
     for kind in DATA_KINDS:
         x = make_data(kind, p, n, trials, dtype, seed)
-        got = trees.replay(x).astype(np.float64)
         exact = exact_sums(x)
-        err = np.abs(got - exact)
+        err = exact_errors(x, trees.replay(x))
         mag = np.abs(x.astype(np.float64)).sum(axis=0)
         bound = np.einsum("np,pnt->nt", g, np.abs(x.astype(np.float64)))
         errors[kind] = float(np.max(err / np.where(mag > 0, mag, 1)))
