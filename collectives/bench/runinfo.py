@@ -10,6 +10,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ def run_info(mpi_library: str) -> dict[str, Any]:
             "cpu": _cpu_model() or platform.processor(),
             "cores": os.cpu_count(),
         },
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "load_before": load_average(),
         "versions": {
             "python": platform.python_version(),
