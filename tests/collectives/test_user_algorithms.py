@@ -90,3 +90,14 @@ def test_resolve_registers_once_and_reuses_a_registered_function(user_dir, monke
         unregister("useralgo:gather_sum")
         sys.modules.pop("useralgo", None)
         sys.modules.pop("nocost", None)
+
+
+def test_the_example_s_simulator_commands_run_as_documented():
+    import examples.custom_allreduce as example
+
+    commands = [line.split()[1:] for line in example.__doc__.splitlines() if "python -m collectives.sim" in line]
+    assert [c[2] for c in commands] == ["check", "run", "sweep", "numerics"]
+    for args in commands:
+        proc = run(args, ROOT)
+        assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout}\n{proc.stderr}"
+        assert "allgather_reduce" in proc.stdout
