@@ -75,3 +75,29 @@ def test_option_mistakes_are_one_line():
     assert "Traceback" not in proc.stderr
     proc = bench(["--collective", "gather"], 1, timeout=60)
     assert proc.returncode == 2 and "unknown collective 'gather'" in proc.stderr
+
+
+def test_benchmarks_md_tables_are_the_committed_runs():
+    """BENCHMARKS.md's generated block is what the report makes of benchmarks/results/*.json."""
+    from collectives.bench.report import BEGIN, END, load_runs, markdown
+
+    runs = sorted(str(p) for p in (ROOT / "benchmarks" / "results").glob("*.json"))
+    assert any("allreduce-p2" in r for r in runs) and any("allreduce-p4" in r for r in runs)
+    doc = (ROOT / "BENCHMARKS.md").read_text()
+    block = doc.split(BEGIN, 1)[1].split(END, 1)[0]
+    relative = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "benchmarks" / "results").glob("*.json"))]
+    assert block.strip() == markdown(load_runs([str(ROOT / r) for r in relative])).strip()
+
+
+def test_report_updates_between_markers(tmp_path):
+    from collectives.bench.report import main as report
+
+    out = tmp_path / "run.json"
+    assert bench([*QUICK, "-a", "ring", "--json", str(out)], 2).returncode == 0
+    doc = tmp_path / "B.md"
+    doc.write_text("# title\n<!-- bench:begin -->\nold\n<!-- bench:end -->\ntail\n")
+    assert report([str(out), "--update", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.startswith("# title\n<!-- bench:begin -->\n") and text.endswith("<!-- bench:end -->\ntail\n")
+    assert "old" not in text and "**allreduce, float32, sum, p = 2** (pre-declared choice: `ring`" in text
+    assert "| 8 B |" in text and "| 256 B |" in text
