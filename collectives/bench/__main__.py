@@ -70,7 +70,7 @@ def args_parser() -> argparse.ArgumentParser:
         "-n", "--iters", type=int, default=0, help="calls per timing (default 0: enough for --time-per-point)"
     )
     ap.add_argument("-r", "--rounds", type=int, default=5, help="interleaved rounds per size (default 5)")
-    ap.add_argument("-d", "--datatype", default="float32", help="numpy dtype or 'all' (default float32)")
+    ap.add_argument("-d", "--datatype", "--dtype", default="float32", help="numpy dtype or 'all' (default float32)")
     ap.add_argument("-o", "--op", default="sum", help="sum, prod, max, min, avg or 'all' (default sum)")
     ap.add_argument("--collective", default="allreduce", help=f"{', '.join(COLLECTIVES)} or 'all' (default allreduce)")
     ap.add_argument(
@@ -83,8 +83,10 @@ def args_parser() -> argparse.ArgumentParser:
     ap.add_argument("--choice", help="the pre-declared algorithm the summary compares with MPI (default: the "
                     "one -a names, else auto for allreduce and the API's default for the others)")  # fmt: skip
     ap.add_argument("--time-per-point", type=float, default=0.01, help="target seconds per timing (default 0.01)")
-    ap.add_argument("-c", "--check", type=int, default=1, choices=[0, 1], help="verify results (#wrong; default 1)")
+    ap.add_argument("-c", "--check", type=int, nargs="?", const=1, default=1, choices=[0, 1],
+                    help="verify results (#wrong; default 1)")  # fmt: skip
     ap.add_argument("--no-checks", action="store_true", help="turn the library's cross-rank mismatch check off")
+    ap.add_argument("--with-checks", action="store_true", help=argparse.SUPPRESS)  # the old opt-in, now the default
     ap.add_argument("--json", metavar="FILE", help="write all measurements, machine, load, versions and command")
     ap.add_argument("--plot", metavar="FILE", help="plot busbw against size (needs matplotlib)")
     ap.add_argument("--overlap", action="store_true", help="measure iallreduce overlap per progress mode and exit")

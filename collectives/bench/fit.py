@@ -42,7 +42,11 @@ def samples_of(run: dict) -> list[select.Sample]:
     """One launch's allreduce measurements of registered algorithms (not MPI, not auto)."""
     samples = []
     for r in run["records"]:
-        if r.get("collective", "allreduce") == "allreduce" and r["algorithm"] in ALGORITHMS and r["redop"] == "sum":
+        if (
+            r.get("collective", "allreduce") == "allreduce"
+            and r["algorithm"] in ALGORITHMS
+            and r.get("redop", "sum") == "sum"
+        ):
             itemsize = np.dtype(r["type"]).itemsize
             samples.append((r["algorithm"], int(r["ranks"]), int(r["bytes"]), itemsize, r["time_us"] * 1e-6))
     return samples
@@ -52,7 +56,7 @@ def auto_lost(run: dict) -> list[float]:
     """Per size of one launch: the time ``auto`` took / the fastest registered algorithm's (1.0: as fast)."""
     by_size: dict[tuple, dict[str, float]] = defaultdict(dict)
     for r in run["records"]:
-        if r.get("collective", "allreduce") == "allreduce" and r["redop"] == "sum":
+        if r.get("collective", "allreduce") == "allreduce" and r.get("redop", "sum") == "sum":
             by_size[(r["type"], r["bytes"])][r["algorithm"]] = r["time_us"]
     out = []
     for times in by_size.values():

@@ -101,3 +101,27 @@ def test_report_updates_between_markers(tmp_path):
     assert text.startswith("# title\n<!-- bench:begin -->\n") and text.endswith("<!-- bench:end -->\ntail\n")
     assert "old" not in text and "**allreduce, float32, sum, p = 2** (pre-declared choice: `ring`" in text
     assert "| 8 B |" in text and "| 256 B |" in text
+
+
+def test_fit_scores_out_of_sample_on_the_launch_left_out():
+    from collectives import select
+    from collectives.algorithms import ALGORITHMS
+    from collectives.bench.fit import out_of_sample, out_of_sample_lines
+
+    truth = select.MachineModel(5e-6, 1e-10, 2e-10)
+    sizes = [8 << k for k in range(0, 22, 3)]
+
+    def launch(scale: float) -> dict:
+        records = [
+            {"algorithm": name, "ranks": 2, "bytes": n, "type": "float32", "redop": "sum",
+             "time_us": truth.predict(ALGORITHMS[name].cost(2, n, 4)) * 1e6 * scale}
+            for name in ("ring", "recursive_doubling", "naive") for n in sizes
+        ]  # fmt: skip
+        return {"ranks": 2, "records": records}
+
+    # two launches made by the same machine (one uniformly 10% slower): the model fitted on either
+    # picks the other's fastest algorithm at every size
+    scores = out_of_sample([launch(1.0), launch(1.1)])[2]
+    assert scores["launches"] == 2 and scores["cases"] == 2 * len(sizes)
+    assert scores["hits"] == scores["cases"] and scores["worst_lost"] == 1.0
+    assert out_of_sample_lines([launch(1.0)])[0] == "p=2: one launch only, nothing to score out of sample"
