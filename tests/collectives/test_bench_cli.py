@@ -6,20 +6,16 @@ Only what the benchmark prints and returns is tested here, never how fast anythi
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
-from mpi_launch import ROOT, mpiexec
-from user_algorithm_source import write_user_module
+from mpi_launch import ROOT
+from user_algorithm_source import run_python, write_user_module
 
 QUICK = ["-b", "8", "-e", "1K", "-f", "32", "-r", "1", "-n", "2", "-w", "1"]
 
 
 def bench(args: list[str], nprocs: int, cwd=ROOT, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [mpiexec(), "-n", str(nprocs), sys.executable, "-m", "collectives.bench", *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_python(["-m", "collectives.bench", *args], cwd, nprocs, timeout)
 
 
 def test_a_broken_algorithm_makes_the_run_fail(tmp_path):

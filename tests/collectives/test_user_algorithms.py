@@ -6,21 +6,13 @@ would; nothing registers it beforehand.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import pytest
-from mpi_launch import ROOT, mpiexec
-from user_algorithm_source import write_user_module
+from mpi_launch import ROOT
+from user_algorithm_source import run_python, write_user_module
 
 from collectives.algorithms import ALGORITHMS, resolve, unregister
-
-
-def run(args: list[str], cwd, nprocs: int = 0, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = ([mpiexec(), "-n", str(nprocs)] if nprocs else []) + [sys.executable, *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture
@@ -30,16 +22,16 @@ def user_dir(tmp_path):
 
 
 def test_sim_check_run_and_sweep_take_a_user_algorithm(user_dir):
-    proc = run(["-m", "collectives.sim", "check", "useralgo:gather_sum", "--quick"], user_dir)
+    proc = run_python(["-m", "collectives.sim", "check", "useralgo:gather_sum", "--quick"], user_dir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all checks passed" in proc.stdout and "useralgo:gather_sum" in proc.stdout
-    proc = run(["-m", "collectives.sim", "check", "useralgo:broken", "--quick"], user_dir)
+    proc = run_python(["-m", "collectives.sim", "check", "useralgo:broken", "--quick"], user_dir)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # the harness catches the planted bug
-    proc = run(["-m", "collectives.sim", "run", "useralgo:gather_sum", "--ranks", "8", "--size", "1M"], user_dir)
+    proc = run_python(["-m", "collectives.sim", "run", "useralgo:gather_sum", "--ranks", "8", "--size", "1M"], user_dir)
     assert proc.returncode == 0, proc.stderr
     # p-1 = 7 messages of the whole megabyte from the busiest rank, as the closed form declares
     assert "busiest rank: 7 messages (declared 7)" in proc.stdout
-    proc = run(
+    proc = run_python(
         ["-m", "collectives.sim", "sweep", "--algorithms", "useralgo:gather_sum,ring", "--ranks", "2..8",
          "--sizes", "1K..1M:x32"],
         user_dir,
@@ -50,7 +42,7 @@ def test_sim_check_run_and_sweep_take_a_user_algorithm(user_dir):
 
 def test_bench_runs_a_user_algorithm_under_mpiexec(user_dir):
     args = ["-m", "collectives.bench", "-a", "useralgo:gather_sum", "-b", "8", "-e", "1K", "-f", "32"]
-    proc = run([*args, "-r", "1", "-n", "2", "-w", "1"], user_dir, nprocs=2)
+    proc = run_python([*args, "-r", "1", "-n", "2", "-w", "1"], user_dir, nprocs=2)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "useralgo:gather_sum (pre-declared) vs MPI" in proc.stdout
     assert "# Out of bounds values : 0 OK" in proc.stdout
@@ -58,16 +50,18 @@ def test_bench_runs_a_user_algorithm_under_mpiexec(user_dir):
 
 def test_trainer_takes_a_user_algorithm(user_dir):
     args = ["-m", "minidl.train", "--algorithm", "useralgo:gather_sum", "--epochs", "1", "--batch-size", "128"]
-    proc = run([*args, "--base-batch", "128", "--no-progress", "--checkpoint-dir", str(user_dir)], user_dir, 2, 300)
+    proc = run_python(
+        [*args, "--base-batch", "128", "--no-progress", "--checkpoint-dir", str(user_dir)], user_dir, 2, 300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "allreduce=useralgo:gather_sum" in proc.stdout
 
 
 def test_mistakes_are_one_line_naming_the_reference(user_dir):
-    proc = run(["-m", "collectives.sim", "check", "useralgo:nope"], user_dir)
+    proc = run_python(["-m", "collectives.sim", "check", "useralgo:nope"], user_dir)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: allreduce: algorithm 'useralgo:nope': module 'useralgo' has no 'nope'"
-    proc = run(["-m", "collectives.sim", "check", "nosuchmodule:f"], user_dir)
+    proc = run_python(["-m", "collectives.sim", "check", "nosuchmodule:f"], user_dir)
     assert proc.returncode == 2 and "cannot import 'nosuchmodule'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -98,6 +92,6 @@ def test_the_example_s_simulator_commands_run_as_documented():
     commands = [line.split()[1:] for line in example.__doc__.splitlines() if "python -m collectives.sim" in line]
     assert [c[2] for c in commands] == ["check", "run", "sweep", "numerics"]
     for args in commands:
-        proc = run(args, ROOT)
+        proc = run_python(args, ROOT)
         assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout}\n{proc.stderr}"
         assert "allgather_reduce" in proc.stdout
