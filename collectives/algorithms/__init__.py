@@ -66,10 +66,7 @@ def resolve(name: Any, *, auto: bool = True, collective: str = "allreduce") -> s
         return name
     if isinstance(name, str) and ":" in name and collective == "allreduce":
         return _register_user_algorithm(name)
-    raise ValueError(
-        f"{collective}: unknown algorithm {name!r}; expected one of {valid}"
-        + (" or package.module:function" if collective == "allreduce" else "")
-    )
+    raise ValueError(f"{collective}: unknown algorithm {name!r}; expected one of {valid}")
 
 
 def _import_user_object(ref: str) -> tuple[Any, Any]:
