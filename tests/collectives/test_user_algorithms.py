@@ -21,6 +21,17 @@ def user_dir(tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def registry_restored():
+    """Unregister whatever a test registers and forget the modules it imported, for the tests after it."""
+    names, modules = set(ALGORITHMS), set(sys.modules)
+    yield
+    for name in set(ALGORITHMS) - names:
+        unregister(name)
+    for module in set(sys.modules) - modules:
+        del sys.modules[module]
+
+
 def test_sim_check_run_and_sweep_take_a_user_algorithm(user_dir):
     proc = run_python(["-m", "collectives.sim", "check", "useralgo:gather_sum", "--quick"], user_dir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -66,27 +77,22 @@ def test_mistakes_are_one_line_naming_the_reference(user_dir):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_resolve_registers_once_and_reuses_a_registered_function(user_dir, monkeypatch):
+def test_resolve_registers_once_and_reuses_a_registered_function(user_dir, monkeypatch, registry_restored):
     monkeypatch.chdir(user_dir)
-    try:
-        assert resolve("useralgo:gather_sum") == "useralgo:gather_sum"
-        before = len(ALGORITHMS)
-        assert resolve("useralgo:gather_sum") == "useralgo:gather_sum"  # registered now: found by name
-        assert len(ALGORITHMS) == before
-        # a module that registers itself on import keeps its own name
-        assert resolve("examples.custom_allreduce:allgather_reduce") == "allgather_reduce"
-        with pytest.raises(ValueError, match="no cost function: define helper_cost"):
-            (user_dir / "nocost.py").write_text("def helper(t, buf, op):\n    yield from ()\n")
-            resolve("nocost:helper")
-        with pytest.raises(ValueError, match="reduce_scatter: unknown algorithm 'useralgo:gather_sum'"):
-            resolve("useralgo:gather_sum", collective="reduce_scatter")
-    finally:
-        unregister("useralgo:gather_sum")
-        sys.modules.pop("useralgo", None)
-        sys.modules.pop("nocost", None)
+    assert resolve("useralgo:gather_sum") == "useralgo:gather_sum"
+    before = len(ALGORITHMS)
+    assert resolve("useralgo:gather_sum") == "useralgo:gather_sum"  # registered now: found by name
+    assert len(ALGORITHMS) == before
+    # a module that registers itself on import keeps its own name
+    assert resolve("examples.custom_allreduce:allgather_reduce") == "allgather_reduce"
+    with pytest.raises(ValueError, match="no cost function: define helper_cost"):
+        (user_dir / "nocost.py").write_text("def helper(t, buf, op):\n    yield from ()\n")
+        resolve("nocost:helper")
+    with pytest.raises(ValueError, match="reduce_scatter: unknown algorithm 'useralgo:gather_sum'"):
+        resolve("useralgo:gather_sum", collective="reduce_scatter")
 
 
-def test_the_example_s_simulator_commands_run_as_documented():
+def test_the_example_s_simulator_commands_run_as_documented(registry_restored):
     import examples.custom_allreduce as example
 
     commands = [line.split()[1:] for line in example.__doc__.splitlines() if "python -m collectives.sim" in line]
