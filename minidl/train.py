@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rank, size = comm.Get_rank(), comm.Get_size()
     say = Printer(rank, args.quiet)
     threads = configure_threads(args.threads, comm)
+    if args.timeout is not None:
+        dist.set_timeout(args.timeout)
 
     minidl.manual_seed(args.seed + rank)  # deliberately different; DDP broadcasts rank 0's weights
     train_set, test_set, info = load_dataset(args.dataset, args.data_dir, args.train_size, args.seed)
@@ -505,7 +507,13 @@ def _summary(
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``python -m minidl.train``: 0, or 1 with one line from rank 0 when the run cannot go on."""
+    """``python -m minidl.train``: 0, or 1 with one line from rank 0 when the run cannot go on.
+
+    An exception on one rank only (a full disk under rank 0's checkpoint, a bug) ends the whole
+    job within seconds, its traceback printed once (``abort_on_error``), instead of leaving the
+    other ranks waiting in their next collective.
+    """
+    dist.abort_on_error()
     try:
         main(argv)
     except TrainingError as e:
@@ -516,4 +524,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    raise SystemExit(cli())  # not sys.exit: every rank ends here together, which is no reason to abort the job
