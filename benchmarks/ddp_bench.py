@@ -244,6 +244,10 @@ def main() -> None:
     p.add_argument("--before", metavar="FILE", help="gradpath: an older minidl/distributed/ddp.py to compare with")
     p.add_argument("--json", help="write the raw numbers here")
     args = p.parse_args()
+    if args.mode != "scaling":  # under mpiexec: an error on one rank ends the job instead of a hang
+        from minidl import distributed as dist
+
+        dist.abort_on_error()
     if args.mode == "scaling":
         scaling(args)
     elif args.mode == "throughput":
