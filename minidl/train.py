@@ -149,15 +149,16 @@ def progress(iterable: Any, enabled: bool, desc: str, total: int) -> Any:
     return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
 
 
-def open_metrics(path: str, append: bool) -> MetricsWriter:
-    """A writer for ``path``; with ``append`` (a resumed run) the rows already there are kept.
+def open_metrics(path: str, append: bool, config: dict[str, Any]) -> MetricsWriter:
+    """A writer for ``path`` that starts with the run's ``config``; with ``append`` (a resumed run)
+    the rows already there are kept instead (the original run's configuration among them).
 
     The old rows are copied into a new file which then replaces the old one in a single rename,
     so a crash at any moment leaves either the old file or the complete new one.
     """
     target = Path(path)
     if not append or not target.exists():
-        return MetricsWriter(target)
+        return MetricsWriter(target, config=config)
     staging = target.with_name(f".{target.stem}.resumed{target.suffix}")
     writer = MetricsWriter(staging)
     with target.open(newline="") as fh:
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cleanup.callback(ddp.close)
         writer = None
         if args.metrics and rank == 0:
-            writer = open_metrics(args.metrics, append=bool(args.resume_from))
+            writer = open_metrics(args.metrics, append=bool(args.resume_from), config=config)
             cleanup.callback(writer.close)
         comm.Barrier()
         timer = StepTimer()

@@ -59,12 +59,13 @@ def test_two_ranks_with_accumulation_emulated_link_metrics_and_profile(tmp_path)
     assert profile.stat().st_size > 1000 and profile.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_metrics_csv_has_a_header_and_one_row_per_step(tmp_path):
+def test_metrics_csv_has_a_header_the_config_and_one_row_per_step(tmp_path):
     path = tmp_path / "m.csv"
-    main(["--epochs", "1", "--quiet", "--metrics", str(path), "--batch-size", "128"])
+    main(["--epochs", "1", "--quiet", "--metrics", str(path), "--batch-size", "128", "--lr", "0.07"])
     lines = path.read_text().splitlines()
     assert lines[0].startswith("kind,epoch,step,loss,lr")
-    assert len(lines) == 1 + 1438 // 128 + 1  # header, steps, one epoch row
+    assert lines[1].startswith("config,") and '""lr"": 0.07' in lines[1]  # the run's configuration
+    assert len(lines) == 2 + DIGITS_TRAIN // 128 + 1  # header, config, steps, one epoch row
 
 
 def test_resume_continues_exactly_where_the_straight_run_goes(tmp_path):
@@ -248,6 +249,7 @@ def test_resume_applies_and_announces_a_new_lr_and_appends_to_the_metrics(tmp_pa
     assert "changed since the checkpoint: --lr 0.05 -> 0.5, --epochs 2 -> 3" in out
     assert "learning rate 0.05 -> 0.5" in out
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["kind"] for r in rows].count("config") == 1  # the original run's, kept
     steps = [r for r in rows if r["kind"] == "step"]
     per_epoch = DIGITS_TRAIN // 256
     assert [r["step"] for r in steps] == list(range(1, 3 * per_epoch + 1))  # nothing lost, nothing repeated
