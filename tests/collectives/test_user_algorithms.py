@@ -71,7 +71,9 @@ def test_trainer_takes_a_user_algorithm(user_dir):
 def test_mistakes_are_one_line_naming_the_reference(user_dir):
     proc = run_python(["-m", "collectives.sim", "check", "useralgo:nope"], user_dir)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: allreduce: algorithm 'useralgo:nope': module 'useralgo' has no 'nope'"
+    assert proc.stderr.strip() == (
+        "python -m collectives.sim: error: allreduce: algorithm 'useralgo:nope': module 'useralgo' has no 'nope'"
+    )
     proc = run_python(["-m", "collectives.sim", "check", "nosuchmodule:f"], user_dir)
     assert proc.returncode == 2 and "cannot import 'nosuchmodule'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
