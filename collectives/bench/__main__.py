@@ -244,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     comm = MPI.COMM_WORLD
     rank, p = comm.Get_rank(), comm.Get_size()
     if a.overlap:
+        collectives.abort_on_error(comm)
         measure_overlap(comm)
         return 0
-    tables = plan(a, ap)
+    tables = plan(a, ap)  # option mistakes exit here, on every rank alike, with argparse's one line
+    collectives.abort_on_error(comm)  # from here an error on one rank ends the launch instead of hanging the others
     if a.no_checks:
         collectives.set_checks(False)
     mpi_lib = MPI.Get_library_version().splitlines()[0].strip()
