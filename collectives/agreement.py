@@ -75,8 +75,12 @@ def start(comm: Any, sig: np.ndarray) -> tuple[np.ndarray, Any]:
     """Start combining the ranks' signatures: (where the result goes, the request to wait on)."""
     from mpi4py import MPI
 
-    out = np.empty_like(sig)
-    return out, comm.Iallreduce(sig, out, MPI.MAX)
+    # One buffer for both halves: the result keeps the send half alive while MPI may still read it
+    # (mpi4py does not hold a non-blocking collective's buffers, and Open MPI reads them late).
+    both = np.empty(2 * sig.size, sig.dtype)
+    out, send = both[: sig.size], both[sig.size :]
+    send[...] = sig
+    return out, comm.Iallreduce(send, out, MPI.MAX)
 
 
 def exchanger(comm: Any, sig: np.ndarray, out: np.ndarray) -> Any:

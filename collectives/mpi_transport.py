@@ -33,6 +33,7 @@ from collectives.transport import Step, Transport
 # messages with the same source, tag and communicator overtake each other.
 TAG_SPAN = 1 << 16
 _ALIGN = 64
+_VIEWS_LIMIT = 256  # scratch views remembered per transport (see scratch)
 _drain = deque(maxlen=0).extend  # runs an iterator to its end in C, keeping nothing
 
 
@@ -115,6 +116,8 @@ class MPITransport(Transport):
         try:  # a repeated collective asks for the same pieces in the same order
             view, self.used = self._views[start, n, dtype]
         except KeyError:
+            if len(self._views) >= _VIEWS_LIMIT:  # bounded: a sweep over sizes must not grow it forever
+                self._views.clear()
             found = self._views[start, n, dtype] = self._carve(start, n, dtype)
             view, self.used = found
         return view

@@ -45,11 +45,19 @@ class PlanCache(dict):
     """Plans of one communicator, keyed by (algorithm, op, dtype, element count), as passed.
 
     ``registry`` and ``model`` are the versions of the registry and the selection model the
-    plans were made under; :func:`current` checks them.
+    plans were made under; :func:`current` checks them. A program that makes ever new calls (a
+    sweep over sizes) would grow the cache without end, so it starts over once it holds
+    ``LIMIT`` plans; a training loop's few calls refill it at once.
     """
 
+    LIMIT = 256
     registry = -1
     model = -1
+
+    def __setitem__(self, key: Any, plan: Plan) -> None:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        super().__setitem__(key, plan)
 
 
 def current(cache: PlanCache) -> PlanCache:

@@ -7,6 +7,7 @@ past ``timeout``, the whole process group (mpiexec and every rank) is killed and
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from mpi_launch import ROOT, mpiexec
 
-__all__ = ["ROOT", "Ended", "env", "mpiexec", "run"]
+__all__ = ["ROOT", "Ended", "env", "mpiexec", "program_lines", "run"]
 
 
 @dataclass
@@ -24,6 +25,22 @@ class Ended:
     stdout: str
     stderr: str
     seconds: float
+
+
+def program_lines(text: str) -> list[str]:
+    """The non-empty lines the program printed, without the launcher's own report of the failure.
+
+    Open MPI's launcher adds a notice ("prterun detected that one or more processes exited with
+    non-zero status...") framed by rules of dashes, and sometimes its daemons' own lines
+    ("[host:pid] PMIX ERROR: ..."); MPICH's adds nothing when ranks exit.
+    """
+    lines, framed = [], False
+    for line in text.splitlines():
+        if len(line) >= 20 and set(line) == {"-"}:
+            framed = not framed
+        elif not framed and line.strip() and not re.match(r"\[[\w.-]+:\d+\] ", line):
+            lines.append(line)
+    return lines
 
 
 def env() -> dict[str, str]:
