@@ -191,7 +191,8 @@ _HINTS = {
     "MessageError": "a message did not fit its receive buffer, or went to a rank that never received it: sender "
     "and receiver must agree on the chunk (and so its length) at every step.",
     "WrongResultError": "some elements do not hold every rank's contribution exactly once.",
-    "AlgorithmError": "your code raised an exception on some rank (see the message).",
+    "AlgorithmError": "your code raised an exception on some rank (see the message); fn(t, buf, op) must be a "
+    "generator function that yields the transport's steps.",
 }
 
 
@@ -222,7 +223,8 @@ def check_ring_allreduce(fn: Callable[..., Iterator[Step]], prove_at: int = PROO
                     kind = type(e).__name__
                     lines = [f"p={p}, n={n}, {'random' if seed else 'in-order'} delivery: {kind}", *str(e).splitlines()]
                     lines.append(f"what it means: {_HINTS.get(kind, '')}")
-                    return LessonReport(title, False, lines + _explain_schedule(fn))
+                    where = _explain_schedule(fn) if kind != "AlgorithmError" else []
+                    return LessonReport(title, False, lines + where)
                 except TypeError as e:  # not a generator, wrong signature
                     return LessonReport(title, False, [f"calling fn(t, buf, op) failed: {e}"])
     lines = [f"{runs} runs on real data match numpy (p in {', '.join(map(str, RING_RANKS))}; two delivery orders)"]
