@@ -154,8 +154,9 @@ def _explain_schedule(fn: Callable[..., Iterator[Step]], p: int = 4, per_chunk: 
 
     try:
         sim.run_real(traced, [np.arange(n, dtype=np.int64) for _ in range(p)])
+        finished = True
     except sim.SimulationError:
-        pass  # the log up to the failure is what we explain
+        finished = False  # the log up to the failure is what we explain
     bounds = chunk_bounds(n, p)
     chunk_of = {(bounds[c], bounds[c + 1]): c for c in range(p)}
     for r in range(p):
@@ -171,7 +172,7 @@ def _explain_schedule(fn: Callable[..., Iterator[Step]], p: int = 4, per_chunk: 
                     f"you {yours[0]} chunk {got[1]}; the ring {ring[1]} chunk {expected[1]} there",
                     "  (at step s rank r sends chunk (r-s-1) mod p and receives chunk (r-s-2) mod p from its left)",
                 ]
-        if len(done) < len(want):
+        if finished and len(done) < len(want):  # (a run stopped by an error is short anyway)
             sends = sum(kind == "send" for kind, _ in done)
             return [
                 f"where it goes wrong (p={p}): rank {r} makes {sends} sends; a ring makes 2(p-1) = {2 * (p - 1)}: "
@@ -390,7 +391,10 @@ def check_busbw(fn: Callable[[float, float, int], float]) -> LessonReport:
     lines = []
     for n, t, p in cases:
         expected = busbw(n, t, p)
-        got = float(fn(n, t, p))
+        try:
+            got = float(fn(n, t, p))
+        except Exception as e:
+            return LessonReport(title, False, [f"fn({n}, {t}, {p}) raised {type(e).__name__}: {e}"])
         if not np.isclose(got, expected, rtol=1e-9):
             hint = ""
             if np.isclose(got, n / t, rtol=1e-9):
@@ -414,7 +418,10 @@ def check_alpha_beta_fit(fn: Callable[[np.ndarray, np.ndarray], tuple[float, flo
     lines = []
     for alpha, beta in ((5e-6, 1 / 2e9), (50e-6, 1 / 0.125e9)):
         times = (alpha + beta * sizes) * (1 + 0.01 * rng.standard_normal(sizes.size))
-        got = fn(sizes.copy(), times.copy())
+        try:
+            got = fn(sizes.copy(), times.copy())
+        except Exception as e:
+            return LessonReport(title, False, [f"fn(sizes, seconds) raised {type(e).__name__}: {e}"])
         try:
             a, b = (float(v) for v in got)
         except (TypeError, ValueError):

@@ -175,3 +175,13 @@ def test_run_ranks_times_out_instead_of_hanging():
     code = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
     with pytest.raises(TimeoutError, match="started"):
         lessons.run_ranks(code, 2, timeout=3)
+
+
+@pytest.mark.parametrize(
+    "check", [lessons.check_busbw, lessons.check_alpha_beta_fit, lessons.check_ring_cost], ids=lambda c: c.__name__
+)
+def test_an_unfinished_answer_is_reported_not_raised(check):
+    def unfinished(*args):
+        raise NotImplementedError("exercise")
+
+    fails_with(check(unfinished), "raised NotImplementedError")

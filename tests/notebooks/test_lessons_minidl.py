@@ -162,3 +162,30 @@ def test_exposed_last_bucket_only_is_named():
 def test_exposed_cases_agree_with_the_reference_schedule():
     for _, ready, durations, end, by_hand in lessons.EXPOSED_CASES:
         assert lessons.exposed_reference(ready, durations, end) == pytest.approx(by_hand)
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        lessons.check_hvp,
+        lessons.check_sgd_momentum,
+        lessons.check_accuracy,
+        lessons.check_noise_scale,
+        lessons.check_exposed_comm,
+    ],
+    ids=lambda c: c.__name__,
+)
+def test_an_unfinished_answer_is_reported_not_raised(check):
+    def unfinished(*args):
+        raise NotImplementedError("exercise")
+
+    fails_with(check(unfinished), "raised NotImplementedError")
+
+
+def test_an_unfinished_op_is_reported_not_raised():
+    class Unfinished(minidl.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            raise NotImplementedError("exercise")
+
+    fails_with(lessons.check_softplus(Unfinished), "raised NotImplementedError")
