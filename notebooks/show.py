@@ -1,4 +1,4 @@
-"""Print a stored notebook's text outputs and save its images, for reviewing a build: python -m notebooks.show 02 [DIR]."""
+"""Print a stored notebook's text outputs and save its images: python -m notebooks.show 02 [DIR]."""
 
 from __future__ import annotations
 

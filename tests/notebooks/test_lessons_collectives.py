@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from collectives import chunk_bounds
-from collectives import lessons
+from collectives import chunk_bounds, lessons
 from notebooks.solutions import s03_collectives as s3
 from notebooks.solutions import s04_real_ranks as s4
 
