@@ -4,10 +4,14 @@ Each algorithm is written once against a small point-to-point interface
 (:mod:`collectives.transport`) and runs over MPI or in a simulator.
 """
 
+import warnings
+from typing import Any
+
 from collectives.agreement import CollectiveMismatchError, set_checks
-from collectives.algorithms import ALGORITHMS, REGISTRY, AlgorithmSpec, Constraints, Cost, register, unregister
+from collectives.algorithms import ALGORITHMS, AlgorithmSpec, Constraints, Cost, algorithm_names, register, unregister
 from collectives.algorithms.chunking import chunk_bounds
 from collectives.api import allgather, allreduce, broadcast, explain, reduce, reduce_scatter
+from collectives.link import Link, parse_link
 from collectives.ops import OPS, ReduceOp
 
 
@@ -25,21 +29,32 @@ def wrap(comm, algorithm="ring", *, check=None):
     return make(comm, algorithm, check=check)
 
 
+def __getattr__(name: str) -> Any:
+    if name == "REGISTRY":  # the registry's old second name
+        warnings.warn(
+            "collectives.REGISTRY is deprecated; use collectives.ALGORITHMS", DeprecationWarning, stacklevel=2
+        )
+        return ALGORITHMS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ALGORITHMS",
     "OPS",
-    "REGISTRY",
     "AlgorithmSpec",
     "CollectiveMismatchError",
     "Constraints",
     "Cost",
+    "Link",
     "ReduceOp",
+    "algorithm_names",
     "allgather",
     "allreduce",
     "broadcast",
     "chunk_bounds",
     "explain",
     "iallreduce",
+    "parse_link",
     "reduce",
     "reduce_scatter",
     "register",

@@ -9,28 +9,22 @@ an invalid argument on one rank raises on every rank.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from collectives import agreement, select
-from collectives.algorithms import ALGORITHMS
+from collectives import agreement, algorithms, select
 from collectives.algorithms.chunking import chunk_bounds
-from collectives.algorithms.folding import Pow2Group
-from collectives.algorithms.rabenseifner import doubling_allgather, halving_reduce_scatter, largest_half
-from collectives.algorithms.ring import ring_allgather, ring_reduce_scatter
-from collectives.algorithms.spec import Constraints
-from collectives.algorithms.tree import SEGMENT_BYTES as TREE_SEGMENT_BYTES
-from collectives.algorithms.tree import binomial_broadcast, binomial_reduce
-from collectives.emulation import EmulatedLinkTransport
-from collectives.ops import ReduceOp, get_op
-from collectives.plans import Plan
-from collectives.transport import Step, Transport
+from collectives.link import Link
+from collectives.ops import ReduceOp
+from collectives.plans import current, make_plan
+from collectives.prepare import prepare
 
 if TYPE_CHECKING:
     from collectives.context import CommContext
 
+__all__ = ["allgather", "allreduce", "broadcast", "explain", "reduce", "reduce_scatter"]
 
 _context: Callable[[Any], CommContext] | None = None
 drain = deque(maxlen=0).extend  # runs a blocking transport's steps to the end, in C
@@ -46,113 +40,6 @@ def context(comm: Any) -> CommContext:
     return _context(comm)
 
 
-def flat_view(name: str, buf: Any) -> np.ndarray:
-    """The buffer as a flat view sharing its memory, or an error saying what is wrong with it."""
-    if not isinstance(buf, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy array, got {type(buf).__name__}")
-    if not buf.flags.writeable:
-        raise ValueError(f"{name}: the buffer is read-only; the result is written into it")
-    if buf.flags.c_contiguous:
-        return buf.reshape(-1)
-    if buf.flags.f_contiguous:
-        return buf.T.reshape(-1)  # elementwise ops do not care about the order of memory
-    raise ValueError(f"{name}: the buffer must be contiguous (use np.ascontiguousarray)")
-
-
-def get_algorithm(name: str) -> Any:
-    """The generator function of a registered algorithm; the error lists the valid names."""
-    try:
-        return ALGORITHMS[name].run
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown allreduce algorithm {name!r}; expected 'auto' or one of {sorted(ALGORITHMS)}"
-        ) from None
-
-
-# The building blocks: name -> (generator factory, constraints). A factory takes
-# (transport, flat buffer, op, root) and returns the generator.
-Factory = Callable[[Transport, np.ndarray, ReduceOp, int], Iterator[Step]]
-POW2 = Constraints(power_of_two=True)
-BLOCKS: dict[str, dict[str, tuple[Factory, Constraints]]] = {
-    "reduce_scatter": {
-        "ring": (lambda t, b, op, root: ring_reduce_scatter(t, b, op), Constraints()),
-        "halving": (
-            lambda t, b, op, root: halving_reduce_scatter(
-                t, b, op, Pow2Group(t.size, t.rank), t.scratch(largest_half(b.size, t.size), b.dtype)
-            ),
-            POW2,
-        ),
-    },
-    "allgather": {
-        "ring": (lambda t, b, op, root: ring_allgather(t, b), Constraints()),
-        "doubling": (lambda t, b, op, root: doubling_allgather(t, b, Pow2Group(t.size, t.rank)), POW2),
-    },
-    "broadcast": {
-        "binomial": (lambda t, b, op, root: binomial_broadcast(t, b, root), Constraints()),
-        "pipelined": (lambda t, b, op, root: binomial_broadcast(t, b, root, TREE_SEGMENT_BYTES), Constraints()),
-    },
-    "reduce": {
-        "binomial": (lambda t, b, op, root: binomial_reduce(t, b, op, root), Constraints()),
-        "pipelined": (lambda t, b, op, root: binomial_reduce(t, b, op, root, TREE_SEGMENT_BYTES), Constraints()),
-    },
-}
-
-
-def _prepare(
-    collective: str, ctx: CommContext, buf: Any, op: Any, algorithm: str, root: int
-) -> tuple[np.ndarray | None, ReduceOp | None, Any, BaseException | None]:
-    """Validate one rank's arguments: (flat buffer, op, runnable, error or None)."""
-    try:
-        flat = flat_view(collective, buf)
-        reduce_op = get_op(op) if op is not None else None
-        if reduce_op is not None and (why := reduce_op.check_dtype(flat.dtype)):
-            raise TypeError(f"{collective}: {why}")
-        if op is None and flat.dtype.kind not in "biufc":
-            raise TypeError(f"{collective}: dtype {flat.dtype} is not a numeric dtype")
-        if not isinstance(root, (int, np.integer)) or not 0 <= root < ctx.size:
-            raise ValueError(f"{collective}: root must be a rank in 0..{ctx.size - 1}, got {root!r}")
-        if collective == "allreduce":
-            if algorithm == "auto":
-                algorithm = select.choose(ctx.size, flat.nbytes, flat.dtype.itemsize)
-            spec = ALGORITHMS.get(algorithm) if isinstance(algorithm, str) else None
-            if spec is None:
-                get_algorithm(algorithm)  # raises with the list of names
-            if why := spec.constraints.violation(ctx.size, flat.size):
-                raise ValueError(f"allreduce: algorithm {algorithm!r} {why}")
-            return flat, reduce_op, spec.run, None
-        blocks = BLOCKS[collective]
-        if algorithm not in blocks:
-            raise ValueError(f"{collective}: unknown algorithm {algorithm!r}; expected one of {sorted(blocks)}")
-        factory, constraints = blocks[algorithm]
-        if why := constraints.violation(ctx.size, flat.size):
-            raise ValueError(f"{collective}: algorithm {algorithm!r} {why}")
-        return flat, reduce_op, factory, None
-    except (TypeError, ValueError) as e:
-        return None, None, None, e
-
-
-def _agree(collective: str, ctx: CommContext, buf: Any, op: Any, algorithm: str, root: int, check: bool | None):
-    flat, reduce_op, runnable, error = _prepare(collective, ctx, buf, op, algorithm, root)
-    if agreement.checks_enabled(check) and ctx.size > 1:
-        opname = reduce_op.name if reduce_op else str(op)
-        sig = agreement.signature(
-            collective,
-            -1 if flat is None else flat.size,
-            None if flat is None else flat.dtype,
-            opname,
-            str(algorithm),
-            root,
-            error is not None,
-            ctx.rank,
-        )
-        combined, _ = agreement.start(ctx.comm, sig)
-        names = {"collective": collective, "op": opname, "algorithm": str(algorithm)}
-        agreement.verify(combined, names, error)
-    elif error is not None:
-        raise error
-    return flat, reduce_op, runnable
-
-
 def allreduce(
     buf: np.ndarray,
     comm: Any = None,
@@ -160,14 +47,15 @@ def allreduce(
     algorithm: str = "ring",
     *,
     check: bool | None = None,
-    link: Any = None,
+    link: Link | str | None = None,
 ) -> np.ndarray:
     """Reduce ``buf`` elementwise across all ranks of ``comm``, in place; returns ``buf``.
 
     ``comm`` defaults to ``MPI.COMM_WORLD``; ``op`` is one of "sum", "prod", "max", "min", "avg";
     ``algorithm`` names one of ``collectives.ALGORITHMS`` or is "auto" (see ``explain``);
     ``check`` overrides the cross-rank mismatch check for this call; ``link`` (a
-    :class:`collectives.emulation.Link`) stretches every step to that link's modelled time.
+    :class:`collectives.Link`, a preset name or "10Gbps,20us") stretches every step to that
+    link's modelled time (the emulated transport is made once per communicator and link).
     """
     # The hot path: a call seen before on this communicator runs from its cached plan
     # (collectives.plans); everything else, including every error, takes _allreduce_full.
@@ -175,8 +63,11 @@ def allreduce(
     if buf.__class__ is np.ndarray and link is None:
         flags = buf.flags
         if flags.writeable and flags.forc:  # C- or Fortran-contiguous: ravel("K") is a view
+            plans = ctx.plans
+            if plans.registry != algorithms.version or plans.model != select.model_version:
+                current(plans)  # the registry or the selection model changed: forget the old plans
             try:
-                plan = ctx.plans[algorithm, op, buf.dtype, buf.size]
+                plan = plans[algorithm, op, buf.dtype, buf.size]
             except (KeyError, TypeError):  # a new call, or an unhashable argument: the full path
                 plan = None
             if plan is not None:
@@ -208,31 +99,21 @@ def _remember(comm: Any) -> CommContext:
 
 def _allreduce_full(buf: Any, ctx: CommContext, op: Any, algorithm: Any, check: bool | None, link: Any) -> np.ndarray:
     """Validate and agree, run, and remember the call as a plan when it may take the hot path next time."""
-    flat, reduce_op, run = _agree("allreduce", ctx, buf, op, algorithm, 0, check)
+    flat, reduce_op, run, _ = prepare("allreduce", ctx, buf, op, algorithm, 0, check)[0]
     if link is None and buf.__class__ is np.ndarray:
-        ctx.plans[(algorithm, op, buf.dtype, buf.size)] = _plan(ctx, flat, reduce_op, run, algorithm)
-    t = ctx.transport if link is None else EmulatedLinkTransport(ctx.transport, link)
+        current(ctx.plans)[algorithm, op, buf.dtype, buf.size] = make_plan(ctx, flat, reduce_op, run, algorithm)
+    t = ctx.transport if link is None else ctx.emulated(link)
     t.run(run(t, flat, reduce_op))
     reduce_op.finalize(flat, ctx.size)
     return buf
 
 
-def _plan(ctx: CommContext, flat: np.ndarray, reduce_op: ReduceOp, run: Any, algorithm: str) -> Plan:
-    names = {"collective": "allreduce", "op": reduce_op.name, "algorithm": str(algorithm)}
-    if ctx.size == 1:
-        return Plan(run, reduce_op, reduce_op.average, None, None, b"", names)
-    sig = agreement.signature("allreduce", flat.size, flat.dtype, reduce_op.name, str(algorithm), 0, False, ctx.rank)
-    combined = np.empty_like(sig)
-    # When every rank made this call, the combined (max of fields, max of negated fields) is sig itself.
-    return Plan(run, reduce_op, reduce_op.average, agreement.exchanger(ctx.comm, sig, combined), combined,
-                sig.tobytes(), names)  # fmt: skip
-
-
 def _block(collective: str, buf: Any, comm: Any, op: Any, algorithm: str, root: int, check: bool | None):
+    """Run a building block (``collectives.algorithms.BLOCKS``) after the shared prepare-and-agree step."""
     ctx = context(comm)
-    flat, reduce_op, factory = _agree(collective, ctx, buf, op, algorithm, root, check)
+    flat, reduce_op, make, _ = prepare(collective, ctx, buf, op, algorithm, root, check)[0]
     t = ctx.transport
-    t.run(factory(t, flat, reduce_op, root))
+    t.run(make(t, flat, reduce_op, root))
     return ctx, flat, reduce_op
 
 

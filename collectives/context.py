@@ -12,8 +12,10 @@ from typing import Any
 
 from mpi4py import MPI
 
+from collectives.emulation import EmulatedLinkTransport
+from collectives.link import Link, parse_link
 from collectives.mpi_transport import TAG_SPAN, MPITransport
-from collectives.plans import new_cache
+from collectives.plans import PlanCache
 
 _KEYVAL = MPI.Comm.Create_keyval()
 # TAG_UB is at least 32767 by the standard; MPICH gives 2^29 - 1.
@@ -32,7 +34,17 @@ class CommContext:
         self.size = self.comm.Get_size()
         self.transport = MPITransport(self.comm)  # blocking collectives, run one at a time
         self.sequence = 0  # non-blocking collectives started, identical on all ranks
-        self.plans = new_cache()  # validated allreduce calls (collectives.plans)
+        self.plans = PlanCache()  # validated allreduce calls (collectives.plans)
+        self._emulated: dict[Link, EmulatedLinkTransport] = {}  # link -> the emulated transport of allreduce(link=...)
+
+    def emulated(self, link: Link | str) -> EmulatedLinkTransport:
+        """The blocking transport stretched to ``link``'s time, made once per link and kept."""
+        link = parse_link(link)
+        try:
+            return self._emulated[link]
+        except KeyError:
+            made = self._emulated[link] = EmulatedLinkTransport(self.transport, link)
+            return made
 
     def next_tag_offset(self) -> int:
         """Tag space for the next non-blocking collective (slots cycle; 8191 can be in flight with MPICH)."""

@@ -5,81 +5,21 @@ gradient allreduce is almost free and overlap, bucket size and algorithm choice 
 Wrapping a transport in :class:`EmulatedLinkTransport` makes each step last at least as long as
 the alpha-beta model of the link says its largest message would take (latency + bytes /
 bandwidth), so those trade-offs become visible. The data still moves for real and results are
-unchanged; only time is added.
+unchanged; only time is added. The link is :class:`collectives.link.Link` (re-exported here
+with :func:`~collectives.link.parse_link` for older imports).
 """
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from collectives.link import Link, parse_link
 from collectives.ops import ReduceOp
 from collectives.transport import Step, Transport
-
-_UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-_TIME = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-
-
-@dataclass(frozen=True)
-class Link:
-    """A point-to-point link: ``latency`` in seconds, ``bandwidth`` in bytes per second."""
-
-    latency: float
-    bandwidth: float
-
-    def message_time(self, nbytes: int) -> float:
-        return self.latency + nbytes / self.bandwidth
-
-    def __str__(self) -> str:
-        return f"{self.bandwidth * 8 / 1e9:g} Gb/s, {self.latency * 1e6:g} us"
-
-
-def parse_link(spec: str) -> Link:
-    """Parse ``"10Gbps,20us"`` (bits per second; ``GBps`` / ``GB/s`` for bytes) into a Link.
-
-    A name known to ``collectives.sim``'s presets (e.g. ``ib-100g``) is accepted too, when the
-    simulator is installed.
-    """
-    text = spec.strip()
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) == 2:
-        bw = re.fullmatch(r"([0-9.]+(?:e-?[0-9]+)?)\s*([kmgt]?)(b|B)(?:ps|/s)", parts[0], re.IGNORECASE)
-        lat = re.fullmatch(r"([0-9.]+(?:e-?[0-9]+)?)\s*(s|ms|us|µs|ns)", parts[1])
-        if bw and lat and bw.group(2).lower() in _UNITS:
-            per_second = float(bw.group(1)) * _UNITS[bw.group(2).lower()]
-            bytes_per_second = per_second / 8 if bw.group(3) == "b" else per_second
-            latency = float(lat.group(1)) * _TIME[lat.group(2)]
-            if bytes_per_second <= 0 or latency < 0:
-                raise ValueError(
-                    f"link {spec!r}: bandwidth must be positive and latency non-negative (e.g. '10Gbps,20us')"
-                )
-            return Link(latency, bytes_per_second)
-    preset = _preset(text)
-    if preset is not None:
-        return preset
-    raise ValueError(
-        f"cannot parse link {spec!r}: expected BANDWIDTH,LATENCY such as '10Gbps,20us' or '25GB/s,2us'"
-        " (b = bits, B = bytes), or a simulator preset name"
-    )
-
-
-def _preset(name: str) -> Link | None:
-    try:
-        from collectives.sim import presets  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    lookup = getattr(presets, "link_preset", None)
-    if lookup is None:
-        return None
-    try:
-        found = lookup(name)
-    except (KeyError, ValueError):
-        return None
-    return Link(float(found.latency), float(found.bandwidth))
 
 
 class _StretchedStep(Step):
@@ -109,9 +49,9 @@ def _sleep_until(deadline: float) -> None:
 class EmulatedLinkTransport(Transport):
     """Delegates to ``inner`` but makes each step last at least the link model's message time."""
 
-    def __init__(self, inner: Transport, link: Link) -> None:
+    def __init__(self, inner: Transport, link: Link | str) -> None:
         self.inner = inner
-        self.link = link
+        self.link = parse_link(link)
         self.rank = inner.rank
         self.size = inner.size
         self._posted: dict[int, int] = {}
@@ -142,3 +82,12 @@ class EmulatedLinkTransport(Transport):
 
     def scratch(self, n: int, dtype: np.dtype) -> np.ndarray:
         return self.inner.scratch(n, dtype)
+
+    def run(self, steps: Iterator[Step]) -> None:
+        release = getattr(self.inner, "release_scratch", None)
+        if release is not None:  # a new collective: the inner transport's scratch arena is free again
+            release()
+        super().run(steps)
+
+
+__all__ = ["EmulatedLinkTransport", "Link", "parse_link"]

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from collectives import agreement
-from collectives.api import _prepare, context
+from collectives.api import context
 from collectives.mpi_transport import NonBlockingMPITransport
 from collectives.ops import ReduceOp
+from collectives.prepare import Pending, prepare
 from collectives.transport import Step
 
 DEFAULT_PROGRESS = "test"
@@ -148,16 +149,11 @@ def _worker() -> _ProgressThread:
 
 
 def _steps(
-    check: tuple[np.ndarray, Any, dict, BaseException | None] | None,
-    run: Any,
-    t: NonBlockingMPITransport,
-    flat: np.ndarray,
-    op: ReduceOp,
+    pending: Pending | None, run: Any, t: NonBlockingMPITransport, flat: np.ndarray, op: ReduceOp
 ) -> Iterator[Step]:
-    if check is not None:
-        combined, req, names, error = check
-        yield _Request(req)
-        agreement.verify(combined, names, error)
+    if pending is not None:  # the agreement first, in the order the requests were started
+        yield _Request(pending.request)
+        agreement.verify(pending.combined, pending.names, None)
     yield from run(t, flat, op)
     op.finalize(flat, t.size)
 
@@ -181,27 +177,6 @@ def iallreduce(
         raise ValueError(f"iallreduce: progress must be one of {PROGRESS_MODES}, got {progress!r}")
     ctx = context(comm)
     tag_offset = ctx.next_tag_offset()  # before anything can fail: every rank must count every call
-    flat, reduce_op, run, error = _prepare("allreduce", ctx, buf, op, algorithm, 0)
-    pending = None
-    if agreement.checks_enabled(check) and ctx.size > 1:
-        opname = reduce_op.name if reduce_op else str(op)
-        sig = agreement.signature(
-            "allreduce",
-            -1 if flat is None else flat.size,
-            None if flat is None else flat.dtype,
-            opname,
-            str(algorithm),
-            0,
-            error is not None,
-            ctx.rank,
-        )
-        combined, req = agreement.start(ctx.comm, sig, blocking=False)
-        names = {"collective": "iallreduce", "op": opname, "algorithm": str(algorithm)}
-        if error is not None:  # tell the others, then fail here and now
-            req.Wait()
-            raise error
-        pending = (combined, req, names, error)
-    elif error is not None:
-        raise error
+    call, pending = prepare("allreduce", ctx, buf, op, algorithm, 0, check, blocking=False, label="iallreduce")
     t = NonBlockingMPITransport(ctx.comm, tag_offset=tag_offset)
-    return AllreduceRequest(buf, _steps(pending, run, t, flat, reduce_op), progress)
+    return AllreduceRequest(buf, _steps(pending, call.run, t, call.flat, call.op), progress)

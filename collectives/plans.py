@@ -10,18 +10,23 @@ that can differ between buffers of one key, that the buffer is writable and cont
 sends read-only or non-contiguous buffers, and anything that is not exactly a numpy array,
 down the full path with its errors.
 
-A plan depends on the algorithm registry and on the selection model (``algorithm="auto"``), so
-:func:`invalidate` drops every cached plan when either changes.
+A plan depends on the algorithm registry and on the selection model (``algorithm="auto"``).
+Both count their changes (``collectives.algorithms.version``, ``collectives.select.model_version``);
+a cache remembers the counts it was filled under and :func:`current` empties it when they moved,
+so neither the registry nor the selector needs to know that plans exist.
 """
 
 from __future__ import annotations
 
-import weakref
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from collectives import agreement, algorithms, select
 from collectives.ops import ReduceOp
+
+if TYPE_CHECKING:
+    from collectives.context import CommContext
 
 
 class Plan(NamedTuple):
@@ -37,19 +42,31 @@ class Plan(NamedTuple):
 
 
 class PlanCache(dict):
-    """Plans of one communicator, keyed by (algorithm, op, dtype, element count), as passed."""
+    """Plans of one communicator, keyed by (algorithm, op, dtype, element count), as passed.
+
+    ``registry`` and ``model`` are the versions of the registry and the selection model the
+    plans were made under; :func:`current` checks them.
+    """
+
+    registry = -1
+    model = -1
 
 
-_caches: weakref.WeakValueDictionary[int, PlanCache] = weakref.WeakValueDictionary()  # id -> cache
-
-
-def new_cache() -> PlanCache:
-    cache = PlanCache()
-    _caches[id(cache)] = cache
+def current(cache: PlanCache) -> PlanCache:
+    """``cache``, emptied first if the registry or the selection model changed since it was filled."""
+    if cache.registry != algorithms.version or cache.model != select.model_version:
+        cache.clear()
+        cache.registry, cache.model = algorithms.version, select.model_version
     return cache
 
 
-def invalidate() -> None:
-    """Forget every cached plan (the registry or the selection model changed)."""
-    for cache in list(_caches.values()):
-        cache.clear()
+def make_plan(ctx: CommContext, flat: np.ndarray, reduce_op: ReduceOp, run: Any, algorithm: str) -> Plan:
+    """The plan of an allreduce call that has just been validated and agreed on."""
+    names = {"collective": "allreduce", "op": reduce_op.name, "algorithm": str(algorithm)}
+    if ctx.size == 1:
+        return Plan(run, reduce_op, reduce_op.average, None, None, b"", names)
+    sig = agreement.signature("allreduce", flat.size, flat.dtype, reduce_op.name, str(algorithm), 0, False, ctx.rank)
+    combined = np.empty_like(sig)
+    # When every rank made this call, the combined (max of fields, max of negated fields) is sig itself.
+    return Plan(run, reduce_op, reduce_op.average, agreement.exchanger(ctx.comm, sig, combined), combined,
+                sig.tobytes(), names)  # fmt: skip

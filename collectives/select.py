@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from collectives import plans
-from collectives.algorithms import REGISTRY
+from collectives import algorithms
+from collectives.algorithms import ALGORITHMS
 from collectives.algorithms.spec import Cost
+from collectives.link import Link, parse_link
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,17 @@ class MachineModel:
     beta: float = 1.0 / 9e9
     gamma: float = 1.0 / 12e9
     overlap: bool = False
+
+    @classmethod
+    def from_link(cls, link: Link | str, gamma: float = 0.0, overlap: bool = False) -> MachineModel:
+        """The model of ``link`` (a Link, a preset name or "10Gbps,20us"): alpha its latency, beta 1/bandwidth."""
+        link = parse_link(link)
+        return cls(link.latency, link.per_byte, gamma, overlap)
+
+    @property
+    def link(self) -> Link:
+        """alpha and beta as the Link they describe."""
+        return Link(self.alpha, math.inf if self.beta == 0 else 1.0 / self.beta, "fitted model")
 
     def predict(self, cost: Cost) -> float:
         """Seconds ``cost`` takes on this machine."""
@@ -123,6 +135,7 @@ def _from_env() -> tuple[dict[int, MachineModel], MachineModel]:
 
 
 _by_ranks, _model = _from_env()
+model_version = 0  # increased by set_model; caches of automatic choices compare it
 
 
 def _nearest(by_ranks: dict[int, MachineModel], p: int) -> int:
@@ -141,8 +154,9 @@ def set_model(model: MachineModel, p: int | None = None) -> None:
         _model, _by_ranks = model, {}
     else:
         _by_ranks = {**_by_ranks, int(p): model}
+    global model_version
     _choose.cache_clear()
-    plans.invalidate()  # cached calls with algorithm="auto" chose under the old model
+    model_version += 1  # plans of calls with algorithm="auto" chose under the old model
 
 
 def get_model(p: int | None = None) -> MachineModel:
@@ -159,7 +173,7 @@ def predictions(p: int, nbytes: int, itemsize: int = 1) -> list[tuple[str, float
     """(name, predicted seconds or None, reason it cannot run) for every registered algorithm."""
     rows = []
     m = get_model(p)
-    for name, spec in REGISTRY.items():
+    for name, spec in ALGORITHMS.items():
         why = spec.constraints.violation(p, nbytes // itemsize)
         if why:
             rows.append((name, None, why))
@@ -169,7 +183,7 @@ def predictions(p: int, nbytes: int, itemsize: int = 1) -> list[tuple[str, float
 
 
 @lru_cache(maxsize=4096)
-def _choose(p: int, nbytes: int, itemsize: int, registry_key: tuple[str, ...]) -> str:
+def _choose(p: int, nbytes: int, itemsize: int, registry_version: int) -> str:
     # Equal predictions (the ring, Rabenseifner and the double tree are the same exchanges on two
     # ranks) go to the algorithm registered first: the simpler one, with less Python per step.
     runnable = [(t, i, name) for i, (name, t, _) in enumerate(predictions(p, nbytes, itemsize)) if t is not None]
@@ -180,7 +194,7 @@ def _choose(p: int, nbytes: int, itemsize: int, registry_key: tuple[str, ...]) -
 
 def choose(p: int, nbytes: int, itemsize: int = 1) -> str:
     """The name of the algorithm predicted fastest for ``nbytes`` on ``p`` ranks."""
-    return _choose(p, nbytes, itemsize, tuple(REGISTRY))
+    return _choose(p, nbytes, itemsize, algorithms.version)
 
 
 def explain(nbytes: int, p: int, itemsize: int = 1) -> str:
@@ -197,11 +211,11 @@ def explain(nbytes: int, p: int, itemsize: int = 1) -> str:
         if t is None:
             lines.append(f"{name:<20}{'-':>14}  cannot run: {why}")
             continue
-        c = REGISTRY[name].cost(p, nbytes, itemsize)
+        c = ALGORITHMS[name].cost(p, nbytes, itemsize)
         mark = "  <- chosen" if name == best else ""
         terms = f"{c.latency_terms:>11g}  {c.transfer_bytes:>10.4g}  {c.reduce_bytes:>11.4g}"
         lines.append(f"{name:<20}{t * 1e6:>14.1f}  {terms}{mark}")
-    c = REGISTRY[best].cost(p, nbytes, itemsize)
+    c = ALGORITHMS[best].cost(p, nbytes, itemsize)
     parts = {
         "latency": c.latency_terms * m.alpha,
         "transfer": c.transfer_bytes * m.beta,
@@ -209,7 +223,7 @@ def explain(nbytes: int, p: int, itemsize: int = 1) -> str:
     }
     dominant = max(parts, key=parts.get)
     lines.append(
-        f"chosen: {best} ({REGISTRY[best].summary}); its time is mostly {dominant} "
+        f"chosen: {best} ({ALGORITHMS[best].summary}); its time is mostly {dominant} "
         f"({parts[dominant] / max(sum(parts.values()), 1e-30):.0%}), which it keeps lowest here."
     )
     return "\n".join(lines)
@@ -227,9 +241,9 @@ def fit(samples: Iterable[Sample], start: MachineModel | None = None) -> tuple[M
     better. Samples of unregistered algorithms are skipped.
     """
     rows = [
-        (REGISTRY[name].cost(p, nbytes, itemsize), seconds)
+        (ALGORITHMS[name].cost(p, nbytes, itemsize), seconds)
         for name, p, nbytes, itemsize, seconds in samples
-        if name in REGISTRY and p > 1 and seconds > 0
+        if name in ALGORITHMS and p > 1 and seconds > 0
     ]
     if not rows:
         raise ValueError("fit: no usable samples (registered algorithms on p > 1 ranks with positive times)")

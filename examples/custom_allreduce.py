@@ -62,7 +62,7 @@ def allgather_reduce_cost(p: int, nbytes: int, itemsize: int = 1) -> Cost:
 
 
 SPEC = AlgorithmSpec("allgather_reduce", allgather_reduce, allgather_reduce_cost, "allgather, then reduce locally")
-if SPEC.name not in collectives.REGISTRY:
+if SPEC.name not in collectives.ALGORITHMS:
     collectives.register(SPEC)
 
 

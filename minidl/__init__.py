@@ -1,31 +1,6 @@
 """minidl: a small deep-learning engine in numpy (and numba) with a PyTorch-shaped API."""
 
-from minidl import autograd, checkpoint, data, functional, models, nn, optim
-from minidl.autograd import enable_grad, grad, is_grad_enabled, no_grad, set_grad_enabled
-from minidl.gradcheck import gradcheck, gradgradcheck
-from minidl.ops import (
-    abs,
-    cat,
-    chunk,
-    clamp,
-    clip,
-    concatenate,
-    exp,
-    log,
-    logsumexp,
-    matmul,
-    maximum,
-    minimum,
-    relu,
-    sigmoid,
-    softmax,
-    split,
-    sqrt,
-    stack,
-    tanh,
-    where,
-)
-from minidl.random import get_rng_state, manual_seed, set_rng_state
+# The tensor comes first: it imports the engine and the ops at its end, which build on it.
 from minidl.tensor import (
     Tensor,
     arange,
@@ -55,6 +30,35 @@ from minidl.tensor import (
     zeros,
     zeros_like,
 )
+
+# isort: split
+from minidl import autograd, checkpoint, data, functional, models, nn, optim
+from minidl.autograd import grad
+from minidl.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from minidl.gradcheck import gradcheck, gradgradcheck
+from minidl.ops import (
+    abs,
+    cat,
+    chunk,
+    clamp,
+    clip,
+    concatenate,
+    exp,
+    log,
+    logsumexp,
+    matmul,
+    maximum,
+    minimum,
+    relu,
+    sigmoid,
+    softmax,
+    split,
+    sqrt,
+    stack,
+    tanh,
+    where,
+)
+from minidl.random import get_rng_state, manual_seed, set_rng_state
 
 __version__ = "0.1.0"
 

@@ -8,14 +8,35 @@ one gradient per input out) side by side. ``backward`` is written with Tensor op
 cross-entropy) keep that fast path for ordinary backward and, under ``create_graph``,
 differentiate a reference composition of primitive ops instead (:func:`composite_backward`).
 
-The engine processes graph nodes in decreasing creation order, which is a valid reverse
-topological order because a node is always created after the nodes of its inputs, and it never
-recurses, so a chain of any length works. A leaf's gradient is accumulated, and its hooks fire,
-as soon as its last consumer has been processed: data-parallel training relies on that to start
-communication while backward is still running elsewhere in the graph.
+Two engines compute the same thing. :func:`backward_reference` is the chain rule in twenty lines
+(micrograd's: a depth-first topological sort, then one walk from the root summing each input's
+gradient contributions); it is the oracle the tests hold the production engine to, op by op.
+:func:`run_backward` is the production engine; it adds four things the reference leaves out:
 
-Unless ``retain_graph`` is set, each node drops its saved values and its links to its inputs as
-soon as backward has passed through it, so a finished step leaves nothing behind.
+* Order without recursion. A node is always created after the nodes of its inputs, so its
+  creation number (``ctx.seq``) is a topological stamp: sorting the interior nodes newest first
+  is a valid reverse order, found by an explicit stack, so a chain of any length works.
+* Leaves finish early. ``_collect`` counts each leaf's consumers in the graph; ``deliver``
+  counts them down, and when the last consumer has run, the leaf's gradient is complete: its
+  hooks fire and ``.grad`` is written right then, while backward is still running elsewhere
+  in the graph. Data-parallel training relies on that to start a bucket's allreduce during
+  backward (``register_post_accumulate_grad_hook``); ``queue_callback`` runs once the
+  outermost backward has finished (to wait for the last allreduce).
+* The graph is freed as backward goes. Unless ``retain_graph`` is set, a node's ``__dict__``
+  (saved arrays, input links, kwargs) is cleared the moment backward has passed through it,
+  leaving only ``fn`` and ``freed=True``; so peak memory falls during backward instead of at
+  the end of the step, and a second backward through the same graph raises a clear error.
+* ``create_graph``. Grad mode is set to ``create_graph`` for the duration: with it off (the
+  usual case) the ops called by each ``backward`` record nothing and gradient sums are plain
+  numpy additions; with it on, every backward op and every sum is recorded, so the gradients
+  have a graph of their own. ``grad(outputs, inputs)`` additionally stops at ``inputs``
+  (``stop``) and skips nodes that lead to none of them (``_prune``).
+
+Hooks: ``register_hook`` on a leaf fires once with the complete gradient (and may replace it)
+before accumulation; on an interior tensor it fires when that tensor's gradient is complete,
+which in newest-first order is when the tensor is reached. ``.grad`` is written in place when
+it already exists (so views into a flat buffer stay valid) and as a fresh copy otherwise (an
+op's backward may hand the same array to two inputs).
 """
 
 from __future__ import annotations
@@ -25,87 +46,42 @@ import operator
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from minidl.tensor import Tensor
+from minidl import grad_mode
+from minidl.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from minidl.tensor import Tensor
+
+__all__ = [  # grad mode is re-exported: torch.autograd has no_grad & co. too
+    "Context",
+    "Function",
+    "backward",
+    "backward_reference",
+    "composite_backward",
+    "enable_grad",
+    "grad",
+    "is_grad_enabled",
+    "no_grad",
+    "queue_callback",
+    "run_backward",
+    "set_grad_enabled",
+]
 
 
-class _ThreadState(threading.local):
-    """Grad mode and backward bookkeeping, per thread as in PyTorch: a helper thread that runs
-    under ``no_grad`` must not stop the main thread from recording its graph."""
+class _EngineState(threading.local):
+    """Backward bookkeeping, per thread (grad mode itself lives in :mod:`minidl.grad_mode`)."""
 
-    enabled = True  # record new operations for backward
     depth = 0  # nesting of run_backward (fused ops differentiate a reference inside backward)
 
     def __init__(self) -> None:
         self.callbacks: list[Callable[[], None]] = []
 
 
-_state = _ThreadState()
+_engine = _EngineState()
+_mode = grad_mode.state  # read on every op: a module attribute lookup saved
 _sequence = itertools.count()
-Tensor: Any = None  # bound by minidl.tensor once the class exists (avoids an import cycle on the hot path)
-
-
-def is_grad_enabled() -> bool:
-    """Whether new operations are recorded for backward."""
-    return _state.enabled
-
-
-class set_grad_enabled:
-    """Context manager (or decorator) that turns graph recording on or off, like ``torch.set_grad_enabled``."""
-
-    def __init__(self, mode: bool) -> None:
-        self.mode = bool(mode)
-        self.prev = _state.enabled
-
-    def __enter__(self) -> None:
-        self.prev = _state.enabled
-        _state.enabled = self.mode
-
-    def __exit__(self, *exc: object) -> None:
-        _state.enabled = self.prev
-
-    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        mode = self.mode
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with set_grad_enabled(mode):
-                return fn(*args, **kwargs)
-
-        wrapper.__name__ = getattr(fn, "__name__", "wrapper")
-        wrapper.__doc__ = getattr(fn, "__doc__", None)
-        return wrapper
-
-
-class _FixedMode(set_grad_enabled):
-    """``set_grad_enabled`` with a fixed mode; usable as ``with m():``, ``@m()`` and ``@m``."""
-
-    MODE = True
-
-    def __new__(cls, fn: Callable[..., Any] | None = None) -> Any:
-        self = super().__new__(cls)
-        if fn is not None:  # used as a bare decorator: return the wrapped function
-            set_grad_enabled.__init__(self, cls.MODE)
-            return self(fn)
-        return self
-
-    def __init__(self, fn: Callable[..., Any] | None = None) -> None:
-        super().__init__(self.MODE)
-
-
-class no_grad(_FixedMode):
-    """Context manager (or decorator) under which no graph is recorded (inference, optimizer updates)."""
-
-    MODE = False
-
-
-class enable_grad(_FixedMode):
-    """Context manager (or decorator) that re-enables recording inside ``no_grad``."""
-
-    MODE = True
 
 
 class Context:
@@ -164,7 +140,7 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
-        # The hot path of every op (benchmarks/op_overhead.py measures it): plain attribute work only.
+        # The hot path of every op (``python -m minidl.bench --op-overhead`` measures it): plain attribute work only.
         ctx = Context()
         ctx.inputs = args
         ctx.kwargs = kwargs
@@ -185,7 +161,7 @@ class Function:
         out = cls.forward(ctx, *arrays, **kwargs)
         t = _new_object(T)
         t.data = out if type(out) is np.ndarray else np.asarray(out)
-        if record and _state.enabled:
+        if record and _mode.enabled:
             ctx.needs_input_grad = tuple([isinstance(a, T) and a.requires_grad for a in args])
             ctx.fn = cls
             ctx.seq = next(_sequence)
@@ -202,7 +178,7 @@ def queue_callback(fn: Callable[[], None]) -> None:
     the last gradient allreduce before the optimizer step. Outside backward it runs at the end
     of the next one.
     """
-    _state.callbacks.append(fn)
+    _engine.callbacks.append(fn)
 
 
 _node_seq = operator.attrgetter("_node.seq")
@@ -295,8 +271,12 @@ def run_backward(
     if inputs is not None:
         capture = {id(t): None for t in inputs}
         stop = set(capture)
+    # interior: the non-leaf tensors, newest first (a valid reverse topological order);
+    # pending: per leaf (or grad() input), how many graph edges will still bring it a gradient
     interior, pending = _collect(roots, stop)
     live = None if stop is None else _prune(interior, stop)
+    # the gradient summed so far per tensor (by id); an interior entry is complete, and popped,
+    # when the loop reaches that tensor, because all its consumers are newer and came first
     grads: dict[int, Tensor] = {}
 
     def finish(t: Tensor, g: Tensor) -> None:
@@ -343,10 +323,12 @@ def run_backward(
         if left == 0 and key in grads:
             finish(t, grads.pop(key))
 
-    state = _state
-    prev_mode = state.enabled
-    state.enabled = create_graph
-    state.depth += 1
+    engine = _engine
+    prev_mode = _mode.enabled
+    # create_graph is nothing but grad mode during backward: on, the Tensor ops that each
+    # backward calls (and the sums in _accumulate) are recorded like any forward computation
+    _mode.enabled = create_graph
+    engine.depth += 1
     T = Tensor
     try:
         for root, g in zip(roots, root_grads, strict=True):
@@ -357,17 +339,19 @@ def run_backward(
             else:
                 prev = grads.get(key)
                 grads[key] = g if prev is None else _accumulate(prev, g, create_graph)
-        # The hot loop (benchmarks/op_overhead.py): interior gradients are summed inline; only
+        # The hot loop (``python -m minidl.bench --op-overhead``): interior gradients are summed inline; only
         # leaves go through deliver(), which counts down their consumers.
         for t in interior:
             node = t._node
             g = grads.pop(id(t), None)
             inputs_ = node.inputs
             if g is None or (live is not None and id(t) not in live):
+                # no gradient reached t (or, for grad(), t leads to no input): its inputs still
+                # get a None each, so their consumer counts reach zero and they can finish
                 in_grads: Any = (None,) * len(inputs_)
             else:
                 if t._hooks is not None or t._retains_grad or capture is not None:
-                    finish(t, g)
+                    finish(t, g)  # an interior tensor's gradient is complete now: its hooks fire
                 in_grads = node.fn.backward(node, g)
                 if type(in_grads) is not tuple:
                     in_grads = (in_grads,)
@@ -387,18 +371,21 @@ def run_backward(
                     key = id(inp)
                     prev = grads.get(key)
                     grads[key] = ig if prev is None else _accumulate(prev, ig, create_graph)
-            if not retain_graph:  # drop saved arrays and input links now, not when the graph dies
+            # Free the node now, not when the graph dies: its saved arrays (im2col columns, masks)
+            # and its links to its inputs go, so memory falls while backward runs. Only fn and the
+            # freed flag stay, so that a second backward through it raises a clear error.
+            if not retain_graph:
                 d = node.__dict__
                 fn = d["fn"]
                 d.clear()
                 d["fn"] = fn
                 d["freed"] = True
     finally:
-        state.enabled = prev_mode
-        state.depth -= 1
-    if state.depth == 0:
-        while state.callbacks:
-            state.callbacks.pop(0)()
+        _mode.enabled = prev_mode
+        engine.depth -= 1
+    if engine.depth == 0:  # not inside a fused op's nested backward: the user's pass is over
+        while engine.callbacks:
+            engine.callbacks.pop(0)()
     if capture is not None:
         result = [capture[id(t)] for t in inputs]
         if not allow_unused:
@@ -410,6 +397,41 @@ def run_backward(
                     )
         return result
     return None
+
+
+def backward_reference(root: Tensor, grad: Tensor | None = None) -> None:
+    """The chain rule and nothing else (micrograd's engine): the oracle :func:`run_backward` is tested against.
+
+    Sorts the graph topologically (depth-first, inputs before the tensor that uses them), then
+    walks it from ``root`` back to the leaves, handing each node's gradient to its op's backward
+    and summing what comes back per input. Leaves' ``.grad`` accumulate. No hooks, no freeing,
+    no ``create_graph``, no pruning; recursive, so only for graphs of modest depth.
+    """
+    order: list[Tensor] = []
+    seen: set[int] = set()
+
+    def visit(t: Tensor) -> None:
+        if id(t) not in seen:
+            seen.add(id(t))
+            for inp, need in zip(t._node.inputs, t._node.needs_input_grad) if t._node else ():
+                if need:
+                    visit(inp)
+            order.append(t)
+
+    visit(root)
+    grads = {id(root): Tensor._make(np.ones_like(root.data)) if grad is None else grad}
+    with no_grad():
+        for t in reversed(order):  # every consumer of t comes before t: its gradient is complete
+            g = grads.pop(id(t), None)
+            if g is None or t._node is None:
+                if g is not None:
+                    t.grad = g if t.grad is None else t.grad + g
+                continue
+            in_grads = t._node.fn.backward(t._node, g)
+            for inp, need, ig in zip(t._node.inputs, t._node.needs_input_grad, _as_tuple(in_grads)):
+                if need and ig is not None:
+                    ig = _as_grad(ig, inp, t._node.name)
+                    grads[id(inp)] = grads[id(inp)] + ig if id(inp) in grads else ig
 
 
 def _as_tuple(x: Any) -> tuple[Any, ...]:

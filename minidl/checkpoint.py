@@ -14,9 +14,13 @@ leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import secrets
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -202,3 +206,82 @@ def load_checkpoint(
     if restore_rng and "rng" in tree:
         _random.set_rng_state(tree["rng"])
     return tree
+
+
+# --------------------------------------------------------------------------- a run's checkpoints
+class CheckpointSeries:
+    """One run's checkpoints in a directory, ``RUN.epoch-NNNN.npz``, the newest ``keep`` kept.
+
+    Runs share a directory without touching each other's files: a new run gets a new name (the
+    time it started), so it writes next to, never over, an earlier run's checkpoints unless it is
+    told to replace them (``replace_others``: removed once this run's first checkpoint is safely
+    written). ``latest(directory)`` is the newest checkpoint of the most recently written run.
+    """
+
+    PATTERN = re.compile(r"^(?P<run>[A-Za-z0-9_-]+)\.epoch-(?P<epoch>\d{4,})\.npz$")
+
+    def __init__(self, directory: str | os.PathLike, run: str, keep: int = 3, replace_others: bool = False) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", run):
+            raise ValueError(f"run name {run!r}: use letters, digits, '-' and '_'")
+        self.directory = Path(directory)
+        self.run = run
+        self.keep = keep
+        self.replace_others = replace_others
+
+    @staticmethod
+    def new_run_name() -> str:
+        """A name for a new run: when it started (UTC) and a random suffix, so two runs never share one."""
+        return time.strftime("run-%Y%m%d-%H%M%S", time.gmtime()) + f"-{secrets.token_hex(2)}"
+
+    @classmethod
+    def runs(cls, directory: str | os.PathLike) -> dict[str, list[tuple[int, Path]]]:
+        """Every run's checkpoints in ``directory``: run name -> [(epoch, path)], oldest first."""
+        found: dict[str, list[tuple[int, Path]]] = {}
+        if not Path(directory).is_dir():
+            return found
+        for path in Path(directory).iterdir():
+            m = cls.PATTERN.match(path.name)
+            if m and path.is_file():
+                found.setdefault(m["run"], []).append((int(m["epoch"]), path))
+        return {run: sorted(files) for run, files in found.items()}
+
+    @classmethod
+    def latest(cls, directory: str | os.PathLike) -> Path | None:
+        """The newest checkpoint of the run written most recently, or None."""
+        newest = [files[-1][1] for files in cls.runs(directory).values()]
+        return max(newest, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+    @classmethod
+    def run_of(cls, path: str | os.PathLike) -> str:
+        m = cls.PATTERN.match(Path(path).name)
+        if m is None:
+            raise ValueError(f"{path} is not named like a run's checkpoint (RUN.epoch-NNNN.npz)")
+        return m["run"]
+
+    @staticmethod
+    def config_of(path: str | os.PathLike) -> dict[str, Any]:
+        """The run configuration stored in a checkpoint (``extra["config"]``)."""
+        tree = load(path)
+        config = (tree.get("extra") or {}).get("config")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path}: the checkpoint stores no run configuration, so it cannot be resumed safely")
+        return config
+
+    def path(self, epoch: int) -> Path:
+        return self.directory / f"{self.run}.epoch-{epoch:04d}.npz"
+
+    def save(self, epoch: int, **state: Any) -> Path:
+        """``save_checkpoint`` to this run's file for ``epoch``, then drop what is no longer kept."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.path(epoch)
+        save_checkpoint(path, epoch=epoch, **state)
+        runs = self.runs(self.directory)
+        stale = [p for _, p in runs.get(self.run, [])[: -self.keep]]
+        if self.replace_others:
+            stale += [p for run, files in runs.items() if run != self.run for _, p in files]
+        for p in stale:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        return path

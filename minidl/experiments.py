@@ -27,6 +27,24 @@ from minidl.nn import Module
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "synthetic-images", "spirals", "blobs", "sequences")
 MODELS = ("mlp", "lenet", "resnet", "transformer")
+PROCEDURAL = ("synthetic-images", "spirals", "blobs", "sequences")  # generated, of any size
+DEFAULT_TRAIN_SIZE = 4000
+# What each dataset's samples are, and what each model takes.
+INPUTS = {
+    "digits": "images",
+    "mnist": "images",
+    "fashion-mnist": "images",
+    "synthetic-images": "images",
+    "spirals": "feature vectors",
+    "blobs": "feature vectors",
+    "sequences": "token sequences",
+}
+ACCEPTS = {
+    "mlp": ("images", "feature vectors"),
+    "lenet": ("images",),
+    "resnet": ("images",),
+    "transformer": ("token sequences",),
+}
 DEFAULT_MODEL = {
     "digits": "mlp",
     "mnist": "lenet",
@@ -66,7 +84,7 @@ def load_dataset(
             raise ValueError(f"--dataset {name} reads IDX files: pass --data-dir DIR (they are not downloaded)")
         load = load_mnist if name == "mnist" else load_fashion_mnist
         return load(data_dir, "train"), load(data_dir, "test"), DataInfo((1, 28, 28), 10)
-    n = train_size or {"synthetic-images": 4000, "spirals": 4000, "blobs": 4000, "sequences": 4000}[name]
+    n = train_size or DEFAULT_TRAIN_SIZE
     n_test = max(n // 5, 10)
     if name == "synthetic-images":
         full = SyntheticImages(n + n_test, n_classes=10, image_size=32, channels=3, seed=seed)
@@ -84,6 +102,15 @@ def load_dataset(
     return TensorDataset(x[:n], y[:n]), TensorDataset(x[n:], y[n:]), DataInfo(tuple(x.shape[1:]), classes)
 
 
+def fit_problem(model: str, inputs: str) -> str | None:
+    """Why ``model`` cannot take ``inputs`` (a dataset name or one of :data:`INPUTS`' values), or None."""
+    kind = INPUTS.get(inputs, inputs)
+    if kind in ACCEPTS[model]:
+        return None
+    takes = " or ".join(ACCEPTS[model])
+    return f"--model {model} does not fit this dataset, whose inputs are {kind} ({model} takes {takes})"
+
+
 def build_model(name: str, info: DataInfo, hidden: tuple[int, ...] = (128,), depth: int = 8) -> Module:
     """A model from :data:`MODELS` sized for ``info``'s inputs and classes.
 
@@ -91,15 +118,13 @@ def build_model(name: str, info: DataInfo, hidden: tuple[int, ...] = (128,), dep
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
-    if info.tokens != (name == "transformer"):
-        what = "token sequences" if info.tokens else "images or feature vectors"
-        raise ValueError(f"--model {name} does not fit this dataset, whose inputs are {what}")
+    kind = "token sequences" if info.tokens else "images" if len(info.input_shape) == 3 else "feature vectors"
+    if why := fit_problem(name, kind):
+        raise ValueError(why)
     if name == "mlp":
         return models.MLP(int(np.prod(info.input_shape)), tuple(hidden), info.num_classes)
     if name == "transformer":
         return models.TransformerClassifier(info.vocab_size, info.num_classes, max_len=info.input_shape[0])
-    if len(info.input_shape) != 3:
-        raise ValueError(f"--model {name} needs image inputs (C, H, W), this dataset gives {info.input_shape}")
     channels, size = info.input_shape[0], info.input_shape[1]
     if name == "lenet":
         return models.LeNet5(info.num_classes, in_channels=channels, input_size=size)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from minidl import autograd
+from minidl.grad_mode import is_grad_enabled
+
+if TYPE_CHECKING:
+    from minidl.autograd import Context
 
 DEFAULT_DTYPE = np.float32
 _FLOAT_DTYPES = (np.float16, np.float32, np.float64)
@@ -33,7 +36,7 @@ class Tensor:
     # Class-level defaults keep Tensor creation (the hot path of every op) to one attribute store.
     grad: Tensor | None = None
     requires_grad: bool = False
-    _node: autograd.Context | None = None
+    _node: Context | None = None
     _hooks: list[Callable[[Tensor], Tensor | None]] | None = None
     _post_hooks: list[Callable[[Tensor], None]] | None = None
     _retains_grad: bool = False
@@ -81,7 +84,7 @@ class Tensor:
         return self._node is None
 
     @property
-    def grad_fn(self) -> autograd.Context | None:
+    def grad_fn(self) -> Context | None:
         """The graph node of the op that produced this tensor (None for leaves); ``.name`` names the op."""
         return self._node
 
@@ -532,7 +535,7 @@ def _check_float(dtype: np.dtype, what: str) -> None:
 
 
 def _check_inplace(t: Tensor, what: str) -> None:
-    if t.requires_grad and autograd.is_grad_enabled():
+    if t.requires_grad and is_grad_enabled():
         raise RuntimeError(
             f"{what} on a tensor that requires grad would silently corrupt its gradient: "
             "build a new tensor (minidl.where, cat, ...) or do it under minidl.no_grad()"
@@ -709,9 +712,10 @@ def rand_like(t: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     return rand(*np.shape(_data(t)), dtype=dtype or _data(t).dtype, requires_grad=requires_grad)
 
 
-autograd.Tensor = Tensor  # the engine needs the class on its hot path without an import cycle
-
-from minidl import ops  # noqa: E402  (ops build on Tensor, and Tensor's methods dispatch to ops)
+# The one upward dependency of the ground floor: Tensor's methods call the engine (backward) and
+# the ops (operators, reductions, shapes). It comes last because those modules build on Tensor;
+# minidl/__init__.py imports this module first, so the cycle always resolves in this order.
+from minidl import autograd, ops  # noqa: E402
 
 # the arithmetic operators call their Functions directly: one Python call less on the hottest path
 _add = ops.elementwise.Add.apply

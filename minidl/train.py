@@ -7,6 +7,12 @@ Each rank trains a replica on its own shard of every global batch; DistributedDa
 averages the gradients with the project's hand-written allreduce (--algorithm), in buckets,
 overlapped with backward. The global batch is batch-size x ranks x accumulation.
 
+Checkpoints (--checkpoint-dir) are named after the run and kept for the last --keep-checkpoints
+epochs; --resume continues the newest run, applying and announcing changed flags (lr, epochs,
+ranks) and refusing changes of the model, the optimizer or the dataset. A NaN or Inf in the
+gradients stops the run, naming the step and the first parameter affected, unless
+--skip-nonfinite skips such steps.
+
 Examples:
   mpiexec -n 4 python -m minidl.train --model lenet --epochs 10
   mpiexec -n 2 python -m minidl.train --link 10Gbps,50us --profile step.png
@@ -18,6 +24,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import json
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,112 +35,33 @@ from typing import Any
 
 import numpy as np
 
-import collectives
 import minidl
 import minidl.functional as F
+from minidl import distributed as dist
 from minidl import optim
-from minidl.checkpoint import load_checkpoint, save_checkpoint
+from minidl.checkpoint import CheckpointSeries, load_checkpoint
 from minidl.data import DataLoader, DistributedSampler
-from minidl.distributed import DistributedDataParallel, GradientNoiseScale, world
+from minidl.distributed import DistributedDataParallel, GradientNoiseScale
+from minidl.distributed.finite import first_nonfinite
 from minidl.distributed.timing import StepTimer, StepTiming, summarize
-from minidl.experiments import DATASETS, DEFAULT_MODEL, MODELS, build_model, load_dataset
+from minidl.experiments import build_model, load_dataset
 from minidl.metrics import MetricsWriter
 from minidl.optim import lr_scheduler
 from minidl.threads import configure_threads
+from minidl.train_options import parse_args as _parse_args
+from minidl.train_options import resume_changes, run_config
 
-OPTIMIZERS = ("sgd", "lars", "lamb", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "step")
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m minidl.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    g = p.add_argument_group("model and data")
-    g.add_argument("--dataset", default="digits", choices=DATASETS, help="training data (default: digits, embedded)")
-    g.add_argument(
-        "--model",
-        choices=MODELS,
-        help="network (default: mlp for digits/spirals/blobs, lenet for "
-        "mnist, resnet for synthetic-images, transformer for sequences)",
-    )
-    g.add_argument("--data-dir", help="directory with MNIST-format IDX files (for --dataset mnist/fashion-mnist)")
-    g.add_argument("--train-size", type=int, help="training samples of a procedural dataset (default: 4000)")
-    g.add_argument("--hidden", default="128", help="MLP hidden widths, comma-separated (default: 128)")
-    g.add_argument("--depth", type=int, default=8, help="ResNet depth, 6n+2 (default: 8)")
-
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=15, help="passes over the training set (default: 15)")
-    g.add_argument("--batch-size", type=int, default=32, help="samples per rank per micro-step (default: 32)")
-    g.add_argument("--accumulation", type=int, default=1, help="micro-steps per optimizer step (default: 1)")
-    g.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, help="(default: sgd)")
-    g.add_argument(
-        "--lr",
-        type=float,
-        default=0.05,
-        help="learning rate; with --base-batch, the rate tuned for "
-        "that batch, scaled linearly to the global batch (default: 0.05)",
-    )
-    g.add_argument("--base-batch", type=int, help="apply the linear scaling rule: lr x global batch / base batch")
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD/LARS momentum (default: 0.9)")
-    g.add_argument("--weight-decay", type=float, default=0.0, help="(default: 0)")
-    g.add_argument(
-        "--schedule", default="constant", choices=SCHEDULES, help="LR schedule after warmup (default: constant)"
-    )
-    g.add_argument(
-        "--warmup-epochs", type=float, default=0.0, help="linear warmup from lr/10 (Goyal et al.; default: 0)"
-    )
-    g.add_argument("--clip-grad-norm", type=float, help="clip the global gradient norm to this value")
-    g.add_argument("--seed", type=int, default=0, help="seed for initialisation and shuffling (default: 0)")
-    g.add_argument("--threads", type=int, help="BLAS/numba threads per rank (default: cores / ranks on the node)")
-
-    g = p.add_argument_group("communication")
-    g.add_argument(
-        "--algorithm",
-        default="ring",
-        choices=[*sorted(collectives.ALGORITHMS), "auto"],
-        help="allreduce algorithm for the gradients (default: ring)",
-    )
-    g.add_argument("--bucket-mb", type=float, default=25.0, help="gradient bucket size in MiB (default: 25)")
-    g.add_argument("--no-overlap", action="store_true", help="allreduce after backward instead of during it")
-    g.add_argument("--link", help="emulate a slower link, e.g. '10Gbps,20us' (see collectives.emulation)")
-
-    g = p.add_argument_group("output")
-    g.add_argument("--metrics", help="write per-step metrics to this .jsonl or .csv file (rank 0)")
-    g.add_argument("--profile", help="save a per-rank timeline of one step to this .png/.svg")
-    g.add_argument("--profile-step", type=int, default=5, help="which step to profile (default: 5)")
-    g.add_argument("--baseline-throughput", type=float, help="samples/s of a 1-rank run, for scaling efficiency")
-    g.add_argument("--checkpoint-dir", help="save checkpoints here (rank 0), as last.npz")
-    g.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (default: 1)")
-    g.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.npz")
-    g.add_argument("--quiet", action="store_true", help="print only the final summary")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-
-    for name in ("epochs", "batch_size", "accumulation", "checkpoint_every", "depth", "threads"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.lr <= 0 or args.bucket_mb <= 0:
-        p.error("--lr and --bucket-mb must be positive")
-    if args.resume and not args.checkpoint_dir:
-        p.error("--resume needs --checkpoint-dir")
-    try:
-        args.hidden = tuple(int(h) for h in args.hidden.split(","))
-    except ValueError:
-        p.error(f"--hidden must be comma-separated integers, got {args.hidden!r}")
-    if args.link:
-        try:
-            args.link = collectives_link(args.link)
-        except ValueError as e:
-            p.error(str(e))
-    args.model = args.model or DEFAULT_MODEL[args.dataset]
-    return args
+PRINTED_SKIPS = 3  # skipped steps announced one by one; later ones are only counted
 
 
-def collectives_link(spec: str) -> Any:
-    from collectives.emulation import parse_link
+class TrainingError(Exception):
+    """The run cannot go on (a non-finite gradient, a non-finite model to checkpoint); raised on
+    every rank at the same step, so the job ends cleanly with one message."""
 
-    return parse_link(spec)
+
+def parse_args(argv: list[str] | None = None, comm: Any = None) -> argparse.Namespace:
+    """The trainer's options, checked (see :mod:`minidl.train_options`)."""
+    return _parse_args(argv, __doc__, comm)
 
 
 def make_optimizer(name: str, params: Any, lr: float, momentum: float, weight_decay: float) -> optim.Optimizer:
@@ -145,8 +76,9 @@ def make_optimizer(name: str, params: Any, lr: float, momentum: float, weight_de
     return optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
-def make_schedule(args: argparse.Namespace, opt: optim.Optimizer, steps_per_epoch: int) -> Any:
-    """A per-step schedule: optional linear warmup from lr/10, then constant, cosine or step decay."""
+def make_schedule(args: argparse.Namespace, opt: optim.Optimizer, steps_per_epoch: int, done: int = 0) -> Any:
+    """A per-step schedule: optional linear warmup from lr/10, then constant, cosine or step decay;
+    advanced past the ``done`` steps of a resumed run (every schedule is a closed form of the step)."""
     total = args.epochs * steps_per_epoch
     warm = min(int(round(args.warmup_epochs * steps_per_epoch)), total - 1)
     after = total - warm
@@ -156,9 +88,21 @@ def make_schedule(args: argparse.Namespace, opt: optim.Optimizer, steps_per_epoc
         main = lr_scheduler.StepLR(opt, step_size=max(after // 3, 1), gamma=0.1)
     else:
         main = lr_scheduler.LambdaLR(opt, lambda t: 1.0)
-    if warm <= 0:
-        return main
-    return lr_scheduler.SequentialLR(opt, [lr_scheduler.LinearWarmup(opt, warm, 0.1), main], milestones=[warm])
+    schedule = main
+    if warm > 0:
+        schedule = lr_scheduler.SequentialLR(opt, [lr_scheduler.LinearWarmup(opt, warm, 0.1), main], milestones=[warm])
+    for _ in range(done):
+        schedule.step()
+    return schedule
+
+
+def apply_hyperparameters(opt: optim.Optimizer, lr: float, args: argparse.Namespace) -> None:
+    """This run's lr, momentum and weight decay over those a loaded optimizer state brought back."""
+    for group in opt.param_groups:
+        group["lr"] = group["initial_lr"] = lr
+        for key in ("momentum", "weight_decay"):
+            if key in group:
+                group[key] = getattr(args, key)
 
 
 def evaluate(model: Any, dataset: Any, comm: Any, batch: int = 512) -> float:
@@ -174,7 +118,7 @@ def evaluate(model: Any, dataset: Any, comm: Any, batch: int = 512) -> float:
             pred = model(minidl.Tensor(x)).data.argmax(axis=1)
             counts += ((pred == y).sum(), len(y))
     model.train(was_training)
-    collectives.allreduce(counts, comm)
+    dist.all_reduce(counts, comm=comm)
     return float(counts[0] / counts[1]) if counts[1] else float("nan")
 
 
@@ -205,10 +149,32 @@ def progress(iterable: Any, enabled: bool, desc: str, total: int) -> Any:
     return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
 
 
+def open_metrics(path: str, append: bool) -> MetricsWriter:
+    """A writer for ``path``; with ``append`` (a resumed run) the rows already there are kept.
+
+    The old rows are copied into a new file which then replaces the old one in a single rename,
+    so a crash at any moment leaves either the old file or the complete new one.
+    """
+    target = Path(path)
+    if not append or not target.exists():
+        return MetricsWriter(target)
+    staging = target.with_name(f".{target.stem}.resumed{target.suffix}")
+    writer = MetricsWriter(staging)
+    with target.open(newline="") as fh:
+        rows = csv.DictReader(fh) if target.suffix == ".csv" else (json.loads(line) for line in fh if line.strip())
+        for row in rows:
+            writer.write(row)
+    os.replace(staging, target)  # the writer's open file follows the rename
+    writer.path = target
+    return writer
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Train; returns the summary. Option mistakes exit with status 2, a run that cannot go on
+    raises :class:`TrainingError` (on every rank)."""
     launch = time.perf_counter()
-    args = parse_args(argv)
-    comm = world()
+    comm = dist.world()
+    args = parse_args(argv, comm)
     rank, size = comm.Get_rank(), comm.Get_size()
     say = Printer(rank, args.quiet)
     threads = configure_threads(args.threads, comm)
@@ -216,7 +182,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     minidl.manual_seed(args.seed + rank)  # deliberately different; DDP broadcasts rank 0's weights
     train_set, test_set, info = load_dataset(args.dataset, args.data_dir, args.train_size, args.seed)
     model = build_model(args.model, info, args.hidden, args.depth)
-    allreduce_kwargs = {"link": args.link} if args.link else {}
+    config = run_config(args, size)
+    global_batch, lr = config["global_batch"], config["scaled_lr"]
+    sampler = DistributedSampler(len(train_set), num_replicas=size, rank=rank, shuffle=True, seed=args.seed)
+    loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True)
+    steps_per_epoch = len(loader) // args.accumulation
+    if steps_per_epoch < 1:
+        raise TrainingError(
+            f"{len(train_set)} training samples give no full step of {args.batch_size} x {size} ranks x "
+            f"{args.accumulation}; lower --batch-size or --accumulation"
+        )
+    opt = make_optimizer(args.optimizer, model.parameters(), lr, args.momentum, args.weight_decay)
+    start_epoch = 1
+    if args.resume_from:
+        tree = load_checkpoint(args.resume_from, model, opt, restore_rng=False)
+        start_epoch = int(tree["epoch"]) + 1
+        apply_hyperparameters(opt, lr, args)
+        say(f"resumed from {args.resume_from} after epoch {tree['epoch']}", always=True)
+        for line in resume_changes(tree["extra"]["config"], config):
+            say(f"  {line}", always=True)
+    step = (start_epoch - 1) * steps_per_epoch
+    schedule = make_schedule(args, opt, steps_per_epoch, done=step)
+    noise = GradientNoiseScale(args.batch_size * args.accumulation, global_batch) if size > 1 else None
+    series = _checkpoints(args, say) if rank == 0 and args.checkpoint_dir else None
+    profile_at = _profile_step(args, step, steps_per_epoch, say)
+
     ddp = DistributedDataParallel(
         model,
         comm,
@@ -224,31 +214,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         bucket_cap_mb=args.bucket_mb,
         overlap=not args.no_overlap,
         measure_noise_scale=size > 1,
-        allreduce_kwargs=allreduce_kwargs,
+        link=args.link,
     )
-    global_batch = args.batch_size * size * args.accumulation
-    lr = args.lr * global_batch / args.base_batch if args.base_batch else args.lr
-    opt = make_optimizer(args.optimizer, model.parameters(), lr, args.momentum, args.weight_decay)
-    sampler = DistributedSampler(len(train_set), num_replicas=size, rank=rank, shuffle=True, seed=args.seed)
-    loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True)
-    steps_per_epoch = len(loader) // args.accumulation
-    if steps_per_epoch < 1:
-        raise SystemExit(
-            f"minidl.train: {len(train_set)} training samples give no full step of "
-            f"{args.batch_size} x {size} ranks x {args.accumulation}; lower --batch-size or --accumulation"
-        )
-    schedule = make_schedule(args, opt, steps_per_epoch)
-    noise = GradientNoiseScale(args.batch_size * args.accumulation, global_batch) if size > 1 else None
-
-    start_epoch, step = 1, 0
-    ckpt = Path(args.checkpoint_dir) / "last.npz" if args.checkpoint_dir else None
-    if args.resume:
-        if not ckpt.exists():
-            raise SystemExit(f"minidl.train: --resume, but {ckpt} does not exist")
-        tree = load_checkpoint(ckpt, model, opt, schedule, restore_rng=False)
-        start_epoch, step = int(tree["epoch"]) + 1, int(tree["step"])
-        say(f"resumed from {ckpt} after epoch {tree['epoch']} (step {step})")
-
     say(
         f"minidl.train: {args.model} on {args.dataset} ({len(train_set)} train / {len(test_set)} test), "
         f"{size} rank(s), global batch {global_batch} = {args.batch_size} x {size} ranks x {args.accumulation}, "
@@ -261,102 +228,181 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{'exposed s':>9} {'overlap':>7} {'B_simple':>9}"
     )
 
-    writer = MetricsWriter(args.metrics) if args.metrics and rank == 0 else None
-    comm.Barrier()
-    timer = StepTimer()
-    history: list[StepTiming] = []
-    test_acc = float("nan")
-    profiled = False
-    for epoch in range(start_epoch, args.epochs + 1):
-        sampler.set_epoch(epoch)
-        batches = iter(loader)
-        epoch_steps: list[StepTiming] = []
-        stats = np.zeros(3)  # loss sum, correct, samples (this rank)
-        bar = progress(
-            range(steps_per_epoch),
-            rank == 0 and not (args.quiet or args.no_progress),
-            f"epoch {epoch}/{args.epochs}",
-            steps_per_epoch,
-        )
-        for _ in bar:
-            step += 1
-            profile_now = bool(args.profile) and not profiled and step >= args.profile_step
-            if profile_now:
-                comm.Barrier()  # line the ranks' clocks up for the timeline
-                timer = StepTimer(keep_intervals=True)
-            timing = timer.start_step()
-            loss_value = 0.0
-            for k in range(args.accumulation):
-                x, y = next(batches)
-                last = k == args.accumulation - 1
-                with contextlib.nullcontext() if last else ddp.no_sync():
-                    with timer.phase("forward"):
-                        logits = ddp(x)
-                        loss = F.cross_entropy(logits, y)
-                        if args.accumulation > 1:
-                            loss = loss * (1.0 / args.accumulation)
-                    with timer.phase("backward"):
-                        loss.backward()
-                loss_value += loss.item()
-                stats += (loss.item() * len(y) * args.accumulation, (logits.data.argmax(1) == y.data).sum(), len(y))
-                timing.samples += len(y) * size
-            if size > 1:  # backward's last moments were spent waiting for communication
-                exposed = ddp.stats.exposed_seconds
-                timing.backward -= exposed
-                timing.exposed_comm += exposed
-                timing.comm = ddp.stats.comm_seconds
-            with timer.phase("optimizer"):
-                if args.clip_grad_norm:
-                    minidl.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad_norm)
-                opt.step()
-                opt.zero_grad()
-                schedule.step()
-            if noise is not None:
-                noise.update(ddp.stats.local_sq_norm, ddp.stats.global_sq_norm)
-            history.append(timing)
-            epoch_steps.append(timing)
-            if profile_now:
-                profiled = True
-                _save_profile(args.profile, timer, ddp, comm, step, say)
-            if writer is not None:
-                writer.write(_step_row(epoch, step, loss_value, opt, timing, noise))
-        collectives.allreduce(stats, comm)
-        test_acc = evaluate(model, test_set, comm)
-        ep = summarize(epoch_steps)
-        b_simple = noise.b_simple if noise else float("nan")
-        say(
-            f"{epoch:>5} {stats[0] / stats[2]:>8.4f} {stats[1] / stats[2]:>9.4f} {test_acc:>8.4f} "
-            f"{ep['samples_per_second']:>10.0f} {ep['comm']:>8.3f} {ep['exposed_comm']:>9.3f} "
-            f"{_pct(ep['overlap_efficiency']):>7} {b_simple:>9.1f}"
-        )
-        if writer is not None:
-            writer.write(
-                {
-                    "kind": "epoch",
-                    "epoch": epoch,
-                    "step": step,
-                    "loss": stats[0] / stats[2],
-                    "train_accuracy": stats[1] / stats[2],
-                    "test_accuracy": test_acc,
-                    "samples_per_second": ep["samples_per_second"],
-                    "b_simple": b_simple,
-                }
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(ddp.close)
+        writer = None
+        if args.metrics and rank == 0:
+            writer = open_metrics(args.metrics, append=bool(args.resume_from))
+            cleanup.callback(writer.close)
+        comm.Barrier()
+        timer = StepTimer()
+        history: list[StepTiming] = []
+        test_acc = float("nan")
+        skipped = 0
+        for epoch in range(start_epoch, args.epochs + 1):
+            sampler.set_epoch(epoch)
+            batches = iter(loader)
+            epoch_steps: list[StepTiming] = []
+            stats = np.zeros(3)  # loss sum, correct, samples (this rank, steps not skipped)
+            bar = progress(
+                range(steps_per_epoch),
+                rank == 0 and not (args.quiet or args.no_progress),
+                f"epoch {epoch}/{args.epochs}",
+                steps_per_epoch,
             )
-        if ckpt is not None and rank == 0 and (epoch % args.checkpoint_every == 0 or epoch == args.epochs):
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(ckpt, model, opt, schedule, epoch=epoch, step=step, rng=False)
-    if writer is not None:
-        writer.close()
-    ddp.close()
-    return _summary(args, size, global_batch, lr, history, test_acc, noise, launch, say)
+            for _ in bar:
+                step += 1
+                profile_now = step == profile_at
+                if profile_now:
+                    comm.Barrier()  # line the ranks' clocks up for the timeline
+                    timer = StepTimer(keep_intervals=True)
+                timing = timer.start_step()
+                loss_value, step_stats, bad_loss = _forward_backward(args, ddp, batches, timer, timing, size)
+                if size > 1:  # backward's last moments were spent waiting for communication
+                    exposed = ddp.stats.exposed_seconds
+                    timing.backward -= exposed
+                    timing.exposed_comm += exposed
+                    timing.comm = ddp.stats.comm_seconds
+                bad = ddp.first_nonfinite_gradient()
+                if bad is not None:
+                    opt.zero_grad()
+                    what = f"step {step} (epoch {epoch}): the gradients hold NaN or Inf (first: parameter {bad!r})"
+                    if bad_loss is not None:
+                        what += f"; the loss on rank {rank} was {bad_loss}"
+                    if not args.skip_nonfinite:
+                        raise TrainingError(f"{what}; --skip-nonfinite skips such steps")
+                    skipped += 1
+                    if skipped <= PRINTED_SKIPS:
+                        later = "; later skips are only counted" if skipped == PRINTED_SKIPS else ""
+                        say(f"{what}: step skipped{later}")
+                    schedule.step()
+                else:
+                    stats += step_stats
+                    with timer.phase("optimizer"):
+                        if args.clip_grad_norm:
+                            minidl.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad_norm)
+                        opt.step()
+                        opt.zero_grad()
+                        schedule.step()
+                    if noise is not None:
+                        noise.update(ddp.stats.local_sq_norm, ddp.stats.global_sq_norm)
+                history.append(timing)
+                epoch_steps.append(timing)
+                if profile_now:
+                    _save_profile(args.profile, timer, ddp, comm, step, say)
+                if writer is not None:
+                    writer.write(_step_row(epoch, step, loss_value, opt, timing, noise, bad is not None))
+            dist.all_reduce(stats, comm=comm)
+            test_acc = evaluate(model, test_set, comm)
+            ep = summarize(epoch_steps)
+            b_simple = noise.b_simple if noise else float("nan")
+            loss, accuracy = (stats[0] / stats[2], stats[1] / stats[2]) if stats[2] else (math.nan, math.nan)
+            say(
+                f"{epoch:>5} {loss:>8.4f} {accuracy:>9.4f} {test_acc:>8.4f} "
+                f"{ep['samples_per_second']:>10.0f} {ep['comm']:>8.3f} {ep['exposed_comm']:>9.3f} "
+                f"{_pct(ep['overlap_efficiency']):>7} {b_simple:>9.1f}"
+            )
+            if writer is not None:
+                writer.write(
+                    {
+                        "kind": "epoch",
+                        "epoch": epoch,
+                        "step": step,
+                        "loss": loss,
+                        "train_accuracy": accuracy,
+                        "test_accuracy": test_acc,
+                        "samples_per_second": ep["samples_per_second"],
+                        "b_simple": b_simple,
+                        "skipped_steps": skipped,
+                    }
+                )
+            if args.checkpoint_dir and (epoch % args.checkpoint_every == 0 or epoch == args.epochs):
+                _checkpoint(series, model, opt, epoch, step, config, say)
+    return _summary(args, size, global_batch, lr, history, test_acc, noise, launch, skipped, say)
+
+
+def _forward_backward(
+    args: argparse.Namespace, ddp: Any, batches: Any, timer: StepTimer, timing: StepTiming, size: int
+) -> tuple[float, np.ndarray, float | None]:
+    """The micro-steps of one step: (loss, [loss sum, correct, samples] of this rank, a non-finite loss or None).
+
+    A non-finite loss on this rank is turned into NaN gradients, which the allreduce carries to
+    every rank: all ranks then see the same non-finite gradients and decide the same way.
+    """
+    loss_value, bad_loss = 0.0, None
+    stats = np.zeros(3)
+    for k in range(args.accumulation):
+        x, y = next(batches)
+        last = k == args.accumulation - 1
+        with contextlib.nullcontext() if last else ddp.no_sync():
+            with timer.phase("forward"):
+                logits = ddp(x)
+                loss = F.cross_entropy(logits, y)
+                if args.accumulation > 1:
+                    loss = loss * (1.0 / args.accumulation)
+                value = loss.item()
+                if not math.isfinite(value):
+                    bad_loss = value
+                    loss = loss * math.nan
+            with timer.phase("backward"):
+                loss.backward()
+        loss_value += value
+        stats += (value * len(y) * args.accumulation, (logits.data.argmax(1) == y.data).sum(), len(y))
+        timing.samples += len(y) * size
+    return loss_value, stats, bad_loss
+
+
+def _checkpoints(args: argparse.Namespace, say: Printer) -> CheckpointSeries:
+    """Rank 0: this run's checkpoint series (the resumed run's, or a new run's next to the others)."""
+    directory = Path(args.checkpoint_dir)
+    run = CheckpointSeries.run_of(args.resume_from) if args.resume_from else CheckpointSeries.new_run_name()
+    others = sorted(r for r in CheckpointSeries.runs(directory) if r != run)
+    if others:
+        if args.overwrite:
+            say(f"--overwrite: the checkpoints of {', '.join(others)} in {directory} go when this run writes its first")
+        else:
+            say(
+                f"{directory} holds checkpoints of {', '.join(others)}; this run ({run}) writes next to them "
+                "(--resume continues the newest run, --overwrite replaces them)"
+            )
+    return CheckpointSeries(directory, run, keep=args.keep_checkpoints, replace_others=args.overwrite)
+
+
+def _checkpoint(series: Any, model: Any, opt: Any, epoch: int, step: int, config: dict, say: Printer) -> None:
+    """Save (rank 0), unless the model is no longer finite: then every rank stops, the last checkpoints intact."""
+    bad = first_nonfinite((name, p.data) for name, p in model.named_parameters())
+    if bad is not None:
+        raise TrainingError(
+            f"epoch {epoch}: parameter {bad!r} holds NaN or Inf; no checkpoint written over the last good one"
+        )
+    if series is not None:
+        path = series.save(epoch, model=model, optimizer=opt, step=step, rng=False, extra={"config": config})
+        say(f"checkpoint {path}")
+
+
+def _profile_step(args: argparse.Namespace, done: int, steps_per_epoch: int, say: Printer) -> int | None:
+    """The step to profile: --profile-step, the first step of a run resumed past it, or the last step."""
+    if not args.profile:
+        return None
+    last = args.epochs * steps_per_epoch
+    if done >= last:
+        return None
+    if args.profile_step > last:
+        say(
+            f"--profile-step {args.profile_step} is past this run's last step ({last}): profiling step {last}",
+            always=True,
+        )
+        return last
+    return max(args.profile_step, done + 1)
 
 
 def _pct(x: float) -> str:
     return "-" if x != x else f"{100 * x:.0f}%"
 
 
-def _step_row(epoch: int, step: int, loss: float, opt: Any, t: StepTiming, noise: Any) -> dict[str, Any]:
+def _step_row(epoch: int, step: int, loss: float, opt: Any, t: StepTiming, noise: Any, skipped: bool) -> dict[str, Any]:
     row = {"kind": "step", "epoch": epoch, "step": step, "loss": loss, "lr": opt.param_groups[0]["lr"]}
+    row["skipped"] = skipped
     row.update(t.as_dict())
     row["samples_per_second"] = t.samples / t.total if t.total > 0 else float("nan")
     row["b_simple"] = noise.b_simple if noise else float("nan")
@@ -393,6 +439,7 @@ def _summary(
     test_acc: float,
     noise: Any,
     launch: float,
+    skipped: int,
     say: Printer,
 ) -> dict[str, Any]:
     total = summarize(history)
@@ -406,6 +453,7 @@ def _summary(
         "test_accuracy": test_acc,
         "wall_seconds": wall,
         "b_simple": noise.b_simple if noise else float("nan"),
+        "skipped_steps": skipped,
     }
     for key, value in total.items():
         timed = key in ("forward", "backward", "exposed_comm", "optimizer", "comm", "total")
@@ -423,6 +471,8 @@ def _summary(
         ),
         f"  allreduce total {total['comm']:.3f} s, hidden behind backward: {_pct(total['overlap_efficiency'])}",
     ]
+    if skipped:
+        lines.append(f"  steps skipped for NaN/Inf gradients: {skipped}")
     if noise is not None:
         lines.append(f"  gradient noise scale B_simple ~ {result['b_simple']:.0f} (global batch {global_batch})")
     if "scaling_efficiency" in result:
@@ -431,6 +481,16 @@ def _summary(
     return result
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m minidl.train``: 0, or 1 with one line from rank 0 when the run cannot go on."""
+    try:
+        main(argv)
+    except TrainingError as e:
+        if dist.get_rank() == 0:
+            print(f"python -m minidl.train: error: {e}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    sys.exit(cli())

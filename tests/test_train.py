@@ -1,14 +1,21 @@
-"""The main job, ``python -m minidl.train``: accuracy, options, outputs, resume."""
+"""The main job, ``python -m minidl.train``: accuracy, options, outputs, resume, and every way it can fail.
+
+Each failure is provoked and checked for its message, its exit code and how fast the job ends
+(launches have their own timeouts, see ``mpi_failure``; none relies on the suite's).
+"""
 
 import json
 import re
 
+import mpi_failure
 import numpy as np
 import pytest
 from mpi_launch import run_mpi
 
-from minidl.checkpoint import load
-from minidl.train import main
+from minidl.checkpoint import CheckpointSeries, load
+from minidl.train import TrainingError, main
+
+DIGITS_TRAIN = 1438  # samples in the embedded digits training split
 
 
 def test_single_process_training_reaches_95_percent():
@@ -59,8 +66,9 @@ def test_resume_continues_exactly_where_the_straight_run_goes(tmp_path):
     main([*common, "--epochs", "4", "--checkpoint-dir", str(straight)])
     main([*common, "--epochs", "2", "--checkpoint-dir", str(resumed)])
     main([*common, "--epochs", "4", "--checkpoint-dir", str(resumed), "--resume"])
-    a, b = load(straight / "last.npz"), load(resumed / "last.npz")
-    assert a["epoch"] == b["epoch"] == 4 and a["step"] == b["step"]
+    a, b = load(CheckpointSeries.latest(straight)), load(CheckpointSeries.latest(resumed))
+    assert a["epoch"] == b["epoch"] == 4 and a["step"] == b["step"] == 4 * (DIGITS_TRAIN // 64)
+    assert len(CheckpointSeries.runs(resumed)) == 1  # the resumed run continued the same series
     for name in a["model"]:
         np.testing.assert_array_equal(a["model"][name], b["model"][name])
 
@@ -94,18 +102,167 @@ def test_help_explains_options(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--epochs", "0"], "--epochs must be at least 1"),
-        (["--link", "fast"], "10Gbps,20us"),
-        (["--resume"], "--resume needs --checkpoint-dir"),
+        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--base-batch", "0"], "--base-batch must be at least 1, got 0"),
+        (["--train-size", "0", "--dataset", "spirals"], "--train-size must be at least 1, got 0"),
+        (["--batch-size", "-3"], "--batch-size must be at least 1, got -3"),
+        (["--hidden", "0"], "--hidden widths must be at least 1, got 0"),
         (["--hidden", "a,b"], "--hidden must be comma-separated integers"),
+        (["--baseline-throughput", "-5"], "--baseline-throughput must be a positive number, got -5.0"),
+        (["--lr", "nan"], "--lr must be a positive number, got nan"),
+        (["--lr", "inf"], "--lr must be a positive number, got inf"),
+        (["--momentum", "-0.1"], "--momentum must be a number >= 0, got -0.1"),
+        (["--depth", "9"], "--depth must be 6n+2 (8, 14, 20, ...), got 9"),
+        (["--link", "fast"], "10Gbps,20us"),
+        (["--algorithm", "nope"], "unknown algorithm 'nope'; expected one of ['auto', 'ring'"),
+        (["--resume"], "--resume needs --checkpoint-dir"),
+        (["--metrics", "m.txt"], "--metrics m.txt: the file name must end in .jsonl or .csv"),
+        (["--profile", "step.txt"], "--profile step.txt: the file name must end in .png, .svg or .pdf"),
+        (["--metrics", "/proc/nope/m.jsonl"], "--metrics /proc/nope/m.jsonl: cannot write it"),
+        (["--model", "transformer"], "--model transformer does not fit this dataset, whose inputs are images"),
+        (["--dataset", "mnist"], "--dataset mnist reads IDX files: pass --data-dir DIR"),
     ],
 )
-def test_bad_options_are_rejected_with_a_reason(capsys, argv, message):
-    with pytest.raises(SystemExit):
+def test_bad_options_are_refused_with_one_line_each_before_any_work(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
         main(argv)
-    assert message in capsys.readouterr().err
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"python -m minidl.train: error: {err[0].split('error: ', 1)[1]}"]  # one line, no traceback
+    assert message in err[0]
 
 
-def test_model_that_does_not_fit_the_data_is_a_clear_error():
-    with pytest.raises(ValueError, match="does not fit this dataset"):
-        main(["--model", "transformer", "--dataset", "digits", "--quiet"])
+def test_checkpoint_dir_under_a_file_and_resume_without_checkpoint_are_refused(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(SystemExit):
+        main(["--checkpoint-dir", str(afile / "sub")])
+    assert f"--checkpoint-dir {afile / 'sub'}: cannot write there (Not a directory)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--checkpoint-dir", str(tmp_path / "empty"), "--resume"])
+    assert f"--resume: {tmp_path / 'empty'} holds no checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.mpi
+def test_every_mistake_is_one_line_printed_once_and_every_rank_exits_2(tmp_path):
+    argv = ["-m", "minidl.train", "--base-batch", "0", "--lr", "nan", "--hidden", "0"]
+    argv += ["--metrics", "/proc/nope/m.jsonl", "--checkpoint-dir", str(tmp_path)]
+    ended = mpi_failure.run(argv, nprocs=2, timeout=60)
+    assert ended.returncode == 2
+    lines = ended.stderr.strip().splitlines()
+    assert len(lines) == 4, ended.stderr  # four mistakes, printed by rank 0 only
+    for text in ("--base-batch must be at least 1", "--lr must be", "--hidden widths", "--metrics /proc/nope"):
+        assert sum(text in line for line in lines) == 1, ended.stderr
+    assert ended.seconds < 30
+
+
+@pytest.mark.mpi
+def test_unwritable_metrics_path_ends_a_two_rank_job_at_once_with_one_line():
+    ended = mpi_failure.run(["-m", "minidl.train", "--metrics", "/proc/nope/m.jsonl"], nprocs=2, timeout=60)
+    assert ended.returncode != 0
+    assert ended.stderr.strip().splitlines() == [
+        "python -m minidl.train: error: --metrics /proc/nope/m.jsonl: cannot write it (No such file or directory)"
+    ]
+    assert ended.seconds < 30
+
+
+@pytest.mark.mpi
+def test_nonfinite_gradients_stop_every_rank_at_one_step_naming_the_parameter(tmp_path):
+    # lr 1e30 makes the first update overflow the logits; the next step's gradients are NaN
+    argv = ["-m", "minidl.train", "--lr", "1e30", "--epochs", "2", "--no-progress", "--checkpoint-dir", str(tmp_path)]
+    ended = mpi_failure.run(argv, nprocs=2, timeout=90)
+    assert ended.returncode == 1
+    errors = [line for line in ended.stderr.splitlines() if line.startswith("python -m minidl.train: error:")]
+    assert len(errors) == 1, ended.stderr
+    assert re.search(
+        r"step \d+ \(epoch 1\): the gradients hold NaN or Inf \(first: parameter 'layers.0.weight'\)", errors[0]
+    )
+    assert "--skip-nonfinite" in errors[0]
+    assert "Traceback" not in ended.stderr
+    assert list(tmp_path.iterdir()) == []  # stopped in epoch 1: nothing written
+    assert ended.seconds < 60
+
+
+def test_skip_nonfinite_skips_and_counts_the_steps():
+    summary = main(["--lr", "1e30", "--epochs", "1", "--quiet", "--skip-nonfinite", "--batch-size", "128"])
+    steps = DIGITS_TRAIN // 128
+    assert 1 <= summary["skipped_steps"] < steps  # the first step is finite; it ruins the model
+
+
+def test_a_nonfinite_model_is_never_checkpointed_over_a_good_one(tmp_path):
+    from minidl import nn
+    from minidl.train import Printer, _checkpoint
+
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
+    series = CheckpointSeries(tmp_path, "run-x", keep=3)
+    say = Printer(0, quiet=True)
+    _checkpoint(series, model, None, 1, 10, {}, say)
+    good = (tmp_path / "run-x.epoch-0001.npz").read_bytes()
+    model[1].bias.data[1] = np.inf
+    with pytest.raises(TrainingError, match=r"epoch 2: parameter '1.bias' holds NaN or Inf; no checkpoint written"):
+        _checkpoint(series, model, None, 2, 20, {}, say)
+    assert [p.name for p in tmp_path.iterdir()] == ["run-x.epoch-0001.npz"]
+    assert (tmp_path / "run-x.epoch-0001.npz").read_bytes() == good
+
+
+def test_checkpoints_keep_k_and_a_new_run_writes_next_to_the_old_one(tmp_path, capsys):
+    common = ["--quiet", "--batch-size", "256", "--checkpoint-dir", str(tmp_path)]
+    main([*common, "--epochs", "4", "--keep-checkpoints", "2"])
+    (first,) = CheckpointSeries.runs(tmp_path)
+    assert [e for e, _ in CheckpointSeries.runs(tmp_path)[first]] == [3, 4]
+    kept = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    main([*common, "--epochs", "1"])
+    runs = CheckpointSeries.runs(tmp_path)
+    assert len(runs) == 2 and all(tmp_path.joinpath(n).read_bytes() == b for n, b in kept.items())
+    main([*common, "--epochs", "1", "--overwrite"])
+    assert len(CheckpointSeries.runs(tmp_path)) == 1 and not any(tmp_path.joinpath(n).exists() for n in kept)
+
+
+def test_resume_refuses_another_model_or_optimizer_and_shows_the_difference(tmp_path, capsys):
+    common = ["--quiet", "--batch-size", "256", "--checkpoint-dir", str(tmp_path)]
+    main([*common, "--epochs", "1"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main([*common, "--epochs", "2", "--resume", "--optimizer", "adam", "--hidden", "64"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2
+    assert "the checkpoint's run has --hidden 128, this run asks for 64; the model cannot change" in err[0]
+    assert "has --optimizer sgd, this run asks for adam; the optimizer's state cannot change" in err[1]
+
+
+def test_resume_applies_and_announces_a_new_lr_and_appends_to_the_metrics(tmp_path, capsys):
+    metrics = tmp_path / "m.jsonl"
+    common = ["--batch-size", "256", "--checkpoint-dir", str(tmp_path / "ck"), "--metrics", str(metrics)]
+    main([*common, "--epochs", "2", "--quiet"])
+    main([*common, "--epochs", "3", "--resume", "--lr", "0.5", "--no-progress"])
+    out = capsys.readouterr().out
+    assert "changed since the checkpoint: --lr 0.05 -> 0.5, --epochs 2 -> 3" in out
+    assert "learning rate 0.05 -> 0.5" in out
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    steps = [r for r in rows if r["kind"] == "step"]
+    per_epoch = DIGITS_TRAIN // 256
+    assert [r["step"] for r in steps] == list(range(1, 3 * per_epoch + 1))  # nothing lost, nothing repeated
+    assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1, 2, 3]
+    assert {r["lr"] for r in steps if r["epoch"] == 3} == {0.5} and {r["lr"] for r in steps if r["epoch"] < 3} == {0.05}
+
+
+@pytest.mark.mpi
+def test_resume_on_another_number_of_ranks_announces_the_global_batch_and_lr(tmp_path):
+    common = ["-m", "minidl.train", "--batch-size", "128", "--base-batch", "128", "--no-progress"]
+    common += ["--checkpoint-dir", str(tmp_path)]
+    run_mpi(1, [*common, "--epochs", "1", "--quiet"], timeout=120)
+    proc = run_mpi(2, [*common, "--epochs", "2", "--resume"], timeout=120)
+    assert "changed since the checkpoint: ranks 1 -> 2, --epochs 1 -> 2" in proc.stdout
+    assert "global batch 128 -> 256" in proc.stdout
+    assert "learning rate 0.05 -> 0.1" in proc.stdout  # 0.05 x 256 / 128
+    assert "the data order (each rank's shard and batches) is no longer the uninterrupted run's" in proc.stdout
+
+
+def test_profile_step_past_the_end_profiles_the_last_step_and_says_so(tmp_path, capsys):
+    profile = tmp_path / "step.svg"
+    main(["--epochs", "1", "--batch-size", "128", "--no-progress", "--profile", str(profile), "--profile-step", "500"])
+    out = capsys.readouterr().out
+    last = DIGITS_TRAIN // 128
+    assert f"--profile-step 500 is past this run's last step ({last}): profiling step {last}" in out
+    assert f"timeline of step {last} written to" in out and profile.stat().st_size > 1000

@@ -1,10 +1,20 @@
-"""The allreduce algorithms, one module each, registered by name in ``REGISTRY``.
+"""The algorithms, one module each, registered by name here and nowhere else.
 
-Selection (``algorithm="auto"``) lives apart, in :mod:`collectives.select`, and reads only the
-specs: their cost functions and constraints.
+``ALGORITHMS`` maps an allreduce algorithm's name to its :class:`AlgorithmSpec`; ``BLOCKS`` (from
+:mod:`collectives.algorithms.blocks`) maps each building block (reduce_scatter, allgather,
+broadcast, reduce) to its algorithms. :func:`resolve` is the one place a name is checked; every
+caller (the API, the non-blocking calls, the simulator, the command lines) goes through it.
+
+Caches built from the registry (the API's plans, ``select``'s choices) compare :data:`version`,
+which every change to the registry increases, instead of being told to forget: the registry
+knows nothing of the layers above it. Selection (``algorithm="auto"``) lives apart, in
+:mod:`collectives.select`, and reads only the specs: their cost functions and constraints.
 """
 
-from collectives import plans
+import warnings
+from typing import Any
+
+from collectives.algorithms.blocks import BLOCKS, BlockSpec
 from collectives.algorithms.double_tree import double_tree_allreduce, double_tree_cost
 from collectives.algorithms.naive import naive_allreduce, naive_cost
 from collectives.algorithms.rabenseifner import rabenseifner_allreduce, rabenseifner_cost
@@ -13,22 +23,56 @@ from collectives.algorithms.ring import ring_allreduce, ring_cost
 from collectives.algorithms.spec import Algorithm, AlgorithmSpec, Constraints, Cost
 from collectives.algorithms.tree import tree_allreduce, tree_cost, tree_pipelined_allreduce, tree_pipelined_cost
 
-REGISTRY: dict[str, AlgorithmSpec] = {}
+ALGORITHMS: dict[str, AlgorithmSpec] = {}
+version = 0  # increased by every register/unregister; caches built from the registry compare it
 
 
 def register(spec: AlgorithmSpec) -> AlgorithmSpec:
     """Add an algorithm (ours or a user's) so every API, test harness and benchmark can use it."""
-    if spec.name in REGISTRY or spec.name == "auto":
+    global version
+    if spec.name in ALGORITHMS or spec.name == "auto":
         raise ValueError(f"an allreduce algorithm named {spec.name!r} is already registered")
-    REGISTRY[spec.name] = spec
-    plans.invalidate()
+    ALGORITHMS[spec.name] = spec
+    version += 1
     return spec
 
 
 def unregister(name: str) -> None:
     """Remove a registered algorithm (for tests and experiments with user algorithms)."""
-    REGISTRY.pop(name, None)
-    plans.invalidate()
+    global version
+    ALGORITHMS.pop(name, None)
+    version += 1
+
+
+def algorithm_names(auto: bool = True) -> list[str]:
+    """The names ``algorithm=`` accepts for allreduce, for command lines' ``--help``: "auto" first, then
+    the registered ones in registration order. Command lines show these and let :func:`resolve` check."""
+    return (["auto"] if auto else []) + list(ALGORITHMS)
+
+
+def resolve(name: Any, *, auto: bool = True, collective: str = "allreduce") -> str:
+    """``name`` if it names a registered algorithm of ``collective`` (or "auto", for allreduce when
+    ``auto``), else a ValueError listing the valid names. The one place algorithm names are checked."""
+    if collective == "allreduce":
+        valid = algorithm_names(auto)
+    elif collective in BLOCKS:
+        valid = list(BLOCKS[collective])
+    else:
+        raise ValueError(f"unknown collective {collective!r}; expected allreduce or one of {sorted(BLOCKS)}")
+    if isinstance(name, str) and name in valid:
+        return name
+    raise ValueError(f"{collective}: unknown algorithm {name!r}; expected one of {valid}")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "REGISTRY":  # the registry's old second name
+        warnings.warn(
+            "collectives.algorithms.REGISTRY is deprecated; use collectives.ALGORITHMS",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return ALGORITHMS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 register(AlgorithmSpec("ring", ring_allreduce, ring_cost, "reduce-scatter then allgather around a ring, segmented"))
@@ -56,17 +100,17 @@ register(
 )
 register(AlgorithmSpec("naive", naive_allreduce, naive_cost, "reduce to rank 0 linearly, then send to each rank"))
 
-# The public name: iterating it gives the algorithm names, indexing it gives the spec.
-ALGORITHMS = REGISTRY
-
 __all__ = [
     "ALGORITHMS",
-    "REGISTRY",
+    "BLOCKS",
     "Algorithm",
     "AlgorithmSpec",
+    "BlockSpec",
     "Constraints",
     "Cost",
+    "algorithm_names",
     "register",
+    "resolve",
     "ring_allreduce",
     "unregister",
 ]

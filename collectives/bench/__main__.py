@@ -29,6 +29,7 @@ import numpy as np
 from mpi4py import MPI
 
 import collectives
+from collectives.algorithms import ALGORITHMS, algorithm_names, resolve
 from collectives.bench.overlap import measure_overlap
 
 MAX_ITERATIONS = 20_000  # per timing; at a few us per call that is about the --time-per-point default
@@ -59,7 +60,7 @@ def args_parser() -> argparse.ArgumentParser:
         "-a",
         "--algorithms",
         default="all",
-        help="comma-separated names or 'all' (default); MPI is always added",
+        help="comma-separated names or 'all' (default); MPI is always added. Names: " + ", ".join(algorithm_names()),
     )
     ap.add_argument("-r", "--rounds", type=int, default=5, help="interleaved rounds per size (default 5)")
     ap.add_argument("--time-per-point", type=float, default=0.01, help="target seconds per timing (default 0.01)")
@@ -98,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     if why := op.check_dtype(dtype):
         raise SystemExit(f"collectives.bench: {why}")
     mpi_op = {"sum": MPI.SUM, "prod": MPI.PROD, "max": MPI.MAX, "min": MPI.MIN, "avg": MPI.SUM}[op.name]
-    names = sorted(collectives.ALGORITHMS) if a.algorithms == "all" else a.algorithms.split(",")
-    for n in names:
-        if n not in collectives.ALGORITHMS and n != "auto":
-            raise SystemExit(f"collectives.bench: unknown algorithm {n!r}; expected {sorted(collectives.ALGORITHMS)}")
+    try:  # the registry's resolve is the one place names are checked
+        names = [resolve(n) for n in a.algorithms.split(",")] if a.algorithms != "all" else sorted(ALGORITHMS)
+    except ValueError as e:
+        raise SystemExit(f"collectives.bench: {e}") from None
     if a.overlap:
         measure_overlap(comm)
         return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from collectives import select
-from collectives.algorithms import REGISTRY
+from collectives.algorithms import ALGORITHMS
 
 
 def load(paths: list[str]) -> list[select.Sample]:
@@ -36,7 +36,7 @@ def load(paths: list[str]) -> list[select.Sample]:
         except (OSError, ValueError, KeyError) as e:
             raise SystemExit(f"collectives.bench.fit: {path}: not a 'collectives.bench --json' output ({e})") from None
         for r in records:
-            if r["algorithm"] in REGISTRY:
+            if r["algorithm"] in ALGORITHMS:
                 itemsize = np.dtype(r["type"]).itemsize
                 samples.append((r["algorithm"], int(r["ranks"]), int(r["bytes"]), itemsize, r["time_us"] * 1e-6))
     return samples
@@ -50,10 +50,10 @@ def choices(samples: list[select.Sample], model_for: Callable[[int], select.Mach
     rows = []
     for (p, nbytes, itemsize), runs in sorted(cases.items()):
         times = {name: statistics.median(t) for name, t in runs.items()}
-        order = {n: i for i, n in enumerate(REGISTRY)}
+        order = {n: i for i, n in enumerate(ALGORITHMS)}
         best = min(times, key=lambda n: (times[n], order[n]))
         m = model_for(p)
-        predicted = {n: m.predict(REGISTRY[n].cost(p, nbytes, itemsize)) for n in times}
+        predicted = {n: m.predict(ALGORITHMS[n].cost(p, nbytes, itemsize)) for n in times}
         pick = min(predicted, key=lambda n: (predicted[n], order[n]))  # ties as select.choose breaks them
         rows.append((p, nbytes, best, pick, times[pick] / times[best]))
     return rows
@@ -80,7 +80,7 @@ def report(samples: list[select.Sample], name: str, model_for: Callable[[int], s
     errors: dict[str, list[float]] = defaultdict(list)
     for algo, p, nbytes, itemsize, seconds in samples:
         m = model_for(p)
-        errors[algo].append(abs(m.predict(REGISTRY[algo].cost(p, nbytes, itemsize)) / seconds - 1))
+        errors[algo].append(abs(m.predict(ALGORITHMS[algo].cost(p, nbytes, itemsize)) / seconds - 1))
     lines.append(
         "  median |predicted/measured - 1| per algorithm: "
         + ", ".join(f"{a} {statistics.median(e):.0%}" for a, e in sorted(errors.items()))

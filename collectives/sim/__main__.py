@@ -26,13 +26,12 @@ examples:
 
 
 def _algorithms(text: str) -> list[str]:
-    from collectives.algorithms import REGISTRY
+    """The registered names in ``text`` ("all": every one); the registry's resolve says what is wrong."""
+    from collectives.algorithms import algorithm_names, resolve
 
-    names = sorted(REGISTRY) if text in ("all", "") else [a.strip() for a in text.split(",") if a.strip()]
-    unknown = [a for a in names if a not in REGISTRY]
-    if unknown:
-        raise SystemExit(f"unknown algorithm(s) {unknown}; expected 'all' or some of {sorted(REGISTRY)}")
-    return names
+    if text in ("all", ""):
+        return sorted(algorithm_names(auto=False))
+    return [resolve(a.strip(), auto=False) for a in text.split(",") if a.strip()]
 
 
 def _machine_options(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +44,12 @@ def _machine_options(parser: argparse.ArgumentParser) -> None:
         "model); abg: any number of messages at once; loggp: with --o and --g",
     )
     g.add_argument("--topology", default="full", help="network shape, see below (default full)")
-    g.add_argument("--link", help="link preset for the network (see 'presets'; default ib-edr)")
-    g.add_argument("--intra", help="link preset inside a node for hier: topologies (default nvlink4)")
+    g.add_argument(
+        "--link",
+        help="network link: a preset (see 'presets'; default ib-edr) or BANDWIDTH,LATENCY such as 10Gbps,20us "
+        "(b = bits, B = bytes; the latency of a message end to end), as --link means in every command",
+    )
+    g.add_argument("--intra", help="link inside a node for hier: topologies, as --link (default nvlink4)")
     g.add_argument("--device", help="device preset for reductions and copies: cpu, a100, h100 (default cpu)")
     g.add_argument("--alpha", help="per-message latency, e.g. 2us (overrides the preset)")
     g.add_argument("--latency", help="per-hop link latency, e.g. 100ns")
@@ -104,7 +107,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------- run
 def cmd_run(args: argparse.Namespace) -> int:
-    from collectives.algorithms import REGISTRY
+    from collectives.algorithms import ALGORITHMS
     from collectives.sim.simulate import simulate
     from collectives.sim.sweep import formula_time
     from collectives.sim.units import format_bandwidth, format_size, format_time, parse_ranks, parse_size
@@ -121,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  network: {topology.describe()}")
         rows = []
         for name in _algorithms(args.algorithm):
-            spec = REGISTRY[name]
+            spec = ALGORITHMS[name]
             formula = formula_time(spec, p, nbytes, itemsize, machine)
             if args.method == "formula":
                 rows.append((name, None, formula))
@@ -255,7 +258,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         cal.validate_worker(args.out, _algorithms(args.algorithms), sizes, args.repeats)
         return 0
     if not Path(args.profile).exists():
-        raise SystemExit(f"validate: no profile at {args.profile}; run 'python -m collectives.sim calibrate' first")
+        raise ValueError(f"validate: no profile at {args.profile}; run 'python -m collectives.sim calibrate' first")
     report = cal.validate(args.profile, parse_ranks(args.nprocs), _algorithms(args.algorithms), sizes, args.repeats)
     print(cal.validation_table(report))
     if args.json:
@@ -274,6 +277,26 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ parser
+def _command(sub: Any, name: str, func: Any, help: str, description: str | None = None, **kw: Any) -> Any:
+    """A subcommand running ``func``; ``machine=True`` adds the machine options and the topology list."""
+    machine = kw.pop("machine", False)
+    if machine:
+        kw.update(
+            epilog="topologies (--topology):\n" + TOPOLOGY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+    p = sub.add_parser(name, help=help, description=description or help, **kw)
+    p.set_defaults(func=func)
+    if machine:
+        _machine_options(p)
+    return p
+
+
+def _launch_options(p: argparse.ArgumentParser, what: str) -> None:
+    """The options of a subcommand that launches itself under mpiexec for each rank count."""
+    p.add_argument("--nprocs", default="2,3,4", help=f"rank counts to {what} (default 2,3,4)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m collectives.sim",
@@ -282,13 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    raw = argparse.RawDescriptionHelpFormatter
-    topo_epilog = "topologies (--topology):\n" + TOPOLOGY_HELP
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "check",
-        help="the correctness harness: real data, symbolic proof, counters vs cost, time vs formula",
-        description="Run an algorithm on real data against numpy (random delivery orders), prove it "
+        cmd_check,
+        "the correctness harness: real data, symbolic proof, counters vs cost, time vs formula",
+        "Run an algorithm on real data against numpy (random delivery orders), prove it "
         "symbolically (every rank ends with every rank's data exactly once), compare its counters with the "
         "declared Cost and its simulated time with the closed form. Exit status 1 if anything fails.",
     )
@@ -299,15 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=2, help="delivery orders per real-data case (default 2)")
     p.add_argument("--no-cost", action="store_true", help="skip counters and time vs the closed form")
     p.add_argument("--quick", action="store_true", help="small rank counts only (a few seconds per algorithm)")
-    p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "run",
-        help="predict the time of one allreduce: time, algbw, busbw, counters, links, timeline",
-        description="Simulate an allreduce message by message (no data) and report the predicted time, "
+        cmd_run,
+        "predict the time of one allreduce: time, algbw, busbw, counters, links, timeline",
+        "Simulate an allreduce message by message (no data) and report the predicted time, "
         "nccl-tests' algbw and busbw, the closed form, per-rank and per-link counters, and optionally a timeline.",
-        epilog=topo_epilog,
-        formatter_class=raw,
+        machine=True,
     )
     p.add_argument("algorithm", help="name(s), comma separated, or 'all'")
     p.add_argument("--ranks", required=True, help="rank count(s), e.g. 64 or 2..1024")
@@ -318,17 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--links", type=int, default=3, help="busiest links to list (default 3)")
     p.add_argument("--per-rank", action="store_true", help="print every rank's counters")
     p.add_argument("-v", "--verbose", action="store_true", help="details for every algorithm")
-    _machine_options(p)
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "sweep",
-        help="which algorithm wins where, over ranks x sizes, and the crossover map",
-        description="Predict every algorithm over a grid of rank counts and sizes; print the winner per cell, "
+        cmd_sweep,
+        "which algorithm wins where, over ranks x sizes, and the crossover map",
+        "Predict every algorithm over a grid of rank counts and sizes; print the winner per cell, "
         "the crossovers per rank count and why, and plot the crossover map. A cell is simulated message by "
         "message when all its algorithms fit --budget messages, else compared by closed forms (marked *).",
-        epilog=topo_epilog,
-        formatter_class=raw,
+        machine=True,
     )
     p.add_argument("--ranks", default="2..4096", help="rank counts (default 2..4096, powers of two)")
     p.add_argument("--sizes", default="1K..1G:x4", help="bytes per rank (default 1K..1G:x4)")
@@ -339,42 +361,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--plot", help="write the crossover map (.png or .svg)")
     p.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
-    _machine_options(p)
-    p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "calibrate",
-        help="measure alpha, beta, gamma on this machine and write a profile (uses mpiexec)",
-        description="Measure alpha and beta (ring exchanges through the project's transport) and gamma, delta "
+        cmd_calibrate,
+        "measure alpha, beta, gamma on this machine and write a profile (uses mpiexec)",
+        "Measure alpha and beta (ring exchanges through the project's transport) and gamma, delta "
         "(numpy reductions and copies on all ranks at once), per rank count, and write a JSON profile. Run it "
         "plainly (it launches mpiexec -n for each of --nprocs) or under mpiexec (it measures that rank count).",
     )
     p.add_argument("--out", default="profile.json", help="where to write the profile (default profile.json)")
-    p.add_argument("--nprocs", default="2,3,4", help="rank counts to measure (default 2,3,4)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.set_defaults(func=cmd_calibrate)
+    _launch_options(p, "measure")
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "validate",
-        help="run every algorithm for real at p = 2, 3, 4 and compare with the profile's predictions",
-        description="Time each algorithm for real (mpiexec -n p for each --nprocs) over --sizes, interleaved, "
+        cmd_validate,
+        "run every algorithm for real at p = 2, 3, 4 and compare with the profile's predictions",
+        "Time each algorithm for real (mpiexec -n p for each --nprocs) over --sizes, interleaved, "
         "and compare the medians with the simulator's predictions from --profile. Prints every case and the "
         "median absolute error per algorithm; exit status 1 if one exceeds --target.",
     )
     p.add_argument("--profile", default="profile.json", help="profile from 'calibrate' (default profile.json)")
-    p.add_argument("--nprocs", default="2,3,4", help="rank counts (default 2,3,4)")
     p.add_argument("--algorithms", default="all")
     p.add_argument("--sizes", help="bytes per rank (default 1K,16K,256K,1M,4M,16M)")
     p.add_argument("--repeats", type=int, default=15, help="timed repetitions per case (default 15)")
     p.add_argument("--target", type=float, default=0.20, help="largest acceptable median error (default 0.20)")
     p.add_argument("--json", help="also write the rows and errors as JSON")
     p.add_argument("--out", help=argparse.SUPPRESS)
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.set_defaults(func=cmd_validate)
+    _launch_options(p, "time")
 
-    p = sub.add_parser("presets", help="list link and device presets with their sources, and the topologies")
-    p.set_defaults(func=cmd_presets)
+    _command(sub, "presets", cmd_presets, "list link and device presets with their sources, and the topologies")
     return parser
 
 

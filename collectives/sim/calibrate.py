@@ -296,7 +296,7 @@ def validate_worker(out: str, algorithms: list[str], sizes: list[int], repeats: 
     """Under mpiexec: time each algorithm at each size for real; rank 0 writes {name: {size: seconds}}."""
     from mpi4py import MPI
 
-    from collectives.algorithms import REGISTRY
+    from collectives.algorithms import ALGORITHMS
     from collectives.mpi_transport import MPITransport
     from collectives.ops import get_op
 
@@ -309,7 +309,7 @@ def validate_worker(out: str, algorithms: list[str], sizes: list[int], repeats: 
     def batch(name: str, n: int, count: int) -> float:
         """Seconds per allreduce over ``count`` back to back (as nccl-tests times), slowest rank."""
         t = MPITransport(comm)
-        run = REGISTRY[name].run
+        run = ALGORITHMS[name].run
         comm.Barrier()
         t0 = time.perf_counter()
         for _ in range(count):

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from typing import Any
 
-from collectives.sim.units import format_time
+from collectives.link import Link, format_time, parse_link
 
 PORTS = {
     "multi": "a rank moves any number of messages at once, each on its own route (the fully connected "
@@ -84,6 +84,21 @@ class CostModel:
         has ``(m-1)*G`` so that an empty message has no bandwidth term.
         """
         return cls(alpha=L, beta=G, gamma=gamma, delta=delta, o=o, g=g, ports="nic", sync_send=False, name="LogGP")
+
+    @classmethod
+    def from_link(cls, link: Link | str, gamma: float = 0.0, delta: float = 0.0, kind: str = "textbook") -> CostModel:
+        """The model of messages over ``link`` (a Link, a preset name or "10Gbps,20us"): its latency is
+        alpha, its bandwidth 1/beta; ``kind`` is "textbook" or "abg" (:meth:`alpha_beta_gamma`)."""
+        kinds = {"textbook": cls.textbook, "abg": cls.alpha_beta_gamma}
+        if kind not in kinds:
+            raise ValueError(f"CostModel.from_link: kind must be one of {sorted(kinds)}, got {kind!r}")
+        link = parse_link(link)
+        return kinds[kind](link.latency, link.per_byte, gamma, delta)
+
+    @property
+    def link(self) -> Link:
+        """alpha and beta as a Link: a message between neighbours of the default network, LogGP's ``o`` aside."""
+        return Link(self.alpha, math.inf if self.beta == 0 else 1.0 / self.beta, self.name)
 
     def replace(self, **changes: Any) -> CostModel:
         return replace(self, **changes)

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collectives.link import DEFAULT_LINK, PRESETS, Link, parse_link
 from collectives.sim.cost_model import CostModel
-from collectives.sim.presets import get_device, get_preset
-from collectives.sim.topology import FullyConnected, Link, Topology, make_topology
-from collectives.sim.units import format_bandwidth, format_time, parse_bandwidth, parse_time
+from collectives.sim.presets import get_device
+from collectives.sim.topology import FullyConnected, Topology, make_topology
+from collectives.sim.units import parse_bandwidth, parse_time
 
 MODELS = ("textbook", "abg", "loggp")
 
@@ -27,7 +28,7 @@ class Machine:
 
     model: CostModel
     topology: str = "full"
-    link: Link | None = None  # network links; None: the model's beta on a fully connected network
+    link: Link | None = None  # network links (latency per hop); None: the model's beta, fully connected
     intra: Link | None = None  # inside a node (hierarchical topologies)
     by_ranks: dict[int, CostModel] = field(default_factory=dict)
     source: str = ""
@@ -44,7 +45,7 @@ class Machine:
         model = self.model_for(p)
         if self.link is None and self.topology in ("full", "fully-connected"):
             return model, None
-        link = self.link or Link(math.inf if model.beta == 0 else 1 / model.beta)
+        link = self.link or Link(0.0, model.link.bandwidth)  # alpha is the model's
         if self.topology in ("full", "fully-connected"):
             return model, FullyConnected(p, link)
         return model, make_topology(self.topology, p, link, self.intra)
@@ -83,12 +84,36 @@ def load_profile(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def network_link(link: str | Link) -> tuple[float, Link]:
+    """(alpha, the link per hop) of a ``--link`` value, so that it means what it means everywhere.
+
+    A preset splits its end-to-end latency into the end-point ``alpha`` and a latency per hop
+    (its numbers, with sources); a ``BANDWIDTH,LATENCY`` spec or a user's Link is an end-to-end
+    figure, so its whole latency is ``alpha`` and hops add none: on the default fully connected
+    network a message then takes exactly ``latency + bytes / bandwidth``, as the emulation does.
+    """
+    parsed = parse_link(link)
+    preset = PRESETS.get(parsed.name)
+    if preset is not None and parsed == preset.link:
+        return preset.alpha, preset.hop
+    return parsed.latency, Link(0.0, parsed.bandwidth, parsed.name, parsed.source)
+
+
+def intra_link(link: str | Link) -> Link:
+    """The per-hop link inside a node: a preset's, or a spec's end-to-end latency over its two hops."""
+    parsed = parse_link(link)
+    preset = PRESETS.get(parsed.name)
+    if preset is not None and parsed == preset.link:
+        return preset.hop
+    return Link(parsed.latency / 2, parsed.bandwidth, parsed.name, parsed.source)
+
+
 def machine_from_options(
     *,
     model: str = "textbook",
     topology: str = "full",
-    link: str | None = None,
-    intra: str | None = None,
+    link: str | Link | None = None,
+    intra: str | Link | None = None,
     device: str | None = None,
     alpha: str | float | None = None,
     latency: str | float | None = None,
@@ -101,8 +126,9 @@ def machine_from_options(
 ) -> Machine:
     """Assemble a machine from presets and overrides (the command line's options, by name).
 
-    Precedence: explicit overrides, then the profile, then the presets; defaults are the
-    ``ib-edr`` link and the ``cpu`` device.
+    ``link`` is a preset name, ``BANDWIDTH,LATENCY`` or a :class:`~collectives.link.Link` (see
+    :func:`network_link`). Precedence: explicit overrides, then the profile, then the link and
+    device; defaults are the ``ib-edr`` link and the ``cpu`` device.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
@@ -128,24 +154,23 @@ def machine_from_options(
         net: Link | None = None
         if bandwidth is not None or latency is not None:
             net = Link(
-                parse_bandwidth(bandwidth) if bandwidth is not None else 1 / max(base_model.beta, 1e-30),
                 parse_time(latency) if latency is not None else 0.0,
+                parse_bandwidth(bandwidth) if bandwidth is not None else 1 / max(base_model.beta, 1e-30),
             )
     else:
-        preset = get_preset(link or "ib-edr")
+        link_alpha, net = network_link(link if link is not None else DEFAULT_LINK)
         dev = get_device(device or "cpu")
-        net = preset.link
-        source = f"{preset.name} + {dev.name}"
-        if bandwidth is not None:
-            net = Link(parse_bandwidth(bandwidth), net.latency)
-        if latency is not None:
-            net = Link(net.bandwidth, parse_time(latency))
-        fields = {"alpha": preset.alpha, "gamma": dev.gamma, "delta": dev.delta, **overrides}
+        source = f"{net.name or net.source} + {dev.name}"
+        if bandwidth is not None or latency is not None:
+            net = Link(
+                parse_time(latency) if latency is not None else net.latency,
+                parse_bandwidth(bandwidth) if bandwidth is not None else net.bandwidth,
+            )
+        fields = {"alpha": link_alpha, "gamma": dev.gamma, "delta": dev.delta, **overrides}
         base_model = _model(model, fields["alpha"], net.per_byte, fields["gamma"], fields["delta"], o, g)
-    intra_link = get_preset(intra).link if intra else None
-    if topology.split(":")[0] in ("hier", "hierarchical", "cluster") and intra_link is None:
-        intra_link = get_preset("nvlink4").link
-    return Machine(base_model, topology, net, intra_link, by_ranks, source)
+    if intra is None and topology.split(":")[0] in ("hier", "hierarchical", "cluster"):
+        intra = "nvlink4"
+    return Machine(base_model, topology, net, intra_link(intra) if intra else None, by_ranks, source)
 
 
 def _with_kind(m: CostModel, kind: str, o: Any, g: Any) -> CostModel:
@@ -173,5 +198,4 @@ def _model(kind: str, a: float, b: float, c: float, d: float, o: Any, g: Any) ->
     )
 
 
-def describe_link(link: Link | None) -> str:
-    return "-" if link is None else f"{format_bandwidth(link.bandwidth)}, {format_time(link.latency)}/hop"
+DEFAULT_MACHINE = machine_from_options()  # what the command line and simulate() assume when told nothing

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from itertools import count
 from typing import Any
 
+from collectives.link import Link
 from collectives.ops import ReduceOp
 from collectives.sim.cost_model import CostModel, curve_time
 from collectives.sim.errors import (
@@ -40,7 +41,7 @@ from collectives.sim.errors import (
 from collectives.sim.network import make_network
 from collectives.sim.payload import Payload
 from collectives.sim.result import SimResult
-from collectives.sim.topology import FullyConnected, Link, Topology
+from collectives.sim.topology import FullyConnected, Topology
 from collectives.sim.transport import (
     BUF,
     DONE,
@@ -66,7 +67,7 @@ _BLOCKED_SHOWN = 16  # ranks listed in a deadlock report before "... and N more"
 
 def default_topology(p: int, model: CostModel) -> Topology:
     """The fully connected network whose links have the model's ``beta``."""
-    return FullyConnected(p, Link(float("inf") if model.beta == 0 else 1.0 / model.beta))
+    return FullyConnected(p, Link(0.0, model.link.bandwidth))  # the model's alpha is charged per message
 
 
 class Simulator:
@@ -198,20 +199,14 @@ class Simulator:
                 s[PARTNER], r[PARTNER] = r, s  # copy as late as MPI allows
             else:
                 self.payload.deliver(s[BUF], r[BUF])
-        # complete the send, then the receive; a step whose last request this was wakes its rank
-        when = arrival if self.sync_send else injected
-        s[DONE] = when
-        step = s[STEP]
-        if step is not None:
-            if when > step.ready:
-                step.ready = when
-            step.pending -= 1
-            if not step.pending and step.yielded:
-                t = step.transport
-                heapq.heappush(self.heap, (step.ready if step.ready > t.now else t.now, self.tiebreak(), t.rank))
-        when = (arrival if arrival > posted else posted) + self.o
-        r[DONE] = when
-        step = r[STEP]
+        # complete the send, then the receive
+        self._complete(s, arrival if self.sync_send else injected)
+        self._complete(r, (arrival if arrival > posted else posted) + self.o)
+
+    def _complete(self, req: list, when: float) -> None:
+        """Mark a request done at ``when``; a step whose last request this was wakes its rank."""
+        req[DONE] = when
+        step = req[STEP]
         if step is not None:
             if when > step.ready:
                 step.ready = when

@@ -7,10 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from collectives.algorithms import REGISTRY, AlgorithmSpec
+from collectives.algorithms import ALGORITHMS, AlgorithmSpec
+from collectives.algorithms import resolve as resolve_name
+from collectives.link import Link
 from collectives.ops import ReduceOp, get_op
 from collectives.sim.cost_model import CostModel
 from collectives.sim.errors import WrongResultError
+from collectives.sim.machine import DEFAULT_MACHINE, machine_from_options
 from collectives.sim.payload import RealPayload, SizesPayload
 from collectives.sim.result import SimResult
 from collectives.sim.scheduler import Simulator
@@ -23,9 +26,7 @@ AlgorithmLike = str | AlgorithmSpec | Callable[..., Iterator[Any]]
 def resolve(algorithm: AlgorithmLike) -> tuple[str, Callable[..., Iterator[Any]], AlgorithmSpec | None]:
     """(name, generator function, spec or None) for a registered name, a spec, or a bare function."""
     if isinstance(algorithm, str):
-        if algorithm not in REGISTRY:
-            raise ValueError(f"unknown allreduce algorithm {algorithm!r}; expected one of {sorted(REGISTRY)}")
-        spec = REGISTRY[algorithm]
+        spec = ALGORITHMS[resolve_name(algorithm, auto=False)]
         return spec.name, spec.run, spec
     if isinstance(algorithm, AlgorithmSpec):
         return algorithm.name, algorithm.run, algorithm
@@ -48,6 +49,7 @@ def simulate(
     *,
     model: CostModel | None = None,
     topology: Topology | None = None,
+    link: str | Link | None = None,
     dtype: Any = np.float32,
     op: str | ReduceOp = "sum",
     seed: int | None = None,
@@ -55,12 +57,22 @@ def simulate(
 ) -> SimResult:
     """Predict the time of one allreduce of ``nbytes`` per rank on ``p`` ranks, without any data.
 
+    The machine is the command line's: without ``model``, the default of ``python -m
+    collectives.sim run`` (textbook model, ``cpu`` device, ``ib-edr`` links, fully connected)
+    with ``link`` if given (a preset name, "10Gbps,20us" or a Link, as ``--link``); with ``model``,
+    that model on ``topology`` (default: fully connected links of the model's beta).
     The algorithm runs message by message on payload-free buffers (sizes-only mode); the result
     carries the predicted time, algbw/busbw, per-rank and per-link counters and, with
     ``timeline=True``, every message and reduction for :func:`collectives.sim.timeline.plot`.
     """
     name, run, _ = resolve(algorithm)
     n = elements(nbytes, dtype)
+    if model is None:
+        machine = DEFAULT_MACHINE if link is None else machine_from_options(link=link)
+        model, default_topology = machine.build(p)
+        topology = topology or default_topology
+    elif link is not None:
+        raise ValueError("simulate: pass a link or a model, not both (the link builds the model)")
     payload = SizesPayload()
     sim = Simulator(p, payload, model, topology, seed=seed, timeline=timeline)
     buffers = [payload.buffer(n, dtype) for _ in range(p)]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collectives.algorithms import REGISTRY, AlgorithmSpec
+from collectives.algorithms import ALGORITHMS, AlgorithmSpec
 from collectives.sim.errors import SimulationError
 from collectives.sim.machine import Machine
 from collectives.sim.simulate import simulate
@@ -91,7 +91,7 @@ def run_sweep(
             cell = cells[(p, nbytes)] = Cell(p, nbytes)
             runnable = []
             for name in algorithms:
-                spec = REGISTRY[name]
+                spec = ALGORITHMS[name]
                 why = spec.constraints.violation(p, nbytes // itemsize)
                 if why:
                     cell.skipped[name] = why
@@ -177,7 +177,7 @@ def explain(result: SweepResult, p: int, nbytes: int, machine: Machine, itemsize
     beta, gamma = machine.bottleneck_beta(), model.gamma
 
     def terms(name: str) -> str:
-        c = REGISTRY[name].cost(p, nbytes, itemsize)
+        c = ALGORITHMS[name].cost(p, nbytes, itemsize)
         parts = {
             "latency": c.latency_terms * alpha,
             "transfer": c.transfer_bytes * beta,

@@ -11,39 +11,21 @@ as long), while a wide link (a fat-tree uplink) carries several narrower flows a
 Compared with max-min fair sharing this is first-come-first-served per link rather than
 simultaneous: the time a congested link needs for all its traffic is the same, individual
 messages finish at different times.
+
+A link here is :class:`collectives.link.Link` (the one link model of the package), with its
+latency per hop.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 
-from collectives.sim.units import format_bandwidth, format_time
+from collectives.link import Link
 
 
-@dataclass(frozen=True)
-class Link:
-    """A kind of directed link: bandwidth in bytes/s per direction, latency in seconds per hop."""
-
-    bandwidth: float
-    latency: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.bandwidth > 0:
-            raise ValueError(f"a link's bandwidth must be positive (bytes/s), got {self.bandwidth!r}")
-        if not self.latency >= 0:
-            raise ValueError(f"a link's latency must be non-negative (s), got {self.latency!r}")
-
-    @property
-    def per_byte(self) -> float:
-        return 0.0 if math.isinf(self.bandwidth) else 1.0 / self.bandwidth
-
-    def scaled(self, factor: float) -> Link:
-        return Link(self.bandwidth * factor, self.latency)
-
-    def describe(self) -> str:
-        return f"{format_bandwidth(self.bandwidth)}, {format_time(self.latency)}/hop"
+def _per_hop(link: Link) -> str:
+    return f"{link.describe()}/hop"
 
 
 class Topology:
@@ -115,7 +97,7 @@ class FullyConnected(Topology):
         return (src * self.p + dst,) if src != dst else ()
 
     def describe(self) -> str:
-        return f"fully connected ({self.p} ranks), a private link per pair: {self.link.describe()}"
+        return f"fully connected ({self.p} ranks), a private link per pair: {_per_hop(self.link)}"
 
 
 class Switch(Topology):
@@ -133,7 +115,7 @@ class Switch(Topology):
         return (self.up[src], self.down[dst])
 
     def describe(self) -> str:
-        return f"single switch ({self.p} ranks), one port per rank: {self.link.describe()}"
+        return f"single switch ({self.p} ranks), one port per rank: {_per_hop(self.link)}"
 
 
 class Ring(Topology):
@@ -155,7 +137,7 @@ class Ring(Topology):
         return tuple(self.ccw[(src - k) % p] for k in range(p - forward))
 
     def describe(self) -> str:
-        return f"bidirectional ring ({self.p} ranks): {self.link.describe()}"
+        return f"bidirectional ring ({self.p} ranks): {_per_hop(self.link)}"
 
 
 class Torus(Topology):
@@ -211,7 +193,7 @@ class Torus(Topology):
 
     def describe(self) -> str:
         shape = "x".join(map(str, self.dims))
-        return f"{len(self.dims)}-D torus {shape} ({self.p} ranks): {self.link.describe()}"
+        return f"{len(self.dims)}-D torus {shape} ({self.p} ranks): {_per_hop(self.link)}"
 
 
 class FatTree(Topology):
@@ -255,7 +237,7 @@ class FatTree(Topology):
     def describe(self) -> str:
         return (
             f"{self.k}-ary fat tree, {self.levels} level(s) ({self.p} ranks), "
-            f"oversubscription {self.oversubscription:g}:1: {self.link.describe()}"
+            f"oversubscription {self.oversubscription:g}:1: {_per_hop(self.link)}"
         )
 
 
@@ -302,7 +284,7 @@ class Hierarchical(Topology):
     def describe(self) -> str:
         return (
             f"{self.nodes} node(s) x {self.per_node} accelerators ({self.p} ranks), {self.nics} NIC(s) per node; "
-            f"intra-node {self.intra.describe()}; inter-node {self.inter.describe()}"
+            f"intra-node {_per_hop(self.intra)}; inter-node {_per_hop(self.inter)}"
         )
 
 

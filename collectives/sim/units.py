@@ -1,8 +1,15 @@
-"""Human units on the command line and in reports: sizes, bandwidths, times and rank ranges."""
+"""Human units on the command line and in reports: sizes, bandwidths, times and rank ranges.
+
+Times and bandwidths are read and written by :mod:`collectives.link` (one unit table for the
+whole package); they are re-exported here next to the simulator's sizes and rank ranges.
+"""
 
 from __future__ import annotations
 
 import re
+
+from collectives.link import NUMBER as _NUMBER
+from collectives.link import format_bandwidth, format_time, parse_bandwidth, parse_time
 
 _SIZE_UNITS = {
     "": 1,
@@ -20,22 +27,6 @@ _SIZE_UNITS = {
     "tb": 1000**4,
     "tib": 1024**4,
 }
-_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-_BW_UNITS = {
-    "b/s": 1.0,
-    "kb/s": 1e3,
-    "mb/s": 1e6,
-    "gb/s": 1e9,
-    "tb/s": 1e12,
-    "gib/s": 1024**3,
-    "mib/s": 1024**2,
-    "bps": 1 / 8,
-    "kbps": 1e3 / 8,
-    "mbps": 1e6 / 8,
-    "gbps": 1e9 / 8,
-    "tbps": 1e12 / 8,
-}
-_NUMBER = r"([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)"
 
 
 def parse_size(text: str | int) -> int:
@@ -48,37 +39,6 @@ def parse_size(text: str | int) -> int:
             f"cannot read the size {text!r}; expected a number with an optional unit such as 64, 4K, 1MiB, 1GB"
         )
     return int(round(float(m.group(1)) * _SIZE_UNITS[m.group(2)]))
-
-
-def parse_time(text: str | float) -> float:
-    """Seconds from "2us", "1.5 ms", "3e-6" (a bare number is seconds)."""
-    if isinstance(text, (int, float)):
-        return float(text)
-    m = re.fullmatch(_NUMBER + r"\s*([a-zµ]*)", str(text).strip().lower())
-    unit = m.group(2) if m else None
-    if m is None or (unit and unit not in _TIME_UNITS):
-        raise ValueError(f"cannot read the time {text!r}; expected a number with a unit such as 2us, 1.5ms, 3e-6s")
-    return float(m.group(1)) * _TIME_UNITS[unit or "s"]
-
-
-def parse_bandwidth(text: str | float) -> float:
-    """Bytes per second from "12.5GB/s", "100Gbps" (bits), "25e9" (a bare number is bytes/s)."""
-    if isinstance(text, (int, float)):
-        return float(text)
-    s = str(text).strip()
-    m = re.fullmatch(_NUMBER + r"\s*([A-Za-z/]*)", s)
-    if not m:
-        raise ValueError(f"cannot read the bandwidth {text!r}; expected e.g. 12.5GB/s or 100Gbps")
-    unit = m.group(2)
-    if not unit:
-        return float(m.group(1))
-    # "Gb/s" (bits) and "GB/s" (bytes) differ only in case: honour it.
-    if unit.endswith("b/s") and not unit.endswith("B/s") and unit.lower() != "b/s":
-        unit = unit[:-3] + "bps"
-    key = unit.lower()
-    if key not in _BW_UNITS:
-        raise ValueError(f"cannot read the bandwidth unit in {text!r}; expected B/s, MB/s, GB/s, GiB/s, Mbps or Gbps")
-    return float(m.group(1)) * _BW_UNITS[key]
 
 
 def parse_ranks(text: str) -> list[int]:
@@ -141,15 +101,13 @@ def format_size(nbytes: float) -> str:
     return f"{int(nbytes)}"
 
 
-def format_time(seconds: float) -> str:
-    """A time with a readable unit: 3.2e-6 -> "3.20 us"."""
-    if seconds == 0:
-        return "0 s"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
-        if abs(seconds) >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds:.3g} s"
-
-
-def format_bandwidth(bytes_per_s: float) -> str:
-    return f"{bytes_per_s / 1e9:.3g} GB/s"
+__all__ = [
+    "format_bandwidth",
+    "format_size",
+    "format_time",
+    "parse_bandwidth",
+    "parse_ranks",
+    "parse_size",
+    "parse_sizes",
+    "parse_time",
+]

@@ -1,20 +1,44 @@
 """Data-parallel training: the only place minidl talks to the interconnect (via ``collectives``).
 
-Every rank holds a full replica of the model and trains on its own shard of each batch;
-``DistributedDataParallel`` averages the gradients with a hand-written allreduce, in buckets,
-overlapped with backward.
+Shaped like ``torch.distributed``: ``get_rank()``, ``get_world_size()``, ``all_reduce``,
+``broadcast``, ``barrier`` (:mod:`minidl.distributed.comm`), and ``DistributedDataParallel``,
+which keeps every rank's replica in step by averaging the gradients with a hand-written
+allreduce, in buckets, overlapped with backward.
 """
 
 from minidl.distributed.buckets import Bucket, build_buckets, plan_buckets
-from minidl.distributed.ddp import DistributedDataParallel, SyncStats, world
+from minidl.distributed.comm import (
+    Link,
+    algorithms,
+    all_reduce,
+    barrier,
+    broadcast,
+    check_algorithm,
+    get_rank,
+    get_world_size,
+    parse_link,
+    resolve_link,
+    world,
+)
+from minidl.distributed.ddp import DistributedDataParallel, SyncStats
 from minidl.distributed.noise_scale import GradientNoiseScale
 
 __all__ = [
     "Bucket",
     "DistributedDataParallel",
     "GradientNoiseScale",
+    "Link",
     "SyncStats",
+    "algorithms",
+    "all_reduce",
+    "barrier",
+    "broadcast",
     "build_buckets",
+    "check_algorithm",
+    "get_rank",
+    "get_world_size",
+    "parse_link",
     "plan_buckets",
+    "resolve_link",
     "world",
 ]

@@ -1,19 +1,23 @@
 """``DistributedDataParallel``: synchronous data-parallel SGD with bucketed, overlapped allreduce.
 
 Every rank holds a replica of the model and computes gradients on its own shard of the batch.
-During backward, each parameter's gradient is copied into its bucket as soon as it is complete
-(a post-accumulate hook); when a bucket is full it is handed to a communication thread that
-averages it across ranks with a hand-written allreduce, while backward goes on computing the
-gradients of earlier layers. numpy's BLAS and the MPI calls release the GIL, so the two really
-run at the same time. At the end of backward the rank waits for the buckets still in flight:
-that wait is the *exposed* communication, the part overlap failed to hide.
+Each parameter's ``.grad`` is a view into its bucket (a flat buffer), so backward accumulates
+the gradient straight into the buffer that goes on the wire: no copy in, no copy back. When
+every gradient of a bucket is complete (a post-accumulate hook counts them) the bucket is handed
+to a communication thread that averages it across ranks (allreduce with op "avg", the division
+done in the same call) while backward goes on computing the gradients of earlier layers. numpy's
+BLAS and the MPI calls release the GIL, so the two really run at the same time. At the end of
+backward the rank waits for the buckets still in flight: that wait is the *exposed*
+communication, the part overlap failed to hide.
 
-After the sync, ``p.grad`` is a view into its bucket: the averaged values are not copied back.
+As with PyTorch's ``gradient_as_bucket_view=True``, a gradient array kept across steps is
+overwritten by the next step's gradient.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -23,20 +27,15 @@ from typing import Any
 
 import numpy as np
 
-import collectives
 from minidl import autograd
+from minidl.distributed import comm as dist
 from minidl.distributed.buckets import Bucket, build_buckets
+from minidl.distributed.finite import first_nonfinite
+from minidl.distributed.replicas import check_same_layout, checksum, layout
 from minidl.nn.module import Module, Parameter
 from minidl.tensor import Tensor
 
 SWITCH_INTERVAL = 2e-4  # seconds; see DistributedDataParallel.__init__
-
-
-def world() -> Any:
-    """``MPI.COMM_WORLD``; without mpiexec it has one rank."""
-    from mpi4py import MPI
-
-    return MPI.COMM_WORLD
 
 
 @dataclass
@@ -63,7 +62,8 @@ class DistributedDataParallel(Module):
     """Wraps ``module`` so that ``loss.backward()`` leaves every rank with the averaged gradient.
 
     Arguments follow ``torch.nn.parallel.DistributedDataParallel`` where they overlap.
-    ``algorithm`` is any name in ``collectives.ALGORITHMS``; ``overlap=False`` reduces all
+    ``algorithm`` is any name in ``minidl.distributed.algorithms()``; ``link`` emulates a slower
+    interconnect for the gradient allreduces (a ``Link``, a preset name or "10Gbps,20us"); ``overlap=False`` reduces all
     buckets after backward instead (the baseline that shows what overlap buys);
     ``check_every=N`` compares a bitwise checksum of the parameters across ranks every N
     synchronised steps and raises if replicas have drifted; ``broadcast_buffers`` copies rank
@@ -83,17 +83,14 @@ class DistributedDataParallel(Module):
         check_every: int = 0,
         broadcast_buffers: bool = True,
         measure_noise_scale: bool = False,
-        allreduce_kwargs: dict[str, Any] | None = None,
+        link: dist.Link | str | None = None,
     ) -> None:
         super().__init__()
-        if algorithm != "auto" and algorithm not in collectives.ALGORITHMS:
-            raise ValueError(
-                f"unknown allreduce algorithm {algorithm!r}; expected one of {sorted(collectives.ALGORITHMS)}"
-            )
+        dist.check_algorithm(algorithm)
         if check_every < 0:
             raise ValueError(f"check_every must be >= 0, got {check_every}")
         self.module = module
-        base = comm if comm is not None else world()
+        base = comm if comm is not None else dist.world()
         # A private communicator: our allreduces can never match messages of the user's code,
         # even while the comm thread runs concurrently with the main thread.
         self.comm = base.Dup()
@@ -104,13 +101,16 @@ class DistributedDataParallel(Module):
         self.check_every = check_every
         self.broadcast_buffers = broadcast_buffers
         self.measure_noise_scale = measure_noise_scale
-        self.allreduce_kwargs = dict(allreduce_kwargs or {})
+        self.link = dist.resolve_link(link)
 
+        # Different models on different ranks would make the broadcast below fail obscurely (or hang).
+        check_same_layout(layout(self._state_arrays()), self.comm, "DistributedDataParallel")
         self._broadcast_state()
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         if not named:
             raise ValueError("DistributedDataParallel: the module has no parameter that requires a gradient")
         self.param_names = {id(p): n for n, p in named}
+        self._params = [p for _, p in named]
         # With the noise scale on, the last bucket carries one spare element: the local squared
         # gradient norm rides along with the gradients and arrives averaged over ranks.
         buckets = build_buckets(
@@ -124,8 +124,11 @@ class DistributedDataParallel(Module):
         for b in buckets:
             for i, p in enumerate(b.params):
                 slot[id(p)] = (b, i)
+        self._removers = []
         for _, p in named:
-            p.register_post_accumulate_grad_hook(self._make_hook(*slot[id(p)]))
+            bucket, i = slot[id(p)]
+            self._removers.append(p.register_hook(self._make_binder(p, bucket.views[i])))
+            self._removers.append(p.register_post_accumulate_grad_hook(self._make_hook(bucket, i)))
 
         executor = None
         if overlap and self.world_size > 1:
@@ -139,38 +142,40 @@ class DistributedDataParallel(Module):
         self._require_sync = True
         self._armed = False
         self._local_sq = 0.0
+        self._closed = False
         self.steps = 0
         self.stats = SyncStats()
 
     # ------------------------------------------------------------------ set-up
     def _broadcast_state(self) -> None:
         """Make every replica start from rank 0's parameters and buffers."""
-        for _, arr in self._state_arrays():
+        for _, _, arr in self._state_arrays():
             self.comm.Bcast(arr, root=0)
 
     def _sync_buffers(self) -> None:
         """Broadcast rank 0's buffers, one message per dtype (they are many and small)."""
         by_dtype: dict[np.dtype, list[np.ndarray]] = {}
-        for _, arr in self._state_arrays(parameters=False):
+        for _, _, arr in self._state_arrays(parameters=False):
             by_dtype.setdefault(arr.dtype, []).append(arr)
         for arrays in by_dtype.values():
             packed = np.concatenate([a.reshape(-1) for a in arrays])
-            collectives.broadcast(packed, 0, self.comm, check=False)
+            dist.broadcast(packed, 0, self.comm, check=False)
             offset = 0
             for a in arrays:
                 a.reshape(-1)[...] = packed[offset : offset + a.size]
                 offset += a.size
 
-    def _state_arrays(self, parameters: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+    def _state_arrays(self, parameters: bool = True) -> Iterator[tuple[str, str, np.ndarray]]:
+        """(kind, name, array) of the parameters (unless ``parameters=False``) and buffers."""
         if parameters:
             for name, p in self.module.named_parameters():
-                yield name, p.data
+                yield "parameter", name, p.data
         named_buffers = getattr(self.module, "named_buffers", None)
         if named_buffers is not None:
             for name, b in named_buffers():
                 arr = b.data if isinstance(b, Tensor) else b
                 if isinstance(arr, np.ndarray) and arr.flags.c_contiguous:
-                    yield name, arr
+                    yield "buffer", name, arr
 
     # ------------------------------------------------------------------ forward
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -212,6 +217,16 @@ class DistributedDataParallel(Module):
             self._require_sync = prev
 
     # ------------------------------------------------------------------ backward
+    def _make_binder(self, p: Parameter, view: np.ndarray) -> Any:
+        """A hook that runs before backward stores ``p``'s gradient: with no ``.grad`` yet (after
+        ``zero_grad``), ``.grad`` becomes the zeroed bucket view, so the engine adds into it in place."""
+
+        def bind_to_bucket(grad: Tensor) -> None:
+            if p.grad is None and not self._closed:
+                _point_grad_at(p, view)
+
+        return bind_to_bucket
+
     def _make_hook(self, bucket: Bucket, i: int) -> Any:
         def on_gradient_ready(p: Parameter) -> None:
             if not self._armed:
@@ -221,10 +236,8 @@ class DistributedDataParallel(Module):
                     f"DistributedDataParallel: parameter {self.param_names[id(p)]} received its gradient twice "
                     "in one backward pass (reentrant backward is not supported)"
                 )
-            view = bucket.views[i]
-            if p.grad.data is not view:
-                np.copyto(view, p.grad.data)
-                p.grad = Tensor._make(view)
+            if p.grad.data is not bucket.views[i]:  # replaced by the engine (create_graph) or by the user
+                _point_grad_at(p, bucket.views[i])
             bucket.ready[i] = True
             bucket.pending -= 1
             if bucket.pending == 0 and self.overlap:
@@ -254,10 +267,7 @@ class DistributedDataParallel(Module):
         start = time.perf_counter()
         # The cross-rank agreement check costs a message; the first step proves the buckets agree.
         check = self.steps == 0
-        collectives.allreduce(
-            bucket.flat, self.comm, op="sum", algorithm=self.algorithm, check=check, **self.allreduce_kwargs
-        )
-        bucket.flat *= 1.0 / self.world_size
+        dist.all_reduce(bucket.flat, "avg", self.algorithm, self.comm, link=self.link, check=check)
         end = time.perf_counter()
         s = self.stats
         s.comm_seconds += end - start
@@ -272,11 +282,10 @@ class DistributedDataParallel(Module):
         start = time.perf_counter()
         try:
             for b in self.buckets:
-                if b.pending:  # parameters that got no gradient this step contribute zeros
-                    for i, p in enumerate(b.params):
+                if b.pending:  # parameters that got no gradient this step contribute what they hold: zero
+                    for i, p in enumerate(b.params):  # after zero_grad, or what no_sync accumulated
                         if not b.ready[i]:
-                            b.views[i][...] = 0
-                            p.grad = Tensor._make(b.views[i])
+                            _point_grad_at(p, b.views[i])
                             b.ready[i] = True
                     b.pending = 0
             self._launch_ready()
@@ -301,16 +310,27 @@ class DistributedDataParallel(Module):
         self.stats.global_sq_norm = total
 
     # ------------------------------------------------------------------ consistency
+    def first_nonfinite_gradient(self) -> str | None:
+        """The first parameter (registration order) whose gradient holds NaN or Inf, or None.
+
+        After a synchronised backward every rank holds the same averaged gradients (a NaN or Inf on
+        any rank reaches all of them), so every rank gives the same answer without a message.
+        """
+        if self.measure_noise_scale and math.isfinite(self.stats.global_sq_norm):
+            return None  # the squared norm of every gradient, already computed this step
+        grads = ((self.param_names[id(p)], None if p.grad is None else p.grad.data) for p in self._params)
+        return first_nonfinite(grads)
+
     def check_replicas(self) -> None:
         """Raise on every rank if any parameter differs bitwise between ranks."""
         names, sums = [], []
-        for name, arr in self._state_arrays():
+        for _, name, arr in self._state_arrays():
             names.append(name)
-            sums.append(_checksum(arr))
+            sums.append(checksum(arr))
         local = np.array(sums, dtype=np.uint64)
         high, low = local.copy(), local.copy()
-        collectives.allreduce(high, self.comm, op="max")
-        collectives.allreduce(low, self.comm, op="min")
+        dist.all_reduce(high, "max", comm=self.comm)
+        dist.all_reduce(low, "min", comm=self.comm)
         differ = np.nonzero(high != low)[0]
         if differ.size:
             raise RuntimeError(
@@ -326,7 +346,12 @@ class DistributedDataParallel(Module):
         return self.module.load_state_dict(state, *args, **kwargs)
 
     def close(self) -> None:
-        """Stop the communication thread and free the private communicator."""
+        """Stop the communication thread, unhook the parameters and free the private communicator."""
+        self._closed = True
+        for remove in self._removers:
+            with contextlib.suppress(ValueError):
+                remove()
+        self._removers = []
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -338,13 +363,12 @@ class DistributedDataParallel(Module):
         return f"ranks={self.world_size}, algorithm={self.algorithm!r}, overlap={self.overlap}, buckets=[{sizes}] MiB"
 
 
-def _checksum(arr: np.ndarray) -> int:
-    """An exact checksum of the bits (any drift, even in the last bit, changes it)."""
-    raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
-    pad = (-raw.size) % 8
-    if pad:
-        raw = np.concatenate([raw, np.zeros(pad, np.uint8)])
-    words = raw.view(np.uint64)
-    weights = np.arange(1, words.size + 1, dtype=np.uint64)  # position-sensitive
-    with np.errstate(over="ignore"):
-        return int((words * weights).sum(dtype=np.uint64))
+def _point_grad_at(p: Parameter, view: np.ndarray) -> None:
+    """Make ``p.grad`` the bucket view ``view``, holding what ``p.grad`` held (zero if None)."""
+    if p.grad is None:
+        view[...] = 0
+    elif p.grad.data is view:
+        return
+    else:
+        np.copyto(view, p.grad.data)
+    p.grad = Tensor._make(view)

@@ -6,9 +6,12 @@ hyperparameters in the parameter's dtype as numpy's weak scalars would be, so fl
 match the references to the last bit or nearly (tests compare them). Norms (LARS, LAMB) are
 accumulated in float64.
 
-Each entry point updates ``param`` (and the state arrays) in place and returns True, or returns
-False without touching anything when the arrays are not contiguous or dtypes differ; the
-optimizer then runs its numpy reference.
+The optimizers create and count their state (Adam and LAMB through
+:func:`minidl.optim.optimizer.adam_moments`) before calling here, so the numpy reference that
+runs when a kernel declines finds the same state. Each entry point updates ``param`` (and the
+moment or momentum arrays) in place and returns True, or returns False without touching
+anything when the arrays are not contiguous or dtypes differ. Adam's and LAMB's moment updates
+are one inlined helper, :func:`_moments`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numba
 import numpy as np
 from numba import boolean, float64, types, void
 
@@ -39,11 +43,19 @@ def _sgd(p, g, buf, lr, momentum, keep, wd, use_momentum, nesterov, maximize, fi
         p[i] -= lr * d
 
 
-@kernel(
-    lambda f: void(f[::1], ro(f[::1]), f[::1], f[::1], f[::1], f, f, f, f, f, f, f, boolean, boolean, boolean, boolean)
-)
+@numba.njit(inline="always", cache=True)
+def _moments(m, v, i, d, omb1, b2, omb2):  # pragma: no cover (compiled)
+    """Adam's moment updates of element i (as :func:`minidl.optim.optimizer.update_moments`); returns both."""
+    mi = m[i] + omb1 * (d - m[i])
+    vi = v[i] * b2 + omb2 * d * d
+    m[i] = mi
+    v[i] = vi
+    return mi, vi
+
+
+@kernel(lambda f: void(f[::1], ro(f[::1]), f[::1], f[::1], f[::1], f, f, f, f, f, f, f, boolean, boolean, boolean))
 def _adam(
-    p, g, m, v, vmax, omb1, b2, omb2, step_size, bc2_sqrt, eps, wd, decoupled, amsgrad, maximize, first_max
+    p, g, m, v, vmax, omb1, b2, omb2, step_size, bc2_sqrt, eps, wd, decoupled, amsgrad, maximize
 ):  # pragma: no cover
     for i in range(p.size):
         d = -g[i] if maximize else g[i]
@@ -51,12 +63,9 @@ def _adam(
             p[i] = p[i] * wd
         elif wd != 0:
             d = d + wd * p[i]
-        mi = m[i] + omb1 * (d - m[i])
-        vi = v[i] * b2 + omb2 * d * d
-        m[i] = mi
-        v[i] = vi
-        if amsgrad:
-            vm = vi if first_max or vi > vmax[i] else vmax[i]
+        mi, vi = _moments(m, v, i, d, omb1, b2, omb2)
+        if amsgrad:  # np.maximum: a NaN on either side wins
+            vm = vi if vi > vmax[i] or vi != vi else vmax[i]
             vmax[i] = vm
             vi = vm
         p[i] -= step_size * (mi / (math.sqrt(vi) / bc2_sqrt + eps))
@@ -81,15 +90,12 @@ def _lars(p, g, buf, scale, wd, momentum):  # pragma: no cover
         p[i] -= b
 
 
-@kernel(lambda f: types.UniTuple(float64, 2)(f[::1], ro(f[::1]), f[::1], f[::1], f[::1], f, f, f, f, f, f, f, f))
-def _lamb_update(p, g, m, v, u, b1, omb1, b2, omb2, bc1, bc2, eps, wd):  # pragma: no cover
+@kernel(lambda f: types.UniTuple(float64, 2)(f[::1], ro(f[::1]), f[::1], f[::1], f[::1], f, f, f, f, f, f, f))
+def _lamb_update(p, g, m, v, u, omb1, b2, omb2, bc1, bc2, eps, wd):  # pragma: no cover
     sw = 0.0
     su = 0.0
     for i in range(p.size):
-        mi = m[i] * b1 + omb1 * g[i]
-        vi = v[i] * b2 + omb2 * g[i] * g[i]
-        m[i] = mi
-        v[i] = vi
+        mi, vi = _moments(m, v, i, g[i], omb1, b2, omb2)
         ui = (mi / bc1) / (math.sqrt(vi / bc2) + eps)
         if wd != 0:
             ui = ui + wd * p[i]
@@ -156,41 +162,32 @@ def sgd(
 def adam(
     param: np.ndarray,
     grad: np.ndarray,
-    state: dict[str, Any],
+    m: np.ndarray,
+    v: np.ndarray,
+    vmax: np.ndarray | None,
+    t: int,
     lr: float,
     betas: tuple[float, float],
     eps: float,
     weight_decay: float,
     decoupled: bool,
-    amsgrad: bool,
     maximize: bool,
 ) -> bool:
-    """Adam/AdamW's update of one parameter (see :class:`minidl.optim.Adam`); ``state`` as the reference keeps it."""
+    """Adam/AdamW's step ``t`` on one parameter (see :class:`minidl.optim.Adam`), moments ``m``, ``v`` (and
+    AMSGrad's ``vmax``) updated in place."""
     b1, b2 = betas
-    if _flat(param, grad) is None:
-        return False
-    if not state:
-        state["step"] = 0
-        state["exp_avg"] = np.zeros_like(param)
-        state["exp_avg_sq"] = np.zeros_like(param)
-    first_max = amsgrad and "max_exp_avg_sq" not in state
-    if first_max:
-        state["max_exp_avg_sq"] = np.zeros_like(param)
-    vmax = state["max_exp_avg_sq"] if amsgrad else state["exp_avg_sq"]
-    flat = _flat(param, grad, state["exp_avg"], state["exp_avg_sq"], vmax)
+    flat = _flat(param, grad, m, v, v if vmax is None else vmax)
     if flat is None:
         return False
-    state["step"] += 1
-    t = state["step"]
-    p, g, m, v, vm = flat
+    p, g, mf, vf, vm = flat
     # decoupled decay multiplies the parameter by (1 - lr * wd); coupled decay adds wd * p to the gradient
     decoupled = decoupled and bool(weight_decay)
     wd = 1 - lr * weight_decay if decoupled else weight_decay
     _adam(
         p,
         g,
-        m,
-        v,
+        mf,
+        vf,
         vm,
         1 - b1,
         b2,
@@ -200,9 +197,8 @@ def adam(
         eps,
         wd,
         decoupled,
-        amsgrad,
+        vmax is not None,
         maximize,
-        first_max,
     )
     return True
 
@@ -227,30 +223,24 @@ def lars(
 def lamb(
     param: np.ndarray,
     grad: np.ndarray,
-    state: dict[str, Any],
+    m: np.ndarray,
+    v: np.ndarray,
+    t: int,
     lr: float,
     betas: tuple[float, float],
     eps: float,
     weight_decay: float,
     adapt: bool,
 ) -> bool:
-    """LAMB's update of one parameter (see :class:`minidl.optim.LAMB`); ``adapt=False`` for excluded parameters."""
+    """LAMB's step ``t`` on one parameter (see :class:`minidl.optim.LAMB`); ``adapt=False`` for excluded parameters."""
     b1, b2 = betas
-    if _flat(param, grad) is None:
-        return False
-    if not state:
-        state["step"] = 0
-        state["exp_avg"] = np.zeros_like(param)
-        state["exp_avg_sq"] = np.zeros_like(param)
-    flat = _flat(param, grad, state["exp_avg"], state["exp_avg_sq"])
+    flat = _flat(param, grad, m, v)
     if flat is None:
         return False
-    state["step"] += 1
-    t = state["step"]
-    p, g, m, v = flat
+    p, g, mf, vf = flat
     u = np.empty_like(p)
     w_norm, u_norm = _lamb_update(
-        p, g, m, v, u, b1, 1 - b1, b2, 1 - b2, 1 - b1**t, 1 - b2**t, eps, weight_decay if adapt else 0.0
+        p, g, mf, vf, u, 1 - b1, b2, 1 - b2, 1 - b1**t, 1 - b2**t, eps, weight_decay if adapt else 0.0
     )
     ratio = w_norm / u_norm if adapt and w_norm > 0 and u_norm > 0 else 1.0
     _axpy(p, u, lr * ratio)

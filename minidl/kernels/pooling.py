@@ -13,7 +13,7 @@ from numba import float64, int64, void
 
 from minidl.kernels.jit import contiguous, kernel
 from minidl.kernels.jit import readonly as ro
-from minidl.ops.conv import Geometry
+from minidl.window import Geometry
 
 _GEOM = (int64,) * 10  # kh, kw, sh, sw, dh, dw, top, left, ho, wo
 

@@ -8,9 +8,9 @@ import numpy as np
 
 from minidl import functional as F
 from minidl.nn import init
-from minidl.nn._utils import pair
 from minidl.nn.module import Module, Parameter
 from minidl.tensor import DEFAULT_DTYPE, Tensor
+from minidl.window import conv_padding, pair
 
 
 class Conv2d(Module):
@@ -44,9 +44,9 @@ class Conv2d(Module):
             raise NotImplementedError(f"Conv2d: padding_mode {padding_mode!r} is not supported (only 'zeros')")
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = pair(kernel_size, "Conv2d kernel_size", 1)
-        self.stride = pair(stride, "Conv2d stride", 1)
-        self.dilation = pair(dilation, "Conv2d dilation", 1)
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2d", minimum=1)
+        self.stride = pair(stride, "stride", "Conv2d", minimum=1)
+        self.dilation = pair(dilation, "dilation", "Conv2d", minimum=1)
         self.groups = groups
         self.padding_mode = padding_mode
         self.padding = self._resolve_padding(padding)
@@ -56,20 +56,14 @@ class Conv2d(Module):
         self.reset_parameters()
 
     def _resolve_padding(self, padding: Any) -> tuple[int, int]:
-        if padding == "valid":
-            return (0, 0)
-        if padding == "same":
-            if self.stride != (1, 1):
-                raise ValueError("Conv2d: padding='same' needs stride 1")
-            total = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
-            if any(t % 2 for t in total):
-                # PyTorch pads asymmetrically here; a symmetric pad cannot give the same output size
-                raise ValueError(
-                    f"Conv2d: padding='same' with kernel {self.kernel_size} and dilation {self.dilation} "
-                    "needs uneven padding, which is not supported; use an odd kernel size"
-                )
-            return (total[0] // 2, total[1] // 2)
-        return pair(padding, "Conv2d padding", 0)
+        top, bottom, left, right = conv_padding(padding, self.kernel_size, self.dilation, self.stride, "Conv2d")
+        if top != bottom or left != right:
+            # PyTorch pads asymmetrically here; the layer keeps one (height, width) padding pair
+            raise ValueError(
+                f"Conv2d: padding='same' with kernel {self.kernel_size} and dilation {self.dilation} "
+                "needs uneven padding, which is not supported; use an odd kernel size"
+            )
+        return (top, left)
 
     def reset_parameters(self) -> None:
         init.default_weight_and_bias_(self.weight, self.bias)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from minidl import functional as F
-from minidl.nn._utils import pair
 from minidl.nn.module import Module
 from minidl.tensor import Tensor
+from minidl.window import pair
 
 
 def _check_4d(name: str, x: Tensor) -> None:
@@ -24,9 +24,9 @@ class _Pool2d(Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        self.kernel_size = pair(kernel_size, f"{name} kernel_size", 1)
-        self.stride = self.kernel_size if stride is None else pair(stride, f"{name} stride", 1)
-        self.padding = pair(padding, f"{name} padding", 0)
+        self.kernel_size = pair(kernel_size, "kernel_size", name, minimum=1)
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", name, minimum=1)
+        self.padding = pair(padding, "padding", name, minimum=0)
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"{name}: padding {self.padding} must be at most half of kernel_size {self.kernel_size}")
 
@@ -65,7 +65,7 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size: int | tuple[int, int]) -> None:
         super().__init__()
-        self.output_size = pair(output_size, "AdaptiveAvgPool2d output_size", 1)
+        self.output_size = pair(output_size, "output_size", "AdaptiveAvgPool2d", minimum=1)
 
     def forward(self, x: Tensor) -> Tensor:
         _check_4d("AdaptiveAvgPool2d", x)

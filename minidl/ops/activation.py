@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from minidl import kernels
-from minidl.autograd import Context, Function, is_grad_enabled
+from minidl.autograd import Context, Function
+from minidl.grad_mode import is_grad_enabled
 from minidl.ops.elementwise import exp, where
 from minidl.ops.special import erf
 from minidl.tensor import Tensor

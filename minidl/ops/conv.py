@@ -10,109 +10,15 @@ times.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from minidl import kernels
-from minidl.autograd import Context, Function, composite_backward, is_grad_enabled
+from minidl.autograd import Context, Function, composite_backward
+from minidl.grad_mode import is_grad_enabled
 from minidl.tensor import Tensor
-
-
-def pair(value: Any, name: str, op: str) -> tuple[int, int]:
-    """An int or a pair of ints as a pair (``kernel_size=3`` means (3, 3))."""
-    if isinstance(value, (int, np.integer)):
-        return int(value), int(value)
-    try:
-        a, b = value
-        return int(a), int(b)
-    except (TypeError, ValueError):
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}") from None
-
-
-class Geometry(NamedTuple):
-    """Where the windows of a 2-D sliding-window op sit on a (padded) input."""
-
-    kh: int
-    kw: int
-    sh: int
-    sw: int
-    dh: int
-    dw: int
-    pads: tuple[int, int, int, int]  # top, bottom, left, right
-    h: int  # input height and width (unpadded)
-    w: int
-    ho: int  # output height and width
-    wo: int
-
-    @property
-    def hp(self) -> int:
-        return self.h + self.pads[0] + self.pads[1]
-
-    @property
-    def wp(self) -> int:
-        return self.w + self.pads[2] + self.pads[3]
-
-
-def geometry(
-    op: str,
-    shape: tuple[int, ...],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    pads: tuple[int, int, int, int],
-    dilation: tuple[int, int],
-) -> Geometry:
-    h, w = shape[-2], shape[-1]
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    if min(kh, kw) < 1 or min(sh, sw) < 1 or min(dh, dw) < 1:
-        raise ValueError(f"{op}: kernel size, stride and dilation must be positive, got {kernel}, {stride}, {dilation}")
-    if min(pads) < 0:
-        raise ValueError(f"{op}: padding must be non-negative, got {pads}")
-    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
-    hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
-    if hp < span_h or wp < span_w:
-        raise ValueError(
-            f"{op}: input of spatial size ({h}, {w}) (({hp}, {wp}) after padding) is smaller than the "
-            f"dilated kernel ({span_h}, {span_w})"
-        )
-    return Geometry(kh, kw, sh, sw, dh, dw, pads, h, w, (hp - span_h) // sh + 1, (wp - span_w) // sw + 1)
-
-
-def padded(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
-    """``x`` with its last two dims padded by (top, bottom, left, right) filled with ``value``."""
-    if not any(pads):
-        return x
-    t, b, l, r = pads
-    out = np.full(x.shape[:-2] + (x.shape[-2] + t + b, x.shape[-1] + l + r), value, dtype=x.dtype)
-    out[..., t : t + x.shape[-2], l : l + x.shape[-1]] = x
-    return out
-
-
-def windows(xp: np.ndarray, g: Geometry) -> np.ndarray:
-    """A read-only view of shape (N, C, kh, kw, Ho, Wo): element [n, c, i, j, y, x] is
-    ``xp[n, c, y*sh + i*dh, x*sw + j*dw]``. No copy."""
-    sn, sc, sy, sx = xp.strides
-    return as_strided(
-        xp,
-        shape=(xp.shape[0], xp.shape[1], g.kh, g.kw, g.ho, g.wo),
-        strides=(sn, sc, sy * g.dh, sx * g.dw, sy * g.sh, sx * g.sw),
-        writeable=False,
-    )
-
-
-def col2im(cols: np.ndarray, g: Geometry) -> np.ndarray:
-    """Adjoint of :func:`windows` with the padding cropped: sums ``cols`` (N, C, kh, kw, Ho, Wo) back
-    into an (N, C, H, W) image. One vectorised pass per kernel offset, not per element."""
-    n, c = cols.shape[:2]
-    out = np.zeros((n, c, g.hp, g.wp), dtype=cols.dtype)
-    for i in range(g.kh):
-        rows = slice(i * g.dh, i * g.dh + g.sh * (g.ho - 1) + 1, g.sh)
-        for j in range(g.kw):
-            cols_ = slice(j * g.dw, j * g.dw + g.sw * (g.wo - 1) + 1, g.sw)
-            out[:, :, rows, cols_] += cols[:, :, i, j]
-    t, _, l, _ = g.pads
-    return out[:, :, t : t + g.h, l : l + g.w]
+from minidl.window import Geometry, col2im, conv_padding, geometry, padded, pair, windows
 
 
 class Unfold(Function):
@@ -209,24 +115,6 @@ def conv2d_reference(
     out = weight.reshape(1, groups, o // groups, -1) @ cols  # (N, g, O/g, Ho*Wo)
     out = out.reshape(n, o, geom.ho, geom.wo)
     return out if bias is None else out + bias.reshape(1, o, 1, 1)
-
-
-def conv_padding(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[int, int], op: str):
-    """PyTorch's padding argument (int, pair, "valid" or "same") as (top, bottom, left, right)."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0, 0, 0)
-        if padding == "same":
-            if stride != (1, 1):
-                raise ValueError(f"{op}: padding='same' needs stride 1, got stride {stride}")
-            pads = []
-            for k, d in zip(kernel, dilation):
-                total = d * (k - 1)
-                pads += [total // 2, total - total // 2]  # the extra pixel goes after, as in PyTorch
-            return tuple(pads)
-        raise ValueError(f"{op}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-    ph, pw = pair(padding, "padding", op)
-    return (ph, ph, pw, pw)
 
 
 def _check_float(op: str, **tensors: Any) -> np.dtype:

@@ -31,13 +31,6 @@ def _shape_of(x: Any) -> tuple[int, ...]:
     return x.data.shape if isinstance(x, Tensor) else np.shape(x)
 
 
-def _binary(op: str, ufunc: Any, a: Any, b: Any) -> np.ndarray:
-    try:
-        return ufunc(a, b)
-    except ValueError as e:
-        raise _broadcast_error(op, a, b, e) from None
-
-
 def _broadcast_error(op: str, a: Any, b: Any, error: Exception) -> Exception:
     """The error for a failed binary op: name the op and both shapes when broadcasting was the problem."""
     sa, sb = np.shape(a), np.shape(b)
@@ -48,13 +41,26 @@ def _broadcast_error(op: str, a: Any, b: Any, error: Exception) -> Exception:
     return error
 
 
-class Add(Function):
-    @staticmethod
-    def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
+class Binary(Function):
+    """A binary ufunc under numpy broadcasting: the one forward of add, sub, mul, div, pow, maximum, minimum.
+
+    Subclasses name their ufunc and write only ``backward`` (which sums the gradient back to each
+    operand's shape with :func:`unbroadcast`). A failed broadcast names the op and both shapes.
+    """
+
+    ufunc: Any = None
+    name = ""
+
+    @classmethod
+    def forward(cls, ctx: Context, a: Any, b: Any) -> np.ndarray:
         try:
-            return np.add(a, b)
+            return cls.ufunc(a, b)
         except ValueError as e:
-            raise _broadcast_error("add", a, b, e) from None
+            raise _broadcast_error(cls.name, a, b, e) from None
+
+
+class Add(Binary):
+    ufunc, name = np.add, "add"
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -66,13 +72,8 @@ class Add(Function):
         )
 
 
-class Sub(Function):
-    @staticmethod
-    def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        try:
-            return np.subtract(a, b)
-        except ValueError as e:
-            raise _broadcast_error("sub", a, b, e) from None
+class Sub(Binary):
+    ufunc, name = np.subtract, "sub"
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -84,13 +85,8 @@ class Sub(Function):
         )
 
 
-class Mul(Function):
-    @staticmethod
-    def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        try:
-            return np.multiply(a, b)
-        except ValueError as e:
-            raise _broadcast_error("mul", a, b, e) from None
+class Mul(Binary):
+    ufunc, name = np.multiply, "mul"
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -102,15 +98,9 @@ class Mul(Function):
         )
 
 
-class Div(Function):
+class Div(Binary):
+    ufunc, name = np.true_divide, "div"
     save_output = True
-
-    @staticmethod
-    def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        try:
-            return np.true_divide(a, b)
-        except ValueError as e:
-            raise _broadcast_error("div", a, b, e) from None
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -134,12 +124,9 @@ class Neg(Function):
         return -grad
 
 
-class Pow(Function):
+class Pow(Binary):
+    ufunc, name = np.power, "pow"
     save_output = True
-
-    @staticmethod
-    def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        return _binary("pow", np.power, a, b)
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -232,41 +219,33 @@ class Clip(Function):
         return grad * ctx.inside.astype(grad.dtype)
 
 
-class Maximum(Function):
-    """Elementwise maximum of two operands; where they tie, each gets half the gradient (like PyTorch)."""
+class _Extremum(Binary):
+    """Maximum or minimum of two operands; where they tie, each gets half the gradient (like PyTorch)."""
 
-    @staticmethod
-    def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        out = _binary("maximum", np.maximum, a, b)
-        ctx.share_a = (np.greater(a, b) + 0.5 * np.equal(a, b)).astype(out.dtype)
+    wins: Any = None  # where operand a alone is chosen (np.greater for the maximum)
+
+    @classmethod
+    def forward(cls, ctx: Context, a: Any, b: Any) -> np.ndarray:
+        out = super().forward(ctx, a, b)
+        ctx.share_a = (cls.wins(a, b) + 0.5 * np.equal(a, b)).astype(out.dtype)
         return out
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
-        return _split_between(ctx, grad)
+        a, b = ctx.inputs
+        na, nb = ctx.needs_input_grad
+        return (
+            unbroadcast(grad * ctx.share_a, _shape_of(a)) if na else None,
+            unbroadcast(grad * (1 - ctx.share_a), _shape_of(b)) if nb else None,
+        )
 
 
-class Minimum(Function):
-    """Elementwise minimum of two operands; where they tie, each gets half the gradient."""
-
-    @staticmethod
-    def forward(ctx: Context, a: Any, b: Any) -> np.ndarray:
-        out = _binary("minimum", np.minimum, a, b)
-        ctx.share_a = (np.less(a, b) + 0.5 * np.equal(a, b)).astype(out.dtype)
-        return out
-
-    @staticmethod
-    def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
-        return _split_between(ctx, grad)
+class Maximum(_Extremum):
+    ufunc, name, wins = np.maximum, "maximum", np.greater
 
 
-def _split_between(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
-    a, b = ctx.inputs
-    na, nb = ctx.needs_input_grad
-    return (
-        unbroadcast(grad * ctx.share_a, _shape_of(a)) if na else None,
-        unbroadcast(grad * (1 - ctx.share_a), _shape_of(b)) if nb else None,
-    )
+class Minimum(_Extremum):
+    ufunc, name, wins = np.minimum, "minimum", np.less
 
 
 class Where(Function):

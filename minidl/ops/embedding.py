@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from minidl.autograd import no_grad
+from minidl.grad_mode import no_grad
 from minidl.ops.elementwise import where
 from minidl.ops.shape import getitem
 from minidl.tensor import Tensor

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from minidl import kernels
-from minidl.autograd import Context, Function, composite_backward, is_grad_enabled
+from minidl.autograd import Context, Function, composite_backward
+from minidl.grad_mode import is_grad_enabled
 from minidl.ops.activation import softplus
 from minidl.ops.elementwise import clip, log, where
 from minidl.ops.shape import getitem

@@ -8,50 +8,17 @@ gradient over its window) are each other's backward.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from minidl import kernels
-from minidl.autograd import Context, Function, is_grad_enabled
-from minidl.ops.conv import Geometry, _check_float, col2im, geometry, padded, pair, windows
+from minidl.autograd import Context, Function
+from minidl.grad_mode import is_grad_enabled
+from minidl.ops.conv import _check_float
 from minidl.ops.shape import IndexAdd
 from minidl.tensor import Tensor
-
-
-def _pool_geometry(
-    op: str,
-    shape: tuple[int, ...],
-    kernel_size: Any,
-    stride: Any,
-    padding: Any,
-    dilation: Any,
-    ceil_mode: bool,
-) -> Geometry:
-    kernel = pair(kernel_size, "kernel_size", op)
-    stride_ = (
-        kernel if stride is None or (isinstance(stride, (list, tuple)) and not stride) else pair(stride, "stride", op)
-    )
-    ph, pw = pair(padding, "padding", op)
-    dil = pair(dilation, "dilation", op)
-    for p, k in ((ph, kernel[0]), (pw, kernel[1])):
-        if p < 0 or 2 * p > k:
-            raise ValueError(f"{op}: padding {padding} must be non-negative and at most half the kernel size {kernel}")
-    pads = [ph, ph, pw, pw]
-    if ceil_mode:  # let the last window start inside the input (or the left padding) and run past the end
-        h, w = shape[-2], shape[-1]
-        for axis, (n, k, s, d, p) in enumerate(
-            ((h, kernel[0], stride_[0], dil[0], ph), (w, kernel[1], stride_[1], dil[1], pw))
-        ):
-            span = d * (k - 1) + 1
-            out = math.ceil((n + 2 * p - span) / s) + 1 if n + 2 * p >= span else 0
-            if out > 0 and (out - 1) * s >= n + p:
-                out -= 1
-            need = (out - 1) * s + span - (n + 2 * p)
-            pads[2 * axis + 1] += max(need, 0)
-    g = geometry(op, shape, kernel, stride_, tuple(pads), dil)
-    return g
+from minidl.window import Geometry, col2im, padded, pool_geometry, windows
 
 
 class MaxPool2d(Function):
@@ -162,7 +129,7 @@ def max_pool2d(
     x, squeezed = _as_4d(op, input)
     if x.dtype.kind not in "fiu":
         raise TypeError(f"{op}: unsupported dtype {x.dtype}")
-    geom = _pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    geom = pool_geometry(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     sink: list[np.ndarray] = []
     out = MaxPool2d.apply(x, geom=geom, indices_out=sink if return_indices else None)
     indices = Tensor._make(sink[0].astype(np.int64)) if return_indices else None
@@ -185,7 +152,7 @@ def avg_pool2d(
     op = "avg_pool2d"
     x, squeezed = _as_4d(op, input)
     _check_float(op, input=x)
-    geom = _pool_geometry(op, x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    geom = pool_geometry(op, x.shape, kernel_size, stride, padding, 1, ceil_mode)
     divisor = _avg_divisor(geom, count_include_pad, divisor_override)
     out = AvgPool2d.apply(x, geom=geom, divisor=divisor)
     return out.squeeze(0) if squeezed else out

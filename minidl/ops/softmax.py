@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from minidl import kernels
-from minidl.autograd import Context, Function, is_grad_enabled
+from minidl.autograd import Context, Function
+from minidl.grad_mode import is_grad_enabled
 from minidl.tensor import Tensor
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from minidl import kernels
-from minidl.optim.optimizer import Optimizer
+from minidl.optim.optimizer import Optimizer, adam_moments, update_moments
 from minidl.tensor import Tensor
 
 
@@ -38,46 +38,31 @@ class Adam(Optimizer):
         )
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        super()._check_group(group)
-        b1, b2 = group["betas"]
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {group['betas']}")
-        if group["eps"] < 0 or group["weight_decay"] < 0:
-            raise ValueError(f"{type(self).__name__}: eps and weight_decay must be >= 0")
+    non_negative = ("lr", "eps", "weight_decay")
 
     def _update(self, group: dict[str, Any], p: Tensor, grad: np.ndarray, state: dict[str, Any]) -> None:
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        amsgrad, maximize = group["amsgrad"], group["maximize"]
+        t = adam_moments(state, p.data, amsgrad)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        vmax = state["max_exp_avg_sq"] if amsgrad else None
         if kernels.wanted(p.data) and kernels.optim.adam(
-            p.data, grad, state, lr, (b1, b2), eps, wd, self._decoupled, group["amsgrad"], group["maximize"]
+            p.data, grad, m, v, vmax, t, lr, (b1, b2), eps, wd, self._decoupled, maximize
         ):
             return  # numba: the update below in one pass
-        if group["maximize"]:
+        if maximize:
             grad = -grad
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(p.data)
-        state["step"] += 1
-        t = state["step"]
         if wd:
             if self._decoupled:
                 p.data *= 1 - lr * wd
             else:
                 grad = grad + wd * p.data
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m += (1 - b1) * (grad - m)
-        v *= b2
-        v += (1 - b2) * grad * grad
+        update_moments(m, v, grad, b1, b2)
         step_size = lr / (1 - b1**t)
         bias_correction2_sqrt = math.sqrt(1 - b2**t)
-        if group["amsgrad"]:
-            if "max_exp_avg_sq" not in state:
-                state["max_exp_avg_sq"] = np.zeros_like(p.data)
-            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-            v = state["max_exp_avg_sq"]
+        if vmax is not None:
+            np.maximum(vmax, v, out=vmax)
+            v = vmax
         denom = np.sqrt(v) / bias_correction2_sqrt + eps
         p.data -= step_size * (m / denom)
 

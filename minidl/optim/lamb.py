@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from minidl import kernels
-from minidl.optim.optimizer import Optimizer, excluded_from_adaptation
+from minidl.optim.optimizer import Optimizer, adam_moments, excluded_from_adaptation, update_moments
 from minidl.tensor import Tensor
 
 
@@ -38,38 +38,21 @@ class LAMB(Optimizer):
         )
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        super()._check_group(group)
-        b1, b2 = group["betas"]
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ValueError(f"LAMB: betas must be in [0, 1), got {group['betas']}")
-        if group["eps"] < 0 or group["weight_decay"] < 0:
-            raise ValueError("LAMB: eps and weight_decay must be >= 0")
+    non_negative = ("lr", "eps", "weight_decay")
 
     def _update(self, group: dict[str, Any], p: Tensor, grad: np.ndarray, state: dict[str, Any]) -> None:
-        (b1, b2), eps = group["betas"], group["eps"]
+        (b1, b2), eps, wd = group["betas"], group["eps"], group["weight_decay"]
         adapt = not (group["exclude_bias_and_norm"] and excluded_from_adaptation(p))
-        if kernels.wanted(p.data) and kernels.optim.lamb(
-            p.data, grad, state, group["lr"], (b1, b2), eps, group["weight_decay"], adapt
-        ):
-            return  # numba: the update below in two passes (the trust ratio needs both norms first)
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
-        state["step"] += 1
-        t = state["step"]
+        t = adam_moments(state, p.data)
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= b1
-        m += (1 - b1) * grad
-        v *= b2
-        v += (1 - b2) * grad * grad
+        if kernels.wanted(p.data) and kernels.optim.lamb(p.data, grad, m, v, t, group["lr"], (b1, b2), eps, wd, adapt):
+            return  # numba: the update below in two passes (the trust ratio needs both norms first)
+        update_moments(m, v, grad, b1, b2)
         update = (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
-        if group["exclude_bias_and_norm"] and excluded_from_adaptation(p):
-            ratio = 1.0
-        else:
-            if group["weight_decay"]:
-                update = update + group["weight_decay"] * p.data
+        ratio = 1.0
+        if adapt:
+            if wd:
+                update = update + wd * p.data
             w_norm = float(np.linalg.norm(p.data))
             u_norm = float(np.linalg.norm(update))
             ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0

@@ -55,11 +55,7 @@ class LARS(Optimizer):
         )
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        super()._check_group(group)
-        for key in ("momentum", "weight_decay", "eta", "eps"):
-            if group[key] < 0:
-                raise ValueError(f"LARS: {key} must be >= 0, got {group[key]}")
+    non_negative = ("lr", "momentum", "weight_decay", "eta", "eps")
 
     def _update(self, group: dict[str, Any], p: Tensor, grad: np.ndarray, state: dict[str, Any]) -> None:
         fast = kernels.wanted(p.data)  # numba: both norms in one pass, then the update in one pass

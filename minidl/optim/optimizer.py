@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from minidl.autograd import enable_grad
+from minidl.grad_mode import enable_grad
 from minidl.tensor import Tensor
 
 
@@ -59,10 +59,20 @@ class Optimizer:
         self._check_group(group)
         self.param_groups.append(group)
 
+    # hyperparameters every group must have >= 0; a subclass lists its own (betas are checked when present)
+    non_negative: tuple[str, ...] = ("lr",)
+
     def _check_group(self, group: dict[str, Any]) -> None:
-        """Validate a group's hyperparameters (subclasses extend)."""
-        if group.get("lr", 0.0) < 0:
-            raise ValueError(f"{type(self).__name__}: learning rate must be >= 0, got {group['lr']}")
+        """Validate a group's hyperparameters (subclasses extend it with rules that relate several)."""
+        name = type(self).__name__
+        for key in self.non_negative:
+            if group[key] < 0:
+                label = "learning rate (lr)" if key == "lr" else key
+                raise ValueError(f"{name}: {label} must be >= 0, got {group[key]}")
+        if "betas" in group:
+            betas = group["betas"]
+            if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+                raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas}")
 
     def _params(self) -> Iterator[Tensor]:
         for g in self.param_groups:
@@ -170,6 +180,31 @@ class Optimizer:
                 if k != "params":
                     lines.append(f"    {k}: {g[k]}")
         return "\n".join(lines) + "\n)"
+
+
+def adam_moments(state: dict[str, Any], like: np.ndarray, amsgrad: bool = False) -> int:
+    """Count a step of an Adam-family optimizer (Adam, AdamW, LAMB) and return its number t (from 1).
+
+    Creates the first and second moment buffers (``exp_avg``, ``exp_avg_sq``, PyTorch's names)
+    on the first step, and AMSGrad's running maximum ``max_exp_avg_sq`` whenever it is asked
+    for and missing (a group may switch amsgrad on mid-training). The numpy references and the
+    numba kernels both read the state this sets up.
+    """
+    if not state:
+        state["step"] = 0
+        state["exp_avg"] = np.zeros_like(like)
+        state["exp_avg_sq"] = np.zeros_like(like)
+    if amsgrad and "max_exp_avg_sq" not in state:
+        state["max_exp_avg_sq"] = np.zeros_like(like)
+    state["step"] += 1
+    return state["step"]
+
+
+def update_moments(m: np.ndarray, v: np.ndarray, grad: np.ndarray, b1: float, b2: float) -> None:
+    """Adam's moment updates in place: ``m = b1 m + (1-b1) g`` (as PyTorch's lerp), ``v = b2 v + (1-b2) g^2``."""
+    m += (1 - b1) * (grad - m)
+    v *= b2
+    v += (1 - b2) * grad * grad
 
 
 def excluded_from_adaptation(p: Tensor) -> bool:

@@ -39,12 +39,10 @@ class SGD(Optimizer):
         )
         super().__init__(params, defaults)
 
+    non_negative = ("lr", "momentum", "weight_decay")
+
     def _check_group(self, group: dict[str, Any]) -> None:
         super()._check_group(group)
-        if group["momentum"] < 0 or group["weight_decay"] < 0:
-            raise ValueError(
-                f"SGD: momentum and weight_decay must be >= 0, got {group['momentum']} and {group['weight_decay']}"
-            )
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("SGD: nesterov momentum needs momentum > 0 and dampening = 0")
 

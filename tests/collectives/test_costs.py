@@ -10,7 +10,7 @@ from functools import partial
 
 import pytest
 
-from collectives.algorithms import REGISTRY
+from collectives.algorithms import ALGORITHMS
 from collectives.algorithms.double_tree import _shapes, double_tree_cost, tree_time
 from collectives.algorithms.ring import ring_allreduce, ring_cost
 from collectives.algorithms.tree import tree_pipelined_allreduce, tree_pipelined_cost
@@ -53,7 +53,7 @@ def test_segmented_closed_forms_match_the_simulation(name, model):
 
 @pytest.mark.parametrize("name", ["naive", "rabenseifner", "recursive_doubling", "ring", "tree", "tree_pipelined"])
 def test_unsegmented_closed_forms_match_the_simulation_on_any_rank_count(name):
-    spec = REGISTRY[name]
+    spec = ALGORITHMS[name]
     model = CostModel.textbook(ALPHA, BETA, GAMMA)
     for p in (2, 3, 5, 6, 7, 9, 12, 33):
         for nbytes, rel in [(0, 1e-9), *sizes_for(p)[:1], *sizes_for(p)[2:]]:

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from collectives import select
-from collectives.algorithms import REGISTRY
+from collectives.algorithms import ALGORITHMS
 from collectives.bench import fit as fit_cli
 
 TRUE = select.MachineModel(7e-6, 1 / 3e9, 1 / 5e9)
@@ -14,10 +14,10 @@ TRUE = select.MachineModel(7e-6, 1 / 3e9, 1 / 5e9)
 
 def synthetic(model=TRUE, noise=0.0):
     samples = []
-    for i, name in enumerate(sorted(REGISTRY)):
+    for i, name in enumerate(sorted(ALGORITHMS)):
         for p in (2, 3, 4):
             for n in (16, 1024, 65536, 1 << 20, 16 << 20):
-                t = REGISTRY[name].cost(p, n, 4).time(model.alpha, model.beta, model.gamma)
+                t = ALGORITHMS[name].cost(p, n, 4).time(model.alpha, model.beta, model.gamma)
                 samples.append((name, p, n, 4, t * math.exp(noise * ((i + p + n) % 3 - 1))))
     return samples
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from mpi_launch import ROOT
 
+from collectives.link import format_time
 from collectives.sim.__main__ import main
 
 
@@ -64,9 +65,37 @@ def test_presets_and_bad_input(capsys):
     assert main(["presets"]) == 0
     assert "ib-ndr" in capsys.readouterr().out
     assert main(["run", "ring", "--ranks", "4", "--size", "1M", "--link", "ib-999"]) == 2
-    assert "unknown link preset" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="unknown algorithm"):
-        main(["run", "nosuch", "--ranks", "4", "--size", "1M"])
+    err = capsys.readouterr().err
+    assert "cannot read the link 'ib-999'" in err and "10Gbps,20us" in err and "'ib-edr'" in err
+    assert main(["run", "nosuch", "--ranks", "4", "--size", "1M"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown algorithm 'nosuch'" in err and "'rabenseifner'" in err and "'auto'" not in err
+
+
+def test_run_link_spec_means_what_the_python_api_means(capsys):
+    # --link 10Gbps,20us: every message takes 20 us + bytes / 1.25 GB/s end to end, as emulation stretches it.
+    # naive on 2 ranks sends one message each way in sequence (reduce to 0, then send back); device cpu adds gamma.
+    from collectives.sim import simulate
+
+    assert main(["run", "naive", "--ranks", "2", "--size", "1M", "--link", "10Gbps,20us"]) == 0
+    out = capsys.readouterr().out
+    api = simulate("naive", 2, 1 << 20, link="10Gbps,20us")
+    assert f"predicted {format_time(api.time)}" in out
+    by_hand = 2 * (20e-6 + (1 << 20) / 1.25e9) + (1 << 20) / 4e9  # two messages plus one cpu reduction
+    assert api.time == pytest.approx(by_hand, rel=1e-9)
+    preset = simulate("naive", 2, 1 << 20, link="ib-hdr")
+    assert main(["run", "naive", "--ranks", "2", "--size", "1M", "--link", "ib-hdr"]) == 0
+    assert f"predicted {format_time(preset.time)}" in capsys.readouterr().out
+
+
+def test_simulate_defaults_to_the_command_lines_machine(capsys):
+    from collectives.sim import simulate
+
+    assert main(["run", "ring", "--ranks", "4", "--size", "1M"]) == 0
+    out = capsys.readouterr().out
+    assert "ib-edr + cpu" in out
+    assert f"predicted {format_time(simulate('ring', 4, 1 << 20).time)}" in out
+    assert simulate("ring", 4, 1 << 20).time == simulate("ring", 4, 1 << 20, link="ib-edr").time > 0
 
 
 def test_example_registers_its_algorithm_and_passes_the_harness():

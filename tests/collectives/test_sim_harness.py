@@ -2,7 +2,7 @@
 
 import pytest
 
-from collectives import REGISTRY
+from collectives import ALGORITHMS
 from collectives.algorithms.chunking import chunk_bounds
 from collectives.sim import (
     DeadlockError,
@@ -134,7 +134,7 @@ def test_harness_reports_planted_bug_as_failed():
         report.raise_if_failed()
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_every_registered_algorithm_passes_real_and_symbolic_checks(name):
     report = check(
         name,
@@ -158,9 +158,9 @@ def test_symbolic_check_scales_to_thousands_of_ranks(name, p):
     assert result.p == p
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_counters_match_the_declared_cost(name):
-    spec = REGISTRY[name]
+    spec = ALGORITHMS[name]
     for p in (2, 3, 4, 5, 8, 16):
         for nbytes in (1024, 4 * ((1 << 20) + 3), 32 << 20):
             declared = spec.cost(p, nbytes, 4)

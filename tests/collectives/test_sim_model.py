@@ -4,14 +4,14 @@ import math
 
 import pytest
 
-from collectives import REGISTRY
+from collectives import ALGORITHMS
 from collectives.sim import CostModel, critical_terms, simulate
 from collectives.sim.machine import machine_from_options
 from collectives.sim.presets import PRESETS, get_preset, link_preset, presets_table
 from collectives.sim.topology import FatTree, FullyConnected, Hierarchical, Link, Ring, Switch, Torus, make_topology
 from collectives.sim.units import parse_bandwidth, parse_ranks, parse_size, parse_sizes, parse_time
 
-LINK = Link(1e9, 0.0)  # 1 GB/s, no hop latency: times below are bytes / 1e9 plus alpha
+LINK = Link(latency=0.0, bandwidth=1e9)  # 1 GB/s, no hop latency: times below are bytes / 1e9 plus alpha
 
 
 def fan_in(t, buf, op):
@@ -80,7 +80,7 @@ def test_fat_tree_oversubscription_slows_cross_switch_traffic():
 
 
 def test_hierarchical_cluster_uses_fast_links_inside_a_node():
-    intra, inter = Link(100e9, 0.0), Link(10e9, 0.0)
+    intra, inter = Link(latency=0.0, bandwidth=100e9), Link(latency=0.0, bandwidth=10e9)
     topo = Hierarchical(16, 8, intra, inter)
     assert topo.nodes == 2
     m = CostModel.alpha_beta_gamma(0.0, 0.0)
@@ -115,11 +115,11 @@ KNOWN_DISAGREEMENTS = {
         pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_DISAGREEMENTS[n]))
         if n in KNOWN_DISAGREEMENTS
         else n
-        for n in sorted(REGISTRY)
+        for n in sorted(ALGORITHMS)
     ],
 )
 def test_closed_form_agrees_with_simulation_within_one_percent(name):
-    spec = REGISTRY[name]
+    spec = ALGORITHMS[name]
     alpha, beta, gamma = 2e-6, 1e-10, 2e-10
     model = CostModel.textbook(alpha, beta, gamma)
     for p in (2, 3, 4, 5, 8, 16, 64):
@@ -131,7 +131,7 @@ def test_closed_form_agrees_with_simulation_within_one_percent(name):
 
 def test_critical_terms_of_the_ring_match_its_cost():
     lat, xfer, red = critical_terms("ring", 8, 8 * 4096)
-    c = REGISTRY["ring"].cost(8, 8 * 4096, 4)
+    c = ALGORITHMS["ring"].cost(8, 8 * 4096, 4)
     assert (lat, xfer, red) == (c.latency_terms, c.transfer_bytes, c.reduce_bytes)
 
 
@@ -140,10 +140,13 @@ SLOW_COSTS = {"double_tree": "double_tree_cost walks every rank's place in both 
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=pytest.mark.skip(reason=SLOW_COSTS[n])) if n in SLOW_COSTS else n for n in sorted(REGISTRY)],
+    [
+        pytest.param(n, marks=pytest.mark.skip(reason=SLOW_COSTS[n])) if n in SLOW_COSTS else n
+        for n in sorted(ALGORITHMS)
+    ],
 )
 def test_closed_forms_reach_a_million_ranks(name):
-    c = REGISTRY[name].cost(1 << 20, 1 << 30, 4)
+    c = ALGORITHMS[name].cost(1 << 20, 1 << 30, 4)
     assert 0 < c.time(1e-6, 1e-10, 1e-10) < math.inf
     assert c.messages_per_rank >= 1
 

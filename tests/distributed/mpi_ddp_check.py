@@ -105,6 +105,41 @@ if not np.allclose(gb, 1.0 / size):  # d(sum)/dW_b = 1 on rank 0 only, averaged 
     fail(f"unused-parameter gradient {gb.ravel()} != {1.0 / size}")
 ddp.close()
 
+
+# 3b. no stale gradients: b used in step 1 and unused in step 2 gets zero in step 2, not step 1's
+#     gradient still sitting in its bucket view; b used only in a no_sync micro-step keeps that gradient
+def branchy(cap_mb):
+    model = Branchy()
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    return model, DistributedDataParallel(model, comm, bucket_cap_mb=cap_mb, first_bucket_mb=cap_mb)
+
+
+for cap_mb in (25.0, 1e-5):  # b shares a bucket with a / every parameter has its own bucket
+    model, ddp = branchy(cap_mb)
+    ddp(x, use_b=True).sum().backward()
+    if not np.allclose(model.b.weight.grad.data, 1.0):  # d(sum)/dW_b = x = 1 on every rank
+        fail(f"step 1 gradient of b {model.b.weight.grad.data.ravel()} != 1")
+    model.zero_grad()
+    ddp(x, use_b=False).sum().backward()
+    gb = model.b.weight.grad
+    if size == 1:  # nothing to synchronise: plain autograd, which leaves an unused gradient None
+        stale = gb is not None
+    else:
+        stale = gb is None or np.any(gb.data != 0)
+    if stale or not np.allclose(model.a.weight.grad.data, 1.0):
+        fail(f"cap {cap_mb}: unused b in step 2 has gradient {None if gb is None else gb.data.ravel()}, expected 0")
+    model.zero_grad()
+    with ddp.no_sync():
+        ddp(x, use_b=True).sum().backward()
+    ddp(x, use_b=False).sum().backward()
+    if not np.allclose(model.b.weight.grad.data, 1.0) or not np.allclose(model.a.weight.grad.data, 2.0):
+        fail(f"cap {cap_mb}: no_sync gradient of b {model.b.weight.grad.data.ravel()} lost (expected 1)")
+    flats = [b.flat for b in ddp.buckets]
+    if not all(any(np.shares_memory(p.grad.data, f) for f in flats) for p in model.parameters()):
+        fail("a gradient is not a view into its bucket")
+    ddp.close()
+
 # 4. replica consistency check names the step and the first differing parameter on every rank
 model = make_model(0)
 ddp = DistributedDataParallel(model, comm, check_every=1)

@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
+import mpi_failure
 import pytest
 from mpi_launch import run_mpi
 
-CHECK = str(Path(__file__).with_name("mpi_ddp_check.py"))
+HERE = Path(__file__).parent
+CHECK = str(HERE / "mpi_ddp_check.py")
 
 
 @pytest.mark.mpi
@@ -13,3 +15,20 @@ CHECK = str(Path(__file__).with_name("mpi_ddp_check.py"))
 def test_ddp_properties(nprocs):
     proc = run_mpi(nprocs, [CHECK], timeout=240)
     assert f"{nprocs} ranks: DDP ok" in proc.stdout
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("shape", "parameter '0.weight' is (5, 3) float32 on rank 1 but (4, 3) float32 on rank 0"),
+        ("extra", "parameter '3.weight' exists on rank 1 but not on rank 0"),
+    ],
+)
+def test_different_models_on_different_ranks_fail_on_every_rank_at_construction(case, expected):
+    proc = mpi_failure.run([str(HERE / "mpi_ddp_mismatch.py"), case], nprocs=3, timeout=60)
+    assert proc.returncode != 0
+    assert "constructed" not in proc.stdout
+    # every rank raised, with the same message naming the tensor and the rank
+    assert proc.stderr.count(f"DistributedDataParallel: the ranks hold different models: {expected}") == 3, proc.stderr
+    assert proc.seconds < 30, proc.seconds

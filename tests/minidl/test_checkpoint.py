@@ -232,3 +232,50 @@ def test_rng_state_round_trip():
 
 if __name__ == "__main__":
     train(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+
+
+# ----------------------------------------------------------------------------- a run's series of checkpoints
+def _tiny():
+    return nn.Linear(2, 1)
+
+
+def test_series_keeps_the_newest_k_of_its_run_only(tmp_path):
+    from minidl.checkpoint import CheckpointSeries
+
+    series = CheckpointSeries(tmp_path, "run-a", keep=2)
+    for epoch in range(1, 6):
+        series.save(epoch, model=_tiny(), step=10 * epoch)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["run-a.epoch-0004.npz", "run-a.epoch-0005.npz"]
+    assert checkpoint.load(tmp_path / "run-a.epoch-0005.npz")["step"] == 50
+
+
+def test_a_new_run_writes_next_to_another_and_overwrite_replaces_it(tmp_path):
+    from minidl.checkpoint import CheckpointSeries
+
+    old = CheckpointSeries(tmp_path, "run-old", keep=3).save(1, model=_tiny())
+    os.utime(old, (1e9, 1e9))  # written long ago (file times may be coarser than this test is fast)
+    before = old.read_bytes()
+    new = CheckpointSeries(tmp_path, CheckpointSeries.new_run_name(), keep=3)
+    assert new.run != "run-old" and new.run.startswith("run-")
+    new.save(1, model=_tiny())
+    assert (tmp_path / "run-old.epoch-0001.npz").read_bytes() == before  # untouched
+    assert sorted(CheckpointSeries.runs(tmp_path)) == sorted(["run-old", new.run])
+    assert CheckpointSeries.latest(tmp_path) == new.path(1)
+    CheckpointSeries(tmp_path, "run-third", keep=3, replace_others=True).save(2, model=_tiny())
+    assert [p.name for p in tmp_path.iterdir()] == ["run-third.epoch-0002.npz"]
+
+
+def test_series_names_and_missing_configuration_are_clear_errors(tmp_path):
+    from minidl.checkpoint import CheckpointSeries
+
+    with pytest.raises(ValueError, match="run name 'a/b'"):
+        CheckpointSeries(tmp_path, "a/b")
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        CheckpointSeries(tmp_path, "r", keep=0)
+    assert CheckpointSeries.latest(tmp_path / "missing") is None
+    path = CheckpointSeries(tmp_path, "r").save(1, model=_tiny())
+    with pytest.raises(CheckpointError, match="stores no run configuration"):
+        CheckpointSeries.config_of(path)
+    with pytest.raises(ValueError, match="not named like a run's checkpoint"):
+        CheckpointSeries.run_of(tmp_path / "last.npz")

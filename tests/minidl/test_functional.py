@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 
 import minidl
 import minidl.functional as F
-from minidl.ops.conv import conv2d_reference, conv_padding, geometry, pair
+from minidl.ops.conv import conv2d_reference
 from minidl.ops.loss import cross_entropy_reference
 from minidl.ops.normalization import batch_norm_reference, layer_norm_reference
+from minidl.window import conv_padding, geometry, pair
 
 
 def t64(*shape, seed=0, requires_grad=True):

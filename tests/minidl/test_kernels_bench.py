@@ -57,3 +57,41 @@ def test_script_runs_and_writes_json(tmp_path):
         [sys.executable, "-m", "minidl.bench", "--models", "vgg"], capture_output=True, text=True, cwd=ROOT
     )
     assert bad.returncode == 2 and "unknown model 'vgg'" in bad.stderr
+
+
+def test_engines_alternate_single_steps_in_rotating_order():
+    from minidl.bench.timing import interleaved
+
+    log = []
+    engines = {k: (lambda k=k: log.append(k)) for k in ("minidl", "torch", "floor")}
+    times = interleaved(engines, 4)
+    assert log == ["minidl", "torch", "floor", "torch", "floor", "minidl", "floor", "minidl", "torch"] + [
+        "minidl",
+        "torch",
+        "floor",
+    ]
+    assert {k: len(v) for k, v in times.items()} == {"minidl": 4, "torch": 4, "floor": 4}
+
+
+def test_ratio_summary_pairs_step_by_step():
+    from minidl.bench.timing import ratio_summary
+
+    # ratio of medians would be 5/3; the pairs say 1, 2, 5 (median 2)
+    r = ratio_summary([1.0, 4.0, 5.0], [1.0, 2.0, 1.0])
+    assert (r["median"], r["min"], r["max"], r["pairs"]) == (2.0, 1.0, 5.0, 3)
+    with pytest.raises(ValueError):
+        ratio_summary([1.0, 2.0], [1.0])  # unequal lengths are a bug in the caller, not a shorter answer
+
+
+def test_op_overhead_runs_and_records_the_machine(tmp_path):
+    from minidl.bench.overhead import CHAINS
+
+    out = tmp_path / "overhead.json"
+    cmd = [sys.executable, "-m", "minidl.bench", "--op-overhead", "--no-torch", "--rounds", "1", "--steps", "2"]
+    cmd += ["--length", "5", "--size", "2", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert [row["chain"] for row in data["op_overhead"]] == list(CHAINS)
+    assert data["machine"]["command"][-2:] == ["--json", str(out)]
+    assert "blas" in data["machine"] and "load_average" in data["machine"]

@@ -1,0 +1,126 @@
+"""The step every collective call takes before it runs: check this rank's arguments, agree with the others.
+
+A collective whose ranks disagree, or whose arguments are invalid on one rank, must fail on
+every rank rather than hang the others (:mod:`collectives.agreement`). So a rank validates its
+arguments (:func:`validate`: buffer, dtype, op, root, and the algorithm name through the
+registry's one :func:`collectives.algorithms.resolve`) and then, error or not, takes part in the
+signature exchange; only after it does any rank raise. Blocking calls (:mod:`collectives.api`)
+and non-blocking ones (:mod:`collectives.nonblocking`) share this one step (:func:`prepare`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from collectives import agreement, select
+from collectives.algorithms import ALGORITHMS, BLOCKS, resolve
+from collectives.ops import ReduceOp, get_op
+
+if TYPE_CHECKING:
+    from collectives.context import CommContext
+
+
+class Call(NamedTuple):
+    """One rank's validated call: what it runs and on what."""
+
+    flat: np.ndarray  # the user's buffer as a flat view of its memory
+    op: ReduceOp | None  # None for broadcast and allgather
+    run: Any  # allreduce: the algorithm ``run(t, flat, op)``; a building block: ``make(t, flat, op, root)``
+    algorithm: str  # as resolved ("auto" replaced by the choice)
+
+
+class Pending(NamedTuple):
+    """A non-blocking agreement in flight: wait on ``request``, then :func:`agreement.verify` ``combined``."""
+
+    combined: np.ndarray
+    request: Any
+    names: dict[str, str]
+
+
+def flat_view(name: str, buf: Any) -> np.ndarray:
+    """The buffer as a flat view sharing its memory, or an error saying what is wrong with it."""
+    if not isinstance(buf, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(buf).__name__}")
+    if not buf.flags.writeable:
+        raise ValueError(f"{name}: the buffer is read-only; the result is written into it")
+    if buf.flags.c_contiguous:
+        return buf.reshape(-1)
+    if buf.flags.f_contiguous:
+        return buf.T.reshape(-1)  # elementwise ops do not care about the order of memory
+    raise ValueError(f"{name}: the buffer must be contiguous (use np.ascontiguousarray)")
+
+
+def validate(collective: str, size: int, buf: Any, op: Any, algorithm: Any, root: Any) -> Call:
+    """This rank's arguments checked (TypeError or ValueError naming the problem), without communicating."""
+    flat = flat_view(collective, buf)
+    reduce_op = get_op(op) if op is not None else None
+    if reduce_op is not None and (why := reduce_op.check_dtype(flat.dtype)):
+        raise TypeError(f"{collective}: {why}")
+    if op is None and flat.dtype.kind not in "biufc":
+        raise TypeError(f"{collective}: dtype {flat.dtype} is not a numeric dtype")
+    if not isinstance(root, (int, np.integer)) or not 0 <= root < size:
+        raise ValueError(f"{collective}: root must be a rank in 0..{size - 1}, got {root!r}")
+    name = resolve(algorithm, collective=collective)
+    if collective == "allreduce":
+        if name == "auto":
+            name = select.choose(size, flat.nbytes, flat.dtype.itemsize)
+        spec = ALGORITHMS[name]
+        run, constraints = spec.run, spec.constraints
+    else:
+        block = BLOCKS[collective][name]
+        run, constraints = block.make, block.constraints
+    if why := constraints.violation(size, flat.size):
+        raise ValueError(f"{collective}: algorithm {name!r} {why}")
+    return Call(flat, reduce_op, run, name)
+
+
+def prepare(
+    collective: str,
+    ctx: CommContext,
+    buf: Any,
+    op: Any,
+    algorithm: Any,
+    root: Any,
+    check: bool | None,
+    *,
+    blocking: bool = True,
+    label: str | None = None,
+) -> tuple[Call, Pending | None]:
+    """Validate, then agree with the other ranks; raise on every rank if any rank's call is invalid or differs.
+
+    Blocking: returns when the ranks have agreed. Non-blocking: returns the agreement in flight
+    (:class:`Pending`, None when unchecked) for the caller to wait on as its first step; a rank
+    with invalid arguments still posts its part first, so the others learn of it, then raises.
+    ``label`` names the call in messages (default ``collective``).
+    """
+    try:
+        call, error = validate(collective, ctx.size, buf, op, algorithm, root), None
+    except (TypeError, ValueError) as e:
+        call, error = None, e
+    if not agreement.checks_enabled(check) or ctx.size == 1:
+        if error is not None:
+            raise error
+        return call, None
+    opname = call.op.name if call is not None and call.op is not None else str(op)
+    flat = call.flat if call is not None else None
+    sig = agreement.signature(
+        collective,
+        -1 if flat is None else flat.size,
+        None if flat is None else flat.dtype,
+        opname,
+        str(algorithm),
+        root if isinstance(root, (int, np.integer)) else -1,
+        error is not None,
+        ctx.rank,
+    )
+    names = {"collective": label or collective, "op": opname, "algorithm": str(algorithm)}
+    combined, request = agreement.start(ctx.comm, sig, blocking=blocking)
+    if blocking:
+        agreement.verify(combined, names, error)
+        return call, None
+    if error is not None:  # tell the others, then fail here and now
+        request.Wait()
+        raise error
+    return call, Pending(combined, request, names)

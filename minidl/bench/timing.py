@@ -1,0 +1,91 @@
+"""Paired timing: the engines take single steps in turn, and each pair of neighbouring steps gives a ratio.
+
+A shared machine drifts (other processes, frequency, the page cache) on the scale of tens of
+milliseconds, so two timings taken far apart compare the machine as much as the engines. Here
+the engines alternate at the finest fair grain, one training step each, in an order that
+rotates with every pair (minidl, torch, floor; torch, floor, minidl; ...), so neither engine
+always runs first after the other's cache footprint. Pair i is the i-th step of every engine,
+taken within a few step times of each other; the ratio of two engines is reported as the median
+of the per-pair ratios with its spread (min-max, and the quartiles in the JSON). The spread is
+the honest part: a median of 1.05x whose quartiles straddle 1.0 is no evidence either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from minidl.bench.workloads import BATCH, check_same_loss, engines_for
+
+# the ratios reported: minidl against each baseline, and the floor against PyTorch
+PAIRS = (("minidl", "torch"), ("minidl", "numpy-floor"), ("minidl", "minidl-numpy"), ("numpy-floor", "torch"))
+
+
+def time_steps(step: Callable[[], Any], steps: int) -> float:
+    """Median seconds per call over ``steps`` consecutive calls (for one engine alone, e.g. the trap's parts)."""
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def interleaved(engines: dict[str, Callable[[], Any]], pairs: int) -> dict[str, list[float]]:
+    """Seconds of ``pairs`` single steps per engine, the engines alternating step by step in rotating order."""
+    names = list(engines)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    clock = time.perf_counter
+    for i in range(pairs):
+        shift = i % len(names)
+        for k in names[shift:] + names[:shift]:
+            step = engines[k]
+            start = clock()
+            step()
+            times[k].append(clock() - start)
+    return times
+
+
+def ratio_summary(num: Sequence[float], den: Sequence[float]) -> dict[str, float]:
+    """Median, quartiles and min-max of the per-pair ratios ``num[i] / den[i]``."""
+    ratios = sorted(a / b for a, b in zip(num, den, strict=True))
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+    return {
+        "median": statistics.median(ratios),
+        "q1": q1,
+        "q3": q3,
+        "min": ratios[0],
+        "max": ratios[-1],
+        "pairs": len(ratios),
+    }
+
+
+def run_model(name: str, threads: int, args: argparse.Namespace, use_torch: bool) -> dict[str, Any]:
+    """Build the engines for one model, check they agree, warm up, and time ``rounds * steps`` interleaved pairs."""
+    engines, _ = engines_for(name, use_torch, args.numpy_reference)
+    losses = check_same_loss(name, engines)
+    for fn in engines.values():
+        for _ in range(args.warmup):
+            fn()
+    times = interleaved(engines, args.rounds * args.steps)
+    result: dict[str, Any] = {
+        "model": name,
+        "batch": BATCH[name],
+        "threads": threads,
+        "first_step_loss": losses,
+        "median_step_ms": {k: 1e3 * statistics.median(v) for k, v in times.items()},
+        # per round (``steps`` consecutive pairs): the median step, to see drift over the run
+        "round_step_ms": {
+            k: [1e3 * statistics.median(v[r * args.steps : (r + 1) * args.steps]) for r in range(args.rounds)]
+            for k, v in times.items()
+        },
+        "step_ms": {k: [1e3 * t for t in v] for k, v in times.items()},
+        "ratios": {},
+    }
+    for a, b in PAIRS:
+        if a in times and b in times:
+            result["ratios"][f"{a}/{b}"] = ratio_summary(times[a], times[b])
+    return result

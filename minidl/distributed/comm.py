@@ -1,0 +1,92 @@
+"""The process group, shaped like ``torch.distributed``: the one place minidl calls ``collectives``.
+
+The trainer, the study and the benchmarks ask here for their rank and world size, reduce and
+broadcast arrays, and list or parse the allreduce algorithms and links; they never import
+``collectives`` themselves, so the two halves of the project meet in ``minidl.distributed`` only.
+Every function takes an optional mpi4py communicator (default: the world) and works without
+``mpiexec`` as a world of one rank.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import collectives
+from collectives import Link, parse_link
+from collectives.algorithms import resolve
+
+__all__ = [
+    "Link",
+    "algorithms",
+    "all_reduce",
+    "barrier",
+    "broadcast",
+    "check_algorithm",
+    "get_rank",
+    "get_world_size",
+    "parse_link",
+    "resolve_link",
+    "world",
+]
+
+
+def world() -> Any:
+    """``MPI.COMM_WORLD``; without mpiexec it has one rank."""
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def get_rank(comm: Any = None) -> int:
+    """This process's rank in ``comm`` (default: the world)."""
+    return (comm or world()).Get_rank()
+
+
+def get_world_size(comm: Any = None) -> int:
+    """The number of ranks in ``comm`` (default: the world)."""
+    return (comm or world()).Get_size()
+
+
+def barrier(comm: Any = None) -> None:
+    """Wait until every rank of ``comm`` has arrived."""
+    (comm or world()).Barrier()
+
+
+def all_reduce(
+    array: np.ndarray,
+    op: str = "sum",
+    algorithm: str = "ring",
+    comm: Any = None,
+    *,
+    link: Link | str | None = None,
+    check: bool | None = None,
+) -> np.ndarray:
+    """Reduce ``array`` elementwise across ranks, in place, with a hand-written allreduce; returns it.
+
+    ``op`` is "sum", "avg", "prod", "max" or "min"; ``algorithm`` one of :func:`algorithms`;
+    ``link`` emulates a slower interconnect (a :class:`Link`, a preset name or "10Gbps,20us");
+    ``check`` overrides the cross-rank agreement check for this call.
+    """
+    return collectives.allreduce(array, comm or world(), op, algorithm, check=check, link=resolve_link(link))
+
+
+def broadcast(array: np.ndarray, src: int = 0, comm: Any = None, *, check: bool | None = None) -> np.ndarray:
+    """Copy rank ``src``'s ``array`` into ``array`` on every rank, in place; returns it."""
+    return collectives.broadcast(array, src, comm or world(), check=check)
+
+
+def algorithms() -> list[str]:
+    """The allreduce algorithm names ``all_reduce`` and DDP accept ("auto" lets a cost model choose)."""
+    return collectives.algorithm_names()
+
+
+def check_algorithm(name: str) -> str:
+    """Return ``name`` if it is an allreduce algorithm; else collectives' error, which lists the valid names."""
+    return resolve(name)
+
+
+def resolve_link(link: Link | str | None) -> Link | None:
+    """A :class:`Link` from a Link, a preset name or "BANDWIDTH,LATENCY" (None stays None)."""
+    return None if link is None else parse_link(link)
