@@ -326,3 +326,79 @@ def check_exposed_comm(fn: Callable[[Sequence[float], Sequence[float], float], f
         lines.append("one comm thread: start_i = max(ready_i, finish_(i-1)); exposed = max(0, last finish - end)")
         return LessonReport(title, False, lines)
     return LessonReport(title, True, [f"{len(EXPOSED_CASES)} hand-worked schedules match"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 6: steps to target vs batch, and the best number of workers
+
+
+def steps_reference(batch: float, s_min: float, b_crit: float) -> float:
+    """McCandlish et al. (2018): S(B) = S_min (1 + B_crit / B), from (S/S_min - 1)(E/E_min - 1) = 1 with E = S B."""
+    return s_min * (1 + b_crit / batch)
+
+
+def check_steps_to_target(fn: Callable[[float, float, float], float]) -> LessonReport:
+    """Check ``fn(batch, s_min, b_crit) -> steps`` against S_min (1 + B_crit / B) on hand-computed cases."""
+    title = f"steps to target {_name(fn)}"
+    cases = (  # (batch, S_min, B_crit, steps worked by hand)
+        (100, 1000, 100, 2000.0),  # at the critical batch: twice the minimum
+        (10, 1000, 100, 11000.0),  # far below: ten times the samples buy ten times fewer steps
+        (10_000, 1000, 100, 1010.0),  # far above: steps barely fall
+        (64, 24, 40, 39.0),
+    )
+    lines = []
+    for batch, s_min, b_crit, expected in cases:
+        try:
+            got = float(fn(batch, s_min, b_crit))
+        except Exception as e:
+            return LessonReport(title, False, [f"raised {type(e).__name__}: {e}"])
+        if not np.isclose(got, expected, rtol=1e-9):
+            line = f"B={batch}, S_min={s_min}, B_crit={b_crit}: got {got:g} steps, expected {expected:g}"
+            if np.isclose(got, s_min * (1 + batch / b_crit), rtol=1e-9):
+                line += " (that is E/E_min, the samples: steps fall as the batch grows)"
+            lines.append(line)
+    if lines:
+        lines.append("S(B) = S_min (1 + B_crit / B): at B = B_crit, twice the minimum number of steps")
+        return LessonReport(title, False, lines)
+    return LessonReport(title, True, [f"{len(cases)} hand-computed cases match S_min (1 + B_crit / B)"])
+
+
+def best_workers_reference(
+    workers: Sequence[int], per_worker_batch: int, s_min: float, b_crit: float, step_time: Callable[[int], float]
+) -> int:
+    """The worker count with the least time to target: steps at batch p b times the step time at p workers."""
+    times = [steps_reference(p * per_worker_batch, s_min, b_crit) * step_time(p) for p in workers]
+    return int(workers[int(np.argmin(times))])
+
+
+def check_best_workers(fn: Callable[..., int]) -> LessonReport:
+    """Check ``fn(workers, per_worker_batch, s_min, b_crit, step_time) -> p`` on three interconnects.
+
+    Each case is a ring allreduce of 4 MB of gradients after 10 ms of compute, on a link from fast
+    to slow; the answer minimises steps x step time. Minimising either factor alone is named.
+    """
+    title = f"best number of workers {_name(fn)}"
+    workers = [2**k for k in range(13)]
+    lines = []
+    for link, alpha, bandwidth in (("fast", 1e-6, 25e9), ("ethernet", 50e-6, 1.25e9), ("slow", 200e-6, 0.125e9)):
+
+        def step_time(p: int, alpha: float = alpha, bandwidth: float = bandwidth) -> float:
+            ring = 2 * (p - 1) * alpha + 2 * (p - 1) / p * 4e6 / bandwidth
+            return 0.010 + ring
+
+        expected = best_workers_reference(workers, 32, 500.0, 2000.0, step_time)
+        try:
+            got = fn(list(workers), 32, 500.0, 2000.0, step_time)
+        except Exception as e:
+            return LessonReport(title, False, [f"raised {type(e).__name__}: {e}"])
+        if got != expected:
+            line = f"{link} link (alpha {alpha * 1e6:g} us, {bandwidth / 1e9:g} GB/s): got {got}, expected {expected}"
+            if got == workers[int(np.argmin([step_time(p) for p in workers]))]:
+                line += " (the fastest step alone: more workers also mean fewer steps)"
+            elif got == workers[-1]:
+                line += " (the fewest steps alone: communication grows with the workers)"
+            lines.append(line)
+    if lines:
+        lines.append("time to target(p) = S(p x per_worker_batch) x step_time(p); pick the p that minimises it")
+        return LessonReport(title, False, lines)
+    return LessonReport(title, True, ["the best worker count matches on a fast, an ethernet and a slow link"])

@@ -9,6 +9,7 @@ from minidl.data import DataLoader
 from notebooks.solutions import s01_autograd as s1
 from notebooks.solutions import s02_training as s2
 from notebooks.solutions import s05_data_parallel as s5
+from notebooks.solutions import s06_large_batch as s6
 
 
 def fails_with(report, *phrases):
@@ -172,6 +173,8 @@ def test_exposed_cases_agree_with_the_reference_schedule():
         lessons.check_accuracy,
         lessons.check_noise_scale,
         lessons.check_exposed_comm,
+        lessons.check_steps_to_target,
+        lessons.check_best_workers,
     ],
     ids=lambda c: c.__name__,
 )
@@ -189,3 +192,32 @@ def test_an_unfinished_op_is_reported_not_raised():
             raise NotImplementedError("exercise")
 
     fails_with(lessons.check_softplus(Unfinished), "raised NotImplementedError")
+
+
+# --- notebook 6
+
+
+def test_steps_solution_passes_and_samples_instead_of_steps_is_named():
+    assert lessons.check_steps_to_target(s6.steps_to_target).ok
+    fails_with(lessons.check_steps_to_target(lambda b, s, c: s * (1 + b / c)), "that is E/E_min")
+
+
+def test_best_workers_solution_passes():
+    assert lessons.check_best_workers(s6.best_workers).ok
+
+
+def test_best_workers_by_step_time_alone_is_named():
+    def fastest_step(workers, b, s_min, b_crit, step_time):
+        return min(workers, key=step_time)
+
+    fails_with(lessons.check_best_workers(fastest_step), "the fastest step alone")
+
+
+def test_best_workers_by_steps_alone_is_named():
+    fails_with(lessons.check_best_workers(lambda workers, *rest: max(workers)), "the fewest steps alone")
+
+
+def test_best_workers_reference_by_hand():
+    # S_min 100, B_crit 100, batch 10 per worker; step 1 s + 0.1 s per extra worker:
+    # p=1: 1100 x 1.0 = 1100; p=10: 200 x 1.9 = 380; p=100: 110 x 10.9 = 1199 -> 10
+    assert lessons.best_workers_reference([1, 10, 100], 10, 100, 100, lambda p: 1 + 0.1 * (p - 1)) == 10
