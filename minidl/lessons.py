@@ -380,7 +380,7 @@ def check_best_workers(fn: Callable[..., int]) -> LessonReport:
     title = f"best number of workers {_name(fn)}"
     workers = [2**k for k in range(13)]
     lines = []
-    for link, alpha, bandwidth in (("fast", 1e-6, 25e9), ("ethernet", 50e-6, 1.25e9), ("slow", 200e-6, 0.125e9)):
+    for link, alpha, bandwidth in (("fast", 1e-6, 25e9), ("ethernet", 50e-6, 1.25e9), ("slow", 1e-3, 0.05e9)):
 
         def step_time(p: int, alpha: float = alpha, bandwidth: float = bandwidth) -> float:
             ring = 2 * (p - 1) * alpha + 2 * (p - 1) / p * 4e6 / bandwidth
