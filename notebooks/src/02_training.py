@@ -28,7 +28,9 @@ import minidl.functional as F
 from minidl import lessons
 from minidl.data import DataLoader
 from minidl.experiments import build_model, load_dataset
+from minidl.threads import configure_threads
 
+configure_threads(1)  # one BLAS/numba thread, as the benchmarks below use, so the step times compare
 _ = minidl.manual_seed(0)
 train, test, info = load_dataset("digits")
 print(f"{len(train)} training and {len(test)} test images of shape {info.input_shape}, {info.num_classes} classes")
