@@ -141,28 +141,25 @@ def minidl_step(name: str) -> tuple[Callable[[], float], Any]:
     x, y = make_batch(name)
     inputs = x if name == "transformer" else minidl.tensor(x)
     opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-
-    def step() -> float:
-        loss = F.cross_entropy(model(inputs), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step, model
+    return training_step(model, F.cross_entropy, inputs, y, opt), model
 
 
 def torch_step(name: str, source: Any) -> Callable[[], float]:
+    """A closure running one step of the PyTorch twin of ``source`` (returns the loss)."""
     import torch
     import torch.nn.functional as TF
 
     model = make_torch_model(name, source)
     x, y = make_batch(name)
-    inputs, target = torch.from_numpy(x), torch.from_numpy(y)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    return training_step(model, TF.cross_entropy, torch.from_numpy(x), torch.from_numpy(y), opt)
+
+
+def training_step(model: Any, loss_fn: Callable, inputs: Any, target: Any, opt: Any) -> Callable[[], float]:
+    """One step, written once for both engines (they share PyTorch's API): forward, loss, backward, update."""
 
     def step() -> float:
-        loss = TF.cross_entropy(model(inputs), target)
+        loss = loss_fn(model(inputs), target)
         opt.zero_grad()
         loss.backward()
         opt.step()
