@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SOURCES = HERE / "src"
 CELL_TIMEOUT = 600  # seconds for one cell when building
-TEST_CELL_TIMEOUT = 240  # in the test suite: a hang guard, not a benchmark
+TEST_CELL_TIMEOUT = 540  # in the test suite: a hang guard, not a benchmark
 KERNEL = "python3"
 
 

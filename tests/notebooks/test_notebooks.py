@@ -46,6 +46,7 @@ def test_a_changed_source_is_detected(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.mpi
+@pytest.mark.timeout(600)  # a hang guard: about a minute each on 2 idle cores, several on a loaded machine
 @pytest.mark.parametrize("source", SOURCES, ids=IDS)
 def test_notebook_runs_top_to_bottom(source):
     nb = build.notebook_of(source)
