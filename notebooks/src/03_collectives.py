@@ -47,9 +47,11 @@ for name, spec in collectives.ALGORITHMS.items():
 # | recursive doubling | $\log_2 p\,(\alpha + n\beta + n\gamma)$ | small messages: fewest steps |
 # | ring | $2(p-1)\alpha + 2\frac{p-1}{p}n\beta + \frac{p-1}{p}n\gamma$ | large messages: optimal bytes |
 # | Rabenseifner (halving, then doubling) | $2\log_2 p\,\alpha + 2\frac{p-1}{p}n\beta + \frac{p-1}{p}n\gamma$ | medium to large |
-# | double binary tree | $\approx 2\log_2 p\,\alpha + n\beta$ (pipelined) | large $p$ (NCCL's choice) |
+# | double binary tree (two trees, half the data each) | $O(\log p)\,\alpha$; near $n\beta$ only when finely pipelined | large $p$ (NCCL's choice) |
 #
-# Each algorithm declares its cost; here are the three terms at $p = 8$ and 1 MiB:
+# Each algorithm declares its cost, for the code as written (the project's double tree is not
+# segmented, so its bandwidth term is well above the pipelined ideal); here are the three terms at
+# $p = 8$ and 1 MiB:
 
 # %%
 p, nbytes = 8, 1 << 20
