@@ -119,7 +119,8 @@ def in_process(args: argparse.Namespace) -> None:
             "25 MiB buckets": partial(DistributedDataParallel, bucket_cap_mb=25.0),
         }
     else:
-        variants = {"before": load_ddp(args.before), "after": DistributedDataParallel}
+        after = load_ddp(args.after) if args.after else DistributedDataParallel
+        variants = {"before": load_ddp(args.before), "after": after}
     runs = {}
     for name, make in variants.items():
         replica, _ = build(args.model)
@@ -169,10 +170,10 @@ def in_process(args: argparse.Namespace) -> None:
 
 
 def load_ddp(path: str | None) -> Any:
-    """The ``DistributedDataParallel`` class of an older ``ddp.py`` (for gradpath's "before")."""
+    """The ``DistributedDataParallel`` class of another ``ddp.py`` (for gradpath's --before and --after)."""
     if not path or not Path(path).is_file():
-        raise SystemExit(f"gradpath: --before must name an older minidl/distributed/ddp.py, got {path!r}")
-    spec = importlib.util.spec_from_file_location("ddp_before", path)
+        raise SystemExit(f"gradpath: --before/--after must name a minidl/distributed/ddp.py, got {path!r}")
+    spec = importlib.util.spec_from_file_location(f"ddp_{Path(path).stem}_{abs(hash(path))}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -242,8 +243,13 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (default: 5)")
     p.add_argument("--bucket-mb", type=float, default=0.05, help="bucket size (MiB) for overlap (default: 0.05)")
     p.add_argument("--before", metavar="FILE", help="gradpath: an older minidl/distributed/ddp.py to compare with")
+    p.add_argument("--after", metavar="FILE", help="gradpath: another ddp.py in place of the current one")
     p.add_argument("--json", help="write the raw numbers here")
     args = p.parse_args()
+    if args.mode != "scaling":  # under mpiexec: an error on one rank ends the job instead of a hang
+        from minidl import distributed as dist
+
+        dist.abort_on_error()
     if args.mode == "scaling":
         scaling(args)
     elif args.mode == "throughput":

@@ -83,7 +83,7 @@ class AllreduceRequest:
             while True:
                 step = self._step
                 if step is not None:
-                    if block and poll_interval:
+                    if block and poll_interval and step.__class__ is not _Agreement:  # that one has the watchdog
                         while not step.test():
                             time.sleep(poll_interval)
                     elif block:

@@ -127,10 +127,12 @@ class Census:
     def answer(self, collective: str, seq: int) -> None:
         """Answer every query that has arrived (called from wait loops while they sleep)."""
         status = self._status
-        while self.comm.Iprobe(self._any, _CENSUS_TAG, status):
+        # A matched probe: the message found is the one received, even if another thread's wait loop
+        # (the progress thread's) answers at the same time.
+        while (found := self.comm.Improbe(self._any, _CENSUS_TAG, status)) is not None:
             msg = np.empty(3, np.int64)
+            found.Recv(msg)
             source = status.Get_source()
-            self.comm.Recv(msg, source, _CENSUS_TAG)
             self.seen[source] = (int(msg[1]), int(msg[2]))
             if msg[0] == QUERY:
                 self._send(ANSWER, collective, seq, source)

@@ -8,7 +8,18 @@ the harness's counters show exactly that, and its closed form below matches the 
     python examples/custom_allreduce.py            # the full harness (about a minute)
     python examples/custom_allreduce.py --quick    # small rank counts only (seconds)
 
-The same function then runs for real, unchanged, under MPI:
+Every command line that takes an algorithm name takes ``package.module:function`` as well
+(importable from the current directory; the module's ``function_cost`` is its closed form, or
+point at an ``AlgorithmSpec``). From the repository root:
+
+    python -m collectives.sim check examples.custom_allreduce:allgather_reduce --quick
+    python -m collectives.sim run examples.custom_allreduce:allgather_reduce,ring --ranks 16 --size 1M
+    python -m collectives.sim sweep --algorithms examples.custom_allreduce:allgather_reduce,ring --sizes 1K..1M:x32
+    python -m collectives.sim numerics examples.custom_allreduce:allgather_reduce --ranks 4,16
+    mpiexec -n 4 python -m collectives.bench -a examples.custom_allreduce:allgather_reduce -e 1M
+    mpiexec -n 2 python -m minidl.train --algorithm examples.custom_allreduce:allgather_reduce --epochs 1
+
+and from Python, once the module is imported (which registers it as "allgather_reduce"):
 
     mpiexec -n 4 python -c "import numpy as np, collectives, examples.custom_allreduce as ex; \
         print(collectives.allreduce(np.arange(8.0), algorithm='allgather_reduce'))"

@@ -149,15 +149,16 @@ def progress(iterable: Any, enabled: bool, desc: str, total: int) -> Any:
     return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
 
 
-def open_metrics(path: str, append: bool) -> MetricsWriter:
-    """A writer for ``path``; with ``append`` (a resumed run) the rows already there are kept.
+def open_metrics(path: str, append: bool, config: dict[str, Any]) -> MetricsWriter:
+    """A writer for ``path`` that starts with the run's ``config``; with ``append`` (a resumed run)
+    the rows already there are kept instead (the original run's configuration among them).
 
     The old rows are copied into a new file which then replaces the old one in a single rename,
     so a crash at any moment leaves either the old file or the complete new one.
     """
     target = Path(path)
     if not append or not target.exists():
-        return MetricsWriter(target)
+        return MetricsWriter(target, config=config)
     staging = target.with_name(f".{target.stem}.resumed{target.suffix}")
     writer = MetricsWriter(staging)
     with target.open(newline="") as fh:
@@ -178,6 +179,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rank, size = comm.Get_rank(), comm.Get_size()
     say = Printer(rank, args.quiet)
     threads = configure_threads(args.threads, comm)
+    if args.timeout is not None:
+        dist.set_timeout(args.timeout)
 
     minidl.manual_seed(args.seed + rank)  # deliberately different; DDP broadcasts rank 0's weights
     train_set, test_set, info = load_dataset(args.dataset, args.data_dir, args.train_size, args.seed)
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cleanup.callback(ddp.close)
         writer = None
         if args.metrics and rank == 0:
-            writer = open_metrics(args.metrics, append=bool(args.resume_from))
+            writer = open_metrics(args.metrics, append=bool(args.resume_from), config=config)
             cleanup.callback(writer.close)
         comm.Barrier()
         timer = StepTimer()
@@ -505,7 +508,13 @@ def _summary(
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``python -m minidl.train``: 0, or 1 with one line from rank 0 when the run cannot go on."""
+    """``python -m minidl.train``: 0, or 1 with one line from rank 0 when the run cannot go on.
+
+    An exception on one rank only (a full disk under rank 0's checkpoint, a bug) ends the whole
+    job within seconds, its traceback printed once (``abort_on_error``), instead of leaving the
+    other ranks waiting in their next collective.
+    """
+    dist.abort_on_error()
     try:
         main(argv)
     except TrainingError as e:
@@ -516,4 +525,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    raise SystemExit(cli())  # not sys.exit: every rank ends here together, which is no reason to abort the job

@@ -44,7 +44,7 @@ AT_LEAST_ONE = (
     "profile_step",
 )
 POSITIVE = ("lr", "bucket_mb", "baseline_throughput", "clip_grad_norm")
-NON_NEGATIVE = ("momentum", "weight_decay", "warmup_epochs")
+NON_NEGATIVE = ("momentum", "weight_decay", "warmup_epochs", "timeout")
 
 # What a checkpoint's run is: these cannot change on resume (the saved state would not fit or mean the same).
 FIXED = {
@@ -143,6 +143,12 @@ def build_parser(description: str) -> Parser:
     g.add_argument("--bucket-mb", type=float, default=25.0, help="gradient bucket size in MiB (default: 25)")
     g.add_argument("--no-overlap", action="store_true", help="allreduce after backward instead of during it")
     g.add_argument("--link", help="emulate a slower link: BANDWIDTH,LATENCY such as '10Gbps,20us', or a preset name")
+    g.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds a collective waits for every rank before raising, naming the missing ones "
+        "(default: $COLLECTIVES_TIMEOUT or 300; 0: wait for ever)",
+    )
 
     g = p.add_argument_group("output")
     g.add_argument("--metrics", help="write per-step metrics to this .jsonl or .csv file (rank 0)")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENMPI_AS_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+# --oversubscribe as an environment variable, for launches this module does not build (a tool's own)
+OPENMPI_OVERSUBSCRIBE = {"PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe"}
 
 
 def mpiexec() -> str:
@@ -42,10 +44,13 @@ def implementation() -> str:
 
 
 def launch_env() -> dict[str, str]:
-    """The environment for an ``mpiexec`` run: this checkout first on PYTHONPATH, plus what Open MPI needs as root."""
+    """The environment for an ``mpiexec`` run: this checkout first on PYTHONPATH, plus what Open MPI needs
+    (oversubscription, which reaches ranks that the launched program starts itself, and running as root)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    if implementation() == "openmpi" and os.geteuid() == 0:
-        env.update(OPENMPI_AS_ROOT)
+    if implementation() == "openmpi":
+        env.update(OPENMPI_OVERSUBSCRIBE)
+        if os.geteuid() == 0:
+            env.update(OPENMPI_AS_ROOT)
     return env
 
 
@@ -75,6 +80,10 @@ def kill_session(sid: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    try:  # where there is no /proc: at least the launcher's process group
+        os.killpg(sid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def run_mpi(

@@ -4,13 +4,16 @@ Each failure is provoked and checked for its message, its exit code and how fast
 (launches have their own timeouts, see ``mpi_failure``; none relies on the suite's).
 """
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mpi_failure
 import numpy as np
@@ -56,12 +59,13 @@ def test_two_ranks_with_accumulation_emulated_link_metrics_and_profile(tmp_path)
     assert profile.stat().st_size > 1000 and profile.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_metrics_csv_has_a_header_and_one_row_per_step(tmp_path):
+def test_metrics_csv_has_a_header_the_config_and_one_row_per_step(tmp_path):
     path = tmp_path / "m.csv"
-    main(["--epochs", "1", "--quiet", "--metrics", str(path), "--batch-size", "128"])
+    main(["--epochs", "1", "--quiet", "--metrics", str(path), "--batch-size", "128", "--lr", "0.07"])
     lines = path.read_text().splitlines()
     assert lines[0].startswith("kind,epoch,step,loss,lr")
-    assert len(lines) == 1 + 1438 // 128 + 1  # header, steps, one epoch row
+    assert lines[1].startswith("config,") and '""lr"": 0.07' in lines[1]  # the run's configuration
+    assert len(lines) == 2 + DIGITS_TRAIN // 128 + 1  # header, config, steps, one epoch row
 
 
 def test_resume_continues_exactly_where_the_straight_run_goes(tmp_path):
@@ -245,6 +249,7 @@ def test_resume_applies_and_announces_a_new_lr_and_appends_to_the_metrics(tmp_pa
     assert "changed since the checkpoint: --lr 0.05 -> 0.5, --epochs 2 -> 3" in out
     assert "learning rate 0.05 -> 0.5" in out
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["kind"] for r in rows].count("config") == 1  # the original run's, kept
     steps = [r for r in rows if r["kind"] == "step"]
     per_epoch = DIGITS_TRAIN // 256
     assert [r["step"] for r in steps] == list(range(1, 3 * per_epoch + 1))  # nothing lost, nothing repeated
@@ -273,6 +278,43 @@ def test_profile_step_past_the_end_profiles_the_last_step_and_says_so(tmp_path, 
     assert f"timeline of step {last} written to" in out and profile.stat().st_size > 1000
 
 
+@contextlib.contextmanager
+def _running(args: list[str], until: Path, epoch: int):
+    """A 2-rank job running ``python *args``, once checkpoint ``epoch`` is in ``until``; killed (its
+    whole process group) if still running at the end."""
+    cmd = [mpi_failure.mpiexec(), "-n", "2", sys.executable, *args]
+    job = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=mpi_failure.ROOT,
+        env=mpi_failure.env(), start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not list(until.glob(f"*.epoch-{epoch:04d}.npz")):
+            assert job.poll() is None and time.monotonic() < deadline, f"the run ended before checkpoint {epoch}"
+            time.sleep(0.02)
+        yield job
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.communicate()
+
+
+@pytest.mark.mpi
+def test_an_error_on_one_rank_ends_the_job_in_seconds_with_its_traceback_once(tmp_path):
+    ckpt = tmp_path / "ck"
+    args = ["-m", "minidl.train", "--epochs", "8", "--batch-size", "16", "--quiet", "--link", "1Gbps,1ms"]
+    with _running([*args, "--checkpoint-dir", str(ckpt)], until=ckpt, epoch=1) as job:
+        shutil.rmtree(ckpt)
+        ckpt.write_text("now a file")  # rank 0's next checkpoint fails; rank 1 goes on to the next collective
+        broken_at = time.monotonic()
+        _, err = job.communicate(timeout=60)
+        ended_after = time.monotonic() - broken_at
+    assert job.returncode != 0
+    assert err.count("ending the whole job (MPI_Abort)") == 1, err
+    assert "collectives: rank 0 of 2 failed" in err and re.search(r"(FileExistsError|NotADirectoryError)", err), err
+    assert ended_after < 30, ended_after
+
+
 def _rank_pids(marker: str) -> list[int]:
     """Pids of the ranks (python processes) whose command line holds ``marker``; started by this test."""
     pids = []
@@ -295,25 +337,12 @@ def test_a_rank_killed_mid_training_ends_the_job_and_the_resumed_run_is_bit_iden
     common = ["-m", "minidl.train", "--epochs", "8", "--batch-size", "16", "--quiet", "--link", "1Gbps,1ms"]
     run_mpi(2, [*common, "--checkpoint-dir", straight], timeout=240)
 
-    cmd = [mpi_failure.mpiexec(), "-n", "2", sys.executable, *common, "--checkpoint-dir", killed]
-    job = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=mpi_failure.ROOT,
-        env=mpi_failure.env(), start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 180
-        while not any(p.name.endswith(".epoch-0002.npz") for p in tmp_path.joinpath("killed").glob("*.npz")):
-            assert job.poll() is None and time.monotonic() < deadline, "the run ended before its second checkpoint"
-            time.sleep(0.02)
+    with _running([*common, "--checkpoint-dir", killed], until=tmp_path / "killed", epoch=2) as job:
         victim = _rank_pids(killed)[-1]
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
         out, err = job.communicate(timeout=60)
         ended_after = time.monotonic() - killed_at
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-            job.communicate()
     assert job.returncode != 0
     assert f"PID {victim}" in out and "Killed (signal 9)" in out, out + err  # mpiexec names the dead rank
     assert ended_after < 30, ended_after

@@ -11,6 +11,9 @@ knows nothing of the layers above it. Selection (``algorithm="auto"``) lives apa
 :mod:`collectives.select`, and reads only the specs: their cost functions and constraints.
 """
 
+import importlib
+import os
+import sys
 import warnings
 from typing import Any
 
@@ -61,7 +64,60 @@ def resolve(name: Any, *, auto: bool = True, collective: str = "allreduce") -> s
         raise ValueError(f"unknown collective {collective!r}; expected allreduce or one of {sorted(BLOCKS)}")
     if isinstance(name, str) and name in valid:
         return name
+    if isinstance(name, str) and ":" in name and collective == "allreduce":
+        return _register_user_algorithm(name)
     raise ValueError(f"{collective}: unknown algorithm {name!r}; expected one of {valid}")
+
+
+def _import_user_object(ref: str) -> tuple[Any, Any]:
+    """The object ``package.module:attr`` names, importable from the current directory as well."""
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr.isidentifier():
+        raise ValueError(f"allreduce: cannot read the algorithm {ref!r}; expected package.module:function")
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:  # command lines run as console scripts do not have the current directory on the path
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"allreduce: algorithm {ref!r}: cannot import {module_name!r} ({e})") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    try:
+        return getattr(module, attr), module
+    except AttributeError:
+        raise ValueError(f"allreduce: algorithm {ref!r}: module {module_name!r} has no {attr!r}") from None
+
+
+def _register_user_algorithm(ref: str) -> str:
+    """Import ``package.module:function`` and return the registered name that runs it.
+
+    The object may be an :class:`AlgorithmSpec` or the algorithm's generator function. A spec or
+    function already registered (a module that registers itself on import) keeps its name;
+    otherwise it is registered as ``ref``, with the cost ``function_cost`` from the same module
+    (every registered algorithm needs a closed form: ``auto`` and the harness read it).
+    """
+    obj, module = _import_user_object(ref)
+    for spec in ALGORITHMS.values():
+        if spec is obj or spec.run is obj:
+            return spec.name
+    if isinstance(obj, AlgorithmSpec):
+        return register(obj).name
+    if not callable(obj):
+        raise ValueError(
+            f"allreduce: algorithm {ref!r} is a {type(obj).__name__}; expected a function or AlgorithmSpec"
+        )
+    attr = ref.partition(":")[2]
+    cost = getattr(module, f"{attr}_cost", None)
+    if not callable(cost):
+        raise ValueError(
+            f"allreduce: algorithm {ref!r} has no cost function: define {attr}_cost(p, nbytes, itemsize=1) -> Cost "
+            f"in {module.__name__} or point at an AlgorithmSpec"
+        )
+    summary = (obj.__doc__ or ref).strip().splitlines()[0]
+    return register(AlgorithmSpec(ref, obj, cost, summary)).name
 
 
 def __getattr__(name: str) -> Any:

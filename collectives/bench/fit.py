@@ -6,7 +6,8 @@ registered cost formulas best predict every measured time (:func:`collectives.se
 one model per rank count in the runs (how much a message costs depends on how many processes
 share the machine), and reports how well each model chooses: for every (ranks, size) of the
 runs, the algorithm it picks against the one measured fastest (the median over runs), and the
-time lost when they differ. Prints the line that uses the fitted models
+time lost when they differ, first out of sample (leave one launch out: fit on the other
+launches of that rank count, score on the one left out), then in sample. Prints the line that uses the fitted models
 (``COLLECTIVES_MODEL='2:alpha,beta,gamma;4:...'``).
 """
 
@@ -31,15 +32,94 @@ def load(paths: list[str]) -> list[select.Sample]:
     samples = []
     for path in paths:
         try:
-            data = json.loads(Path(path).read_text())
-            records = data["records"]
+            samples += samples_of(json.loads(Path(path).read_text()))
         except (OSError, ValueError, KeyError) as e:
             raise SystemExit(f"collectives.bench.fit: {path}: not a 'collectives.bench --json' output ({e})") from None
-        for r in records:
-            if r["algorithm"] in ALGORITHMS:
-                itemsize = np.dtype(r["type"]).itemsize
-                samples.append((r["algorithm"], int(r["ranks"]), int(r["bytes"]), itemsize, r["time_us"] * 1e-6))
     return samples
+
+
+def samples_of(run: dict) -> list[select.Sample]:
+    """One launch's allreduce measurements of registered algorithms (not MPI, not auto)."""
+    samples = []
+    for r in run["records"]:
+        if (
+            r.get("collective", "allreduce") == "allreduce"
+            and r["algorithm"] in ALGORITHMS
+            and r.get("redop", "sum") == "sum"
+        ):
+            itemsize = np.dtype(r["type"]).itemsize
+            samples.append((r["algorithm"], int(r["ranks"]), int(r["bytes"]), itemsize, r["time_us"] * 1e-6))
+    return samples
+
+
+def auto_lost(run: dict) -> list[float]:
+    """Per size of one launch: the time ``auto`` took / the fastest registered algorithm's (1.0: as fast)."""
+    by_size: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for r in run["records"]:
+        if r.get("collective", "allreduce") == "allreduce" and r.get("redop", "sum") == "sum":
+            by_size[(r["type"], r["bytes"])][r["algorithm"]] = r["time_us"]
+    out = []
+    for times in by_size.values():
+        ours = [t for name, t in times.items() if name in ALGORITHMS]
+        if "auto" in times and ours:
+            out.append(times["auto"] / min(ours))
+    return out
+
+
+def out_of_sample(runs: list[dict]) -> dict[int, dict[str, float | int]]:
+    """Per rank count: fit on every launch but one, score the picks on the one left out, for each launch.
+
+    Returns hits / cases and the median and worst time lost by the fitted model's picks; also how the
+    shipped ``auto`` (fitted on older launches, so out of sample as well) did, as measured in the launches.
+    """
+    by_p: dict[int, list[list[select.Sample]]] = defaultdict(list)
+    auto: dict[int, list[float]] = defaultdict(list)
+    for run in runs:
+        s = samples_of(run)
+        if s:
+            by_p[s[0][1]].append(s)
+            auto[s[0][1]] += auto_lost(run)
+    scores = {}
+    for p, launches in sorted(by_p.items()):
+        rows = []
+        for k, held_out in enumerate(launches):
+            train = [x for i, launch in enumerate(launches) if i != k for x in launch]
+            if not train:
+                continue
+            model, _ = select.fit(train)
+            rows += choices(held_out, lambda _p, m=model: m)
+        lost = [ratio for *_, ratio in rows]
+        scores[p] = {
+            "launches": len(launches),
+            "cases": len(rows),
+            "hits": sum(best == pick for _, _, best, pick, _ in rows),
+            "median_lost": statistics.median(lost) if lost else float("nan"),
+            "worst_lost": max(lost) if lost else float("nan"),
+            "auto_cases": len(auto[p]),
+            "auto_median_lost": statistics.median(auto[p]) if auto[p] else float("nan"),
+            "auto_worst_lost": max(auto[p]) if auto[p] else float("nan"),
+        }
+    return scores
+
+
+def out_of_sample_lines(runs: list[dict]) -> list[str]:
+    lines = []
+    for p, s in out_of_sample(runs).items():
+        if s["cases"]:
+            lines.append(
+                f"p={p}: fitted on {s['launches'] - 1} launch(es), scored on the other, each way: picks the measured "
+                f"fastest in {s['hits']} of {s['cases']} cases; its pick's time / the fastest's: median "
+                f"{s['median_lost']:.2f}x, worst {s['worst_lost']:.2f}x"
+            )
+        else:
+            lines.append(f"p={p}: one launch only, nothing to score out of sample")
+        if s["auto_cases"]:
+            lines.append(
+                f"p={p}: the shipped auto (fitted on older launches), as measured here: its time / the fastest "
+                f"algorithm's: median {s['auto_median_lost']:.2f}x, worst {s['auto_worst_lost']:.2f}x "
+                f"over {s['auto_cases']} sizes"
+            )
+    return lines
 
 
 def choices(samples: list[select.Sample], model_for: Callable[[int], select.MachineModel]) -> list[tuple]:
@@ -98,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="list every (ranks, size) choice")
     a = ap.parse_args(argv)
     samples = load(a.runs)
+    print("out of sample (fit on all launches of a rank count but one, score on that one):")
+    for line in out_of_sample_lines([json.loads(Path(path).read_text()) for path in a.runs]):
+        print("  " + line)
+    print("in sample (fit and score on the same launches; flatters the model):")
     if not samples:
         raise SystemExit("collectives.bench.fit: the runs hold no hand-written algorithm's measurements")
     fitted: dict[int, select.MachineModel] = {}

@@ -8,7 +8,9 @@ allreduce, in buckets, overlapped with backward.
 
 from minidl.distributed.buckets import Bucket, build_buckets, plan_buckets
 from minidl.distributed.comm import (
+    CollectiveTimeoutError,
     Link,
+    abort_on_error,
     algorithms,
     all_reduce,
     barrier,
@@ -18,6 +20,7 @@ from minidl.distributed.comm import (
     get_world_size,
     parse_link,
     resolve_link,
+    set_timeout,
     world,
 )
 from minidl.distributed.ddp import DistributedDataParallel, SyncStats
@@ -25,10 +28,12 @@ from minidl.distributed.noise_scale import GradientNoiseScale
 
 __all__ = [
     "Bucket",
+    "CollectiveTimeoutError",
     "DistributedDataParallel",
     "GradientNoiseScale",
     "Link",
     "SyncStats",
+    "abort_on_error",
     "algorithms",
     "all_reduce",
     "barrier",
@@ -40,5 +45,6 @@ __all__ = [
     "parse_link",
     "plan_buckets",
     "resolve_link",
+    "set_timeout",
     "world",
 ]

@@ -5,6 +5,11 @@ broadcast arrays, and list or parse the allreduce algorithms and links; they nev
 ``collectives`` themselves, so the two halves of the project meet in ``minidl.distributed`` only.
 Every function takes an optional mpi4py communicator (default: the world) and works without
 ``mpiexec`` as a world of one rank.
+
+Failure handling comes from ``collectives`` too: :func:`abort_on_error` makes an exception on
+one rank end the whole job (printed once) instead of leaving the others waiting, and every
+collective has a watchdog (:func:`set_timeout`; a rank that never arrives makes the others raise
+:class:`CollectiveTimeoutError`, naming it).
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from typing import Any
 import numpy as np
 
 import collectives
-from collectives import Link, parse_link
+from collectives import CollectiveTimeoutError, Link, abort_on_error, parse_link, set_timeout
 from collectives.algorithms import resolve
 
 __all__ = [
+    "CollectiveTimeoutError",
     "Link",
+    "abort_on_error",
     "algorithms",
     "all_reduce",
     "barrier",
@@ -28,6 +35,7 @@ __all__ = [
     "get_world_size",
     "parse_link",
     "resolve_link",
+    "set_timeout",
     "world",
 ]
 

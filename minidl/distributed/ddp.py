@@ -159,7 +159,7 @@ class DistributedDataParallel(Module):
             by_dtype.setdefault(arr.dtype, []).append(arr)
         for arrays in by_dtype.values():
             packed = np.concatenate([a.reshape(-1) for a in arrays])
-            dist.broadcast(packed, 0, self.comm, check=False)
+            dist.broadcast(packed, 0, self.comm)  # with the agreement exchange: the watchdog covers it
             offset = 0
             for a in arrays:
                 a.reshape(-1)[...] = packed[offset : offset + a.size]
@@ -265,8 +265,10 @@ class DistributedDataParallel(Module):
     def _reduce(self, bucket: Bucket) -> None:
         """Average one bucket across ranks (runs on the comm thread when overlapping)."""
         start = time.perf_counter()
-        # The cross-rank agreement check costs a message; the first step proves the buckets agree.
-        check = self.steps == 0
+        # The cross-rank agreement exchange costs a small message: the first step checks every bucket
+        # (proving the buckets agree); later steps the first bucket only, where the watchdog of
+        # collectives notices a rank that never arrives (the others raise instead of waiting for ever).
+        check = self.steps == 0 or bucket.index == 0
         dist.all_reduce(bucket.flat, "avg", self.algorithm, self.comm, link=self.link, check=check)
         end = time.perf_counter()
         s = self.stats

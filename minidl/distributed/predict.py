@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collectives import ALGORITHMS as REGISTRY
-from collectives import parse_link
+from collectives import ALGORITHMS, algorithm_names, parse_link
+from collectives.algorithms import resolve
 from collectives.sim import CostModel, SimulationError, simulate
 from collectives.sim.machine import Machine, machine_from_options
 from collectives.sim.presets import PRESETS, get_device
@@ -29,7 +29,7 @@ SIMULATION_BUDGET = 20_000  # messages per simulation; beyond, the closed form (
 
 def algorithms() -> list[str]:
     """Every registered allreduce algorithm, by name."""
-    return sorted(REGISTRY)
+    return algorithm_names(False)
 
 
 def presets() -> list[str]:
@@ -65,9 +65,7 @@ def allreduce_time(nbytes: int, ranks: int, algorithm: str, on: Machine, itemsiz
     """Predicted seconds of one allreduce of ``nbytes`` per rank on ``ranks`` ranks (inf: cannot run)."""
     if ranks <= 1 or nbytes <= 0:
         return 0.0
-    if algorithm not in REGISTRY:
-        raise ValueError(f"unknown allreduce algorithm {algorithm!r}; expected one of {algorithms()}")
-    spec = REGISTRY[algorithm]
+    spec = ALGORITHMS[resolve(algorithm, auto=False)]
     nbytes -= nbytes % itemsize
     if spec.constraints.violation(ranks, nbytes // itemsize):
         return math.inf

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mpi_launch import ROOT
+from mpi_launch import ROOT, launch_env
 
 from collectives.link import format_time
 from collectives.sim.__main__ import main
@@ -114,7 +114,8 @@ def test_example_registers_its_algorithm_and_passes_the_harness():
 @pytest.mark.mpi
 def test_calibrate_then_validate_under_mpiexec(tmp_path):
     profile = tmp_path / "profile.json"
-    env = {"PYTHONPATH": str(ROOT), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
+    # the environment as mpi_launch gives it (HOME and, for Open MPI, its variables), the venv's mpiexec first
+    env = {**launch_env(), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
     run = [sys.executable, "-m", "collectives.sim"]
     cal = subprocess.run(
         [*run, "calibrate", "--nprocs", "2", "--quick", "--out", str(profile)],

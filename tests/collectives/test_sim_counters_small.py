@@ -9,7 +9,7 @@ message count must stay what the cost declares while the bytes shrink to what is
 import numpy as np
 import pytest
 
-from collectives import REGISTRY
+from collectives import ALGORITHMS
 from collectives.sim import simulate
 
 RANKS = (2, 3, 4, 5, 7, 8, 16, 33)
@@ -21,9 +21,9 @@ def small_counts(p: int) -> list[int]:
     return sorted({0, 1, 2, p // 2, p - 1, p, p + 1})
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
 def test_counters_match_the_declared_cost_when_chunks_are_empty(name):
-    spec = REGISTRY[name]
+    spec = ALGORITHMS[name]
     for p in RANKS:
         for n in small_counts(p):
             for dtype in (np.uint8, np.complex128):

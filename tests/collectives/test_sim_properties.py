@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 from oracle import expected_allreduce
 
 import collectives
-from collectives import REGISTRY, AlgorithmSpec
+from collectives import ALGORITHMS as REGISTERED
+from collectives import AlgorithmSpec
 from collectives.algorithms.double_tree import double_tree_allreduce, double_tree_cost
 from collectives.algorithms.naive import naive_cost
 from collectives.algorithms.ring import ring_allreduce, ring_cost
@@ -49,7 +50,7 @@ SEGMENTED = [
         ("double_tree", double_tree_allreduce, double_tree_cost),
     ]
 ]
-ALGORITHMS = {**{name: REGISTRY[name] for name in sorted(REGISTRY)}, **{s.name: s for s in SEGMENTED}}
+ALGORITHMS = {**{name: REGISTERED[name] for name in sorted(REGISTERED)}, **{s.name: s for s in SEGMENTED}}
 DTYPES = [*NUMERIC_DTYPES, np.dtype(bool)]
 # 25 examples per property and algorithm keep the suite quick; PROPERTY_EXAMPLES=2000 searches harder.
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "25"))
@@ -198,7 +199,7 @@ def registered():
     """Register the planted algorithms as a user would, and remove them afterwards."""
     for spec in PLANTED_BUGS.values():
         collectives.register(spec)
-    yield {prop: REGISTRY[spec.name] for prop, spec in PLANTED_BUGS.items()}
+    yield {prop: REGISTERED[spec.name] for prop, spec in PLANTED_BUGS.items()}
     for spec in PLANTED_BUGS.values():
         collectives.unregister(spec.name)
 

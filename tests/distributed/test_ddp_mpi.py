@@ -32,3 +32,12 @@ def test_different_models_on_different_ranks_fail_on_every_rank_at_construction(
     # every rank raised, with the same message naming the tensor and the rank
     assert proc.stderr.count(f"DistributedDataParallel: the ranks hold different models: {expected}") == 3, proc.stderr
     assert proc.seconds < 30, proc.seconds
+
+
+@pytest.mark.mpi
+def test_a_stalled_rank_makes_the_other_raise_a_timeout_naming_it_and_the_job_ends():
+    proc = mpi_failure.run([str(HERE / "mpi_ddp_stall.py")], nprocs=2, timeout=90)
+    assert proc.returncode != 0
+    assert "finished" not in proc.stdout
+    assert "CollectiveTimeoutError" in proc.stderr and "rank 1" in proc.stderr, proc.stderr
+    assert proc.seconds < 60, proc.seconds
