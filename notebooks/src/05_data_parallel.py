@@ -16,7 +16,7 @@
 #   backward ends, the **exposed** communication, costs step time.
 #
 # We launch `python -m minidl.train` on 2 ranks from the notebook (`collectives.lessons.run_ranks`,
-# as in lesson 4), on an emulated slow link (`--link 1Gbps,50us`: every allreduce step is stretched
+# as in lesson 4), on an emulated slow link (`--link 2Gbps,50us`: every allreduce step is stretched
 # to the time that link would take), so that communication is large enough to see.
 
 # %%
@@ -44,12 +44,12 @@ def train(name, *options, ranks=2):
 
 
 RESNET = ["--dataset", "synthetic-images", "--model", "resnet", "--depth", "8", "--train-size", "512",
-          "--batch-size", "32", "--epochs", "1", "--link", "1Gbps,50us", "--bucket-mb", "0.05"]
+          "--batch-size", "32", "--epochs", "1", "--link", "2Gbps,50us", "--bucket-mb", "0.03"]
 
 # %% [markdown]
 # ## Overlap, on the step timeline
 #
-# ResNet-8 (78k parameters, about 0.3 MB of float32 gradients) in buckets of 0.05 MB, so there are
+# ResNet-8 (78k parameters, about 0.3 MB of float32 gradients) in buckets of 0.03 MB, so there are
 # several buckets to overlap. `--profile` draws one step per rank: the compute lane (forward,
 # backward, optimizer) above the communication lane (one bar per bucket's allreduce).
 
@@ -86,7 +86,7 @@ ax.set_yticks([0, 1])
 ax.set_yticklabels(["overlap off", "overlap on"])
 ax.set_xlabel("median time per training step (ms)")
 ax.set_xlim(0, ax.get_xlim()[1] * 1.35)
-ax.set_title("ResNet-8, 2 ranks, 1 Gb/s emulated link, 0.05 MB buckets")
+ax.set_title("ResNet-8, 2 ranks, 2 Gb/s emulated link, 0.03 MB buckets")
 ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=4, fontsize=8, frameon=False)
 fig.tight_layout()
 plt.show()
@@ -106,7 +106,7 @@ plt.show()
 # allreduces outlast backward and the exposed part grows, whatever the buckets:
 
 # %%
-slow = train("slow", *[o if o != "1Gbps,50us" else "10Mbps,50us" for o in RESNET])
+slow = train("slow", *[o if o != "2Gbps,50us" else "10Mbps,50us" for o in RESNET])
 phases, comm = breakdown(slow)
 print(f"10 Mb/s: allreduce {comm * 1e3:.0f} ms per step, backward {phases['backward'] * 1e3:.0f} ms, "
       f"exposed {phases['exposed_comm'] * 1e3:.0f} ms")
