@@ -309,6 +309,22 @@ def mpiexec_path() -> str:
     return found
 
 
+def launch_prefix(ranks: int) -> tuple[list[str], dict[str, str]]:
+    """``mpiexec -n ranks`` and its environment, with what Open MPI needs on a laptop.
+
+    Open MPI refuses more ranks than cores without ``--oversubscribe`` and refuses root without
+    two environment variables; MPICH needs neither.
+    """
+    exe = mpiexec_path()
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
+    env = dict(os.environ)
+    if "Open MPI" in version or "OpenRTE" in version:
+        if os.geteuid() == 0:
+            env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        return [exe, "--oversubscribe", "-n", str(ranks)], env
+    return [exe, "-n", str(ranks)], env
+
+
 def run_ranks(code: str, ranks: int, timeout: float = 120.0, check: bool = True) -> RanksRun:
     """Run ``code`` on ``ranks`` MPI processes and return each rank's output and ``result``.
 
@@ -323,9 +339,10 @@ def run_ranks(code: str, ranks: int, timeout: float = 120.0, check: bool = True)
     with tempfile.TemporaryDirectory(prefix="lesson-ranks-") as tmp:
         script = Path(tmp) / "lesson.py"
         script.write_text(code)
-        cmd = [mpiexec_path(), "-n", str(ranks), sys.executable, "-m", "collectives.lessons", tmp]
+        launch, env = launch_prefix(ranks)
+        cmd = [*launch, sys.executable, "-m", "collectives.lessons", tmp]
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env
         )
         try:
             launcher, _ = proc.communicate(timeout=timeout)

@@ -14,9 +14,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from mpi_launch import ROOT, mpiexec
+from mpi_launch import ROOT, launch_command, launch_env, mpiexec
 
-__all__ = ["ROOT", "Ended", "env", "mpiexec", "program_lines", "run"]
+__all__ = ["ROOT", "Ended", "env", "launch_command", "mpiexec", "program_lines", "run"]
 
 
 @dataclass
@@ -45,12 +45,12 @@ def program_lines(text: str) -> list[str]:
 
 def env() -> dict[str, str]:
     """The environment a launched run needs to import this checkout."""
-    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return launch_env()
 
 
 def run(args: list[str], nprocs: int | None = None, timeout: float = 60) -> Ended:
     """``python *args`` (under ``mpiexec -n nprocs`` if given); AssertionError if it is still running at ``timeout``."""
-    cmd = [sys.executable, *args] if nprocs is None else [mpiexec(), "-n", str(nprocs), sys.executable, *args]
+    cmd = [sys.executable, *args] if nprocs is None else [*launch_command(nprocs), sys.executable, *args]
     start = time.monotonic()
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env(), start_new_session=True

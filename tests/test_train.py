@@ -282,7 +282,7 @@ def test_profile_step_past_the_end_profiles_the_last_step_and_says_so(tmp_path, 
 def _running(args: list[str], until: Path, epoch: int):
     """A 2-rank job running ``python *args``, once checkpoint ``epoch`` is in ``until``; killed (its
     whole process group) if still running at the end."""
-    cmd = [mpi_failure.mpiexec(), "-n", "2", sys.executable, *args]
+    cmd = [*mpi_failure.launch_command(2), sys.executable, *args]
     job = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=mpi_failure.ROOT,
         env=mpi_failure.env(), start_new_session=True,

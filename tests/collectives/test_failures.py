@@ -4,24 +4,23 @@ Each case launches ``mpi_failure_check.py`` with a subprocess timeout far below 
 checks the exit status, the message and how long the job took to end.
 """
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from mpi_launch import ROOT, mpiexec
+from mpi_launch import ROOT, launch_command, launch_env
 
 CHECK = str(Path(__file__).with_name("mpi_failure_check.py"))
 
 
 def launch(mode: str, nprocs: int = 2, limit: float = 60) -> tuple[subprocess.CompletedProcess, float]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), COLLECTIVES_TIMEOUT="30")
+    env = dict(launch_env(), COLLECTIVES_TIMEOUT="30")
     start = time.monotonic()
     try:
         proc = subprocess.run(
-            [mpiexec(), "-n", str(nprocs), sys.executable, CHECK, mode],
+            [*launch_command(nprocs), sys.executable, CHECK, mode],
             capture_output=True,
             text=True,
             timeout=limit,
