@@ -150,3 +150,11 @@ def test_convert_a_bare_batchnorm_without_affine_or_running_stats():
 def test_sync_batchnorm_on_shards_equals_batchnorm_of_the_global_batch(nprocs):
     proc = run_mpi(nprocs, [CHECK], timeout=240)
     assert f"{nprocs} ranks: SyncBatchNorm ok" in proc.stdout, proc.stdout
+
+
+@pytest.mark.mpi
+def test_the_trainer_runs_with_sync_bn_on_two_ranks():
+    args = ["-m", "minidl.train", "--dataset", "synthetic-images", "--model", "resnet", "--depth", "8"]
+    args += ["--epochs", "1", "--batch-size", "8", "--train-size", "64", "--sync-bn"]
+    proc = run_mpi(2, args, timeout=240)
+    assert "SyncBatchNorm" in proc.stdout and "done: test accuracy" in proc.stdout, proc.stdout
