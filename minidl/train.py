@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     minidl.manual_seed(args.seed + rank)  # deliberately different; DDP broadcasts rank 0's weights
     train_set, test_set, info = load_dataset(args.dataset, args.data_dir, args.train_size, args.seed)
     model = build_model(args.model, info, args.hidden, args.depth)
+    if args.sync_bn:
+        model = dist.convert_sync_batchnorm(model, comm)
     config = run_config(args, size)
     global_batch, lr = config["global_batch"], config["scaled_lr"]
     sampler = DistributedSampler(len(train_set), num_replicas=size, rank=rank, shuffle=True, seed=args.seed)
@@ -224,6 +226,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{size} rank(s), global batch {global_batch} = {args.batch_size} x {size} ranks x {args.accumulation}, "
         f"lr {lr:g} ({args.optimizer}, {args.schedule}), allreduce={args.algorithm}, "
         f"overlap={'off' if args.no_overlap else 'on'}, {threads} thread(s)/rank"
+        + (", SyncBatchNorm" if args.sync_bn else "")
         + (f", link {args.link}" if args.link else "")
     )
     say(

@@ -142,6 +142,11 @@ def build_parser(description: str) -> Parser:
     )
     g.add_argument("--bucket-mb", type=float, default=25.0, help="gradient bucket size in MiB (default: 25)")
     g.add_argument("--no-overlap", action="store_true", help="allreduce after backward instead of during it")
+    g.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="normalise with the statistics of the global batch: every BatchNorm becomes a SyncBatchNorm",
+    )
     g.add_argument("--link", help="emulate a slower link: BANDWIDTH,LATENCY such as '10Gbps,20us', or a preset name")
     g.add_argument(
         "--timeout",

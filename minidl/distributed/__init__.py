@@ -3,7 +3,8 @@
 Shaped like ``torch.distributed``: ``get_rank()``, ``get_world_size()``, ``all_reduce``,
 ``broadcast``, ``barrier`` (:mod:`minidl.distributed.comm`), and ``DistributedDataParallel``,
 which keeps every rank's replica in step by averaging the gradients with a hand-written
-allreduce, in buckets, overlapped with backward.
+allreduce, in buckets, overlapped with backward; ``SyncBatchNorm`` and ``convert_sync_batchnorm``
+normalise with the statistics of the global batch.
 """
 
 from minidl.distributed.buckets import Bucket, build_buckets, plan_buckets
@@ -25,6 +26,7 @@ from minidl.distributed.comm import (
 )
 from minidl.distributed.ddp import DistributedDataParallel, SyncStats
 from minidl.distributed.noise_scale import GradientNoiseScale
+from minidl.distributed.sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
 
 __all__ = [
     "Bucket",
@@ -32,6 +34,7 @@ __all__ = [
     "DistributedDataParallel",
     "GradientNoiseScale",
     "Link",
+    "SyncBatchNorm",
     "SyncStats",
     "abort_on_error",
     "algorithms",
@@ -40,6 +43,7 @@ __all__ = [
     "broadcast",
     "build_buckets",
     "check_algorithm",
+    "convert_sync_batchnorm",
     "get_rank",
     "get_world_size",
     "parse_link",
