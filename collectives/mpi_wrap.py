@@ -10,6 +10,11 @@ basic datatypes, and route through :mod:`collectives.api`. Everything else is mp
 Cases outside that (derived datatypes, other or user-defined ops, ``MPI.BOTTOM``...) raise
 ``NotImplementedError`` naming the case, and like every argument error on one rank, make the
 other ranks raise too (a ``CollectiveMismatchError`` naming this rank) instead of waiting.
+
+``Iallreduce`` runs :func:`collectives.iallreduce` for the simple forms (:func:`routable_iallreduce`)
+and MPI's own call for the rest. Communicators made from a wrapped one (``Dup``, ``Clone``, ``Idup``,
+``Split``, ``Split_type``, ``Create``, ``Create_group``) are wrapped with the same settings, so
+code that duplicates the communicator it is given (DDP) keeps the wrapping.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from mpi4py import MPI
 from mpi4py.util import dtlib
 
 from collectives import api, nonblocking
+from collectives.context import _KEYVAL as CONTEXT_KEYVAL
 from collectives.ops import OPS
 from collectives.prepare import fail
 
@@ -169,25 +175,30 @@ class WrappedComm(MPI.Intracomm):
             self._plain = MPI.Intracomm(self)
         return self._plain
 
-    # -- new communicators: wrapped, with the same settings ------------------------------------
-    def _adopt(self, new: MPI.Comm, ready: bool = True) -> Any:
-        """``new`` (a communicator this one made) wrapped with this one's settings; MPI.COMM_NULL as it is.
+    def Get_attr(self, keyval: int) -> Any:
+        """MPI's attribute; the library's context of this communicator is made from the plain handle.
 
-        With ``ready`` (the result is usable now, and every member is in this call) the library's
-        context of the new communicator is made at once, from the plain handle: code that hands the
-        wrapped communicator itself to ``collectives.allreduce`` (as DDP does) then finds it, and the
-        library's private duplicate stays plain instead of becoming a wrapped one.
+        ``collectives.allreduce(buf, wrapped)`` (DDP does this with its duplicate) looks the context
+        up here. Made from this handle, its private duplicate would be a wrapped communicator whose
+        ``Iallreduce`` (the ranks' agreement) would come back through the wrapper; made from the
+        plain handle it is plain. Collective, as making any context is, at the same point.
         """
+        value = super().Get_attr(keyval)
+        if value is None and keyval == CONTEXT_KEYVAL:
+            api.context(self._base)
+            value = super().Get_attr(keyval)
+        return value
+
+    # -- new communicators: wrapped, with the same settings ------------------------------------
+    def _adopt(self, new: MPI.Comm) -> Any:
+        """``new`` (a communicator this one made) wrapped with this one's settings; MPI.COMM_NULL as it is."""
         if new == MPI.COMM_NULL or not isinstance(new, MPI.Intracomm):
             return new
         settings = (self.collective_algorithm, self.collective_check, self.collective_timeout)
         if isinstance(new, WrappedComm):
             new._configure(*settings)  # made by mpi4py without __init__
-        else:
-            new = WrappedComm(new, *settings)  # a second handle; the first one is dropped, not freed
-        if ready:
-            api.context(new._base)
-        return new
+            return new
+        return WrappedComm(new, *settings)  # a second handle; the first one is dropped, not freed
 
     def Dup(self, info: MPI.Info | None = None) -> WrappedComm:
         return self._adopt(super().Dup(info))
@@ -200,11 +211,11 @@ class WrappedComm(MPI.Intracomm):
 
     def Idup(self, info: MPI.Info | None = None) -> tuple[WrappedComm, MPI.Request]:
         new, request = super().Idup(info)
-        return self._adopt(new, ready=False), request
+        return self._adopt(new), request
 
     def Idup_with_info(self, info: MPI.Info) -> tuple[WrappedComm, MPI.Request]:
         new, request = super().Idup_with_info(info)
-        return self._adopt(new, ready=False), request
+        return self._adopt(new), request
 
     def Split(self, color: int = 0, key: int = 0) -> Any:
         return self._adopt(super().Split(color, key))

@@ -63,14 +63,18 @@ def check_wrapped(name: str, comm, members: list[int]) -> None:
     expect(settings == (ALGORITHM, CHECK, TIMEOUT), f"{name}: settings {settings}")
     expect(comm.Get_size() == len(members), f"{name}: size {comm.Get_size()}, expected {len(members)}")
     expect(comm.Get_rank() == members.index(rank), f"{name}: rank {comm.Get_rank()}")
+    # handed to the library itself first (as DDP does): its context must be made from a plain handle,
+    # so the library's private duplicate stays plain and its agreement is not routed back here
+    direct = data(rank)
+    collectives.allreduce(direct, comm, "sum", "naive", check=True)
+    expect(np.array_equal(direct, oracle(members)), f"{name}: collectives.allreduce on it gave {direct}")
+    expect(type(context(comm).comm) is MPI.Intracomm, f"{name}: library context holds {type(context(comm).comm)}")
     for dtype in (np.float64, np.int32):
         seen.clear()
         out = np.empty(7, dtype)
         comm.Allreduce(data(rank, dtype), out, MPI.SUM)
         expect(np.array_equal(out, oracle(members, dtype)), f"{name}: Allreduce {dtype.__name__} gave {out}")
         expect(seen == [ALGORITHM], f"{name}: Allreduce reached the library as {seen}, expected [{ALGORITHM!r}]")
-    # the library's own duplicate of it stays plain: its agreement must not be routed back here
-    expect(type(context(comm).comm) is MPI.Intracomm, f"{name}: library context holds {type(context(comm).comm)}")
 
 
 everyone = list(range(size))
