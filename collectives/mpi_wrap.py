@@ -10,6 +10,11 @@ basic datatypes, and route through :mod:`collectives.api`. Everything else is mp
 Cases outside that (derived datatypes, other or user-defined ops, ``MPI.BOTTOM``...) raise
 ``NotImplementedError`` naming the case, and like every argument error on one rank, make the
 other ranks raise too (a ``CollectiveMismatchError`` naming this rank) instead of waiting.
+
+``Iallreduce`` runs :func:`collectives.iallreduce` for the simple forms (:func:`routable_iallreduce`)
+and MPI's own call for the rest. Communicators made from a wrapped one (``Dup``, ``Clone``, ``Idup``,
+``Split``, ``Split_type``, ``Create``, ``Create_group``) are wrapped with the same settings, so
+code that duplicates the communicator it is given (DDP) keeps the wrapping.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import numpy as np
 from mpi4py import MPI
 from mpi4py.util import dtlib
 
-from collectives import api
+from collectives import api, nonblocking
+from collectives.context import _KEYVAL as CONTEXT_KEYVAL
+from collectives.ops import OPS
 from collectives.prepare import fail
 
 T = TypeVar("T")
@@ -101,6 +108,30 @@ def as_array(method: str, spec: Any) -> np.ndarray:
     return flat[start:stop]
 
 
+def routable_iallreduce(sendbuf: Any, recvbuf: Any, op: Any) -> np.ndarray | None:
+    """The flat receive array if an ``Iallreduce`` is one the library runs by hand, else None (MPI runs it).
+
+    By hand: MPI.SUM, PROD, MAX or MIN on contiguous numpy arrays (the send buffer ``MPI.IN_PLACE``
+    or of the receive buffer's dtype and size) of a dtype the op takes. The decision depends only
+    on the arguments' forms, which MPI already requires to match across ranks.
+    """
+    if not any(op == mpi_op for mpi_op in _OPS.values()) or not isinstance(recvbuf, np.ndarray):
+        return None
+    if not (recvbuf.flags.c_contiguous and recvbuf.flags.writeable):
+        return None
+    if sendbuf is not MPI.IN_PLACE and not (
+        isinstance(sendbuf, np.ndarray)
+        and sendbuf.flags.c_contiguous
+        and sendbuf.dtype == recvbuf.dtype
+        and sendbuf.size == recvbuf.size
+    ):
+        return None
+    name = next(n for n, mpi_op in _OPS.items() if op == mpi_op)
+    if OPS[name].check_dtype(recvbuf.dtype) is not None:
+        return None
+    return recvbuf.reshape(-1)
+
+
 def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
     return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.nbytes == b.nbytes
 
@@ -114,17 +145,91 @@ class WrappedComm(MPI.Intracomm):
     rank raises, as for any other argument error.
     """
 
-    def __new__(cls, comm: MPI.Intracomm, *args: Any, **kwargs: Any) -> WrappedComm:
+    def __new__(cls, comm: MPI.Intracomm | None = None, *args: Any, **kwargs: Any) -> WrappedComm:
+        # mpi4py makes the results of Dup, Clone and Idup as ``type(self).__new__(type(self))``: no arguments
         return super().__new__(cls, comm)
 
     def __init__(
-        self, comm: MPI.Intracomm, algorithm: str = "ring", check: bool | None = None, timeout: float | None = None
+        self,
+        comm: MPI.Intracomm | None = None,
+        algorithm: str = "ring",
+        check: bool | None = None,
+        timeout: float | None = None,
     ) -> None:
+        self._configure(algorithm, check, timeout)
+
+    def _configure(self, algorithm: str, check: bool | None, timeout: float | None) -> None:
         self.collective_algorithm = algorithm
         self.collective_check = check
         self.collective_timeout = timeout
-        self._base = comm
+        self._plain: MPI.Intracomm | None = None
 
+    @property
+    def _base(self) -> MPI.Intracomm:
+        """A plain handle on this communicator, for the library's own calls (which must not come back here).
+
+        Made on first use, not at construction: the handle of an ``Idup`` result is only valid once
+        its request has completed.
+        """
+        if self._plain is None:
+            self._plain = MPI.Intracomm(self)
+        return self._plain
+
+    def Get_attr(self, keyval: int) -> Any:
+        """MPI's attribute; the library's context of this communicator is made from the plain handle.
+
+        ``collectives.allreduce(buf, wrapped)`` (DDP does this with its duplicate) looks the context
+        up here. Made from this handle, its private duplicate would be a wrapped communicator whose
+        ``Iallreduce`` (the ranks' agreement) would come back through the wrapper; made from the
+        plain handle it is plain. Collective, as making any context is, at the same point.
+        """
+        value = super().Get_attr(keyval)
+        if value is None and keyval == CONTEXT_KEYVAL:
+            api.context(self._base)
+            value = super().Get_attr(keyval)
+        return value
+
+    # -- new communicators: wrapped, with the same settings ------------------------------------
+    def _adopt(self, new: MPI.Comm) -> Any:
+        """``new`` (a communicator this one made) wrapped with this one's settings; MPI.COMM_NULL as it is."""
+        if new == MPI.COMM_NULL or not isinstance(new, MPI.Intracomm):
+            return new
+        settings = (self.collective_algorithm, self.collective_check, self.collective_timeout)
+        if isinstance(new, WrappedComm):
+            new._configure(*settings)  # made by mpi4py without __init__
+            return new
+        return WrappedComm(new, *settings)  # a second handle; the first one is dropped, not freed
+
+    def Dup(self, info: MPI.Info | None = None) -> WrappedComm:
+        return self._adopt(super().Dup(info))
+
+    def Dup_with_info(self, info: MPI.Info) -> WrappedComm:
+        return self._adopt(super().Dup_with_info(info))
+
+    def Clone(self) -> WrappedComm:
+        return self._adopt(super().Clone())
+
+    def Idup(self, info: MPI.Info | None = None) -> tuple[WrappedComm, MPI.Request]:
+        new, request = super().Idup(info)
+        return self._adopt(new), request
+
+    def Idup_with_info(self, info: MPI.Info) -> tuple[WrappedComm, MPI.Request]:
+        new, request = super().Idup_with_info(info)
+        return self._adopt(new), request
+
+    def Split(self, color: int = 0, key: int = 0) -> Any:
+        return self._adopt(super().Split(color, key))
+
+    def Split_type(self, split_type: int, key: int = 0, info: MPI.Info = MPI.INFO_NULL) -> Any:
+        return self._adopt(super().Split_type(split_type, key, info))
+
+    def Create(self, group: MPI.Group) -> Any:
+        return self._adopt(super().Create(group))
+
+    def Create_group(self, group: MPI.Group, tag: int = 0) -> Any:
+        return self._adopt(super().Create_group(group, tag))
+
+    # -- collectives ---------------------------------------------------------------------------
     def _checked(self, collective: str, local: Callable[[], T]) -> T:
         """``local()`` (this rank's own checks); its error is raised on every rank."""
         try:
@@ -215,6 +320,21 @@ class WrappedComm(MPI.Intracomm):
         name, recv, work, block = self._checked("reduce_scatter", local)
         mine = api.reduce_scatter(work, self._base, name, **self._options())
         np.copyto(recv[:block], mine)
+
+    def Iallreduce(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM) -> Any:
+        """Routed to ``collectives.iallreduce`` (see :func:`routable_iallreduce`), else MPI's own call.
+
+        The routed call returns the library's request (``Test()``/``Wait()``, lower case too), not
+        an ``MPI.Request``: ``MPI.Request.Waitall`` and friends do not take it.
+        """
+        recv = routable_iallreduce(sendbuf, recvbuf, op)
+        if recv is None:
+            return super().Iallreduce(sendbuf, recvbuf, op)
+        if sendbuf is not MPI.IN_PLACE and not _same_memory(sendbuf, recv):
+            np.copyto(recv, sendbuf.reshape(-1))
+        return nonblocking.iallreduce(
+            recv, self._base, _op_name("Iallreduce", op), self.collective_algorithm, **self._options()
+        )
 
 
 def wrap(
