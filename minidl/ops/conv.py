@@ -77,22 +77,18 @@ class Conv2d(Function):
         geom, groups = ctx.kwargs["geom"], ctx.kwargs["groups"]
         nx, nw, nb = ctx.needs_input_grad
         g = grad.data
-        n, o = g.shape[:2]
-        # (N, O, Ho, Wo) -> (g, O/g, N*Ho*Wo), matching the column layout
-        gy = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, o // groups, -1)
-        w = weight.data.reshape(groups, o // groups, -1)
+        transposed = nx and use_transposed(geom, x.shape[1], g.shape[1])
+        gy = _group_grad(g, groups) if nw or (nx and not transposed) else None
         gx = gw = gb = None
         if nw:
             cols = _group_cols(ctx.xp, geom, groups)
             # gw = gy @ cols^T, computed as (cols @ gy^T)^T: OpenBLAS runs that operand order 1.5x faster here
             gw = Tensor._make(np.matmul(cols, gy.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(weight.shape))
             del cols  # before the input gradient's columns exist: one column buffer at a time (peak memory)
-        if nx:
-            c = x.shape[1]
-            dcols = np.matmul(w.transpose(0, 2, 1), gy)  # (g, C/g*kh*kw, N*Ho*Wo)
-            # fold in (C, N) order, where each kernel offset's slice is one contiguous block
-            dcols = dcols.reshape(c, geom.kh, geom.kw, n, geom.ho, geom.wo).transpose(0, 3, 1, 2, 4, 5)
-            gx = Tensor._make(np.ascontiguousarray(col2im(dcols, geom).transpose(1, 0, 2, 3)))
+        if nx and transposed:
+            gx = Tensor._make(transposed_input_grad(g, weight.data, geom, groups))
+        elif nx:
+            gx = Tensor._make(col2im_input_grad(gy, weight.data, geom, groups, x.shape[1]))
         if nb:
             gb = Tensor._make(g.sum(axis=(0, 2, 3)))
         return gx, gw, gb
@@ -103,6 +99,72 @@ def _group_cols(xp: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
     n, c = xp.shape[:2]
     win = windows(xp, geom).transpose(1, 2, 3, 0, 4, 5)  # (C, kh, kw, N, Ho, Wo)
     return win.reshape(groups, (c // groups) * geom.kh * geom.kw, n * geom.ho * geom.wo)
+
+
+def _group_grad(g: np.ndarray, groups: int) -> np.ndarray:
+    """The output gradient (N, O, Ho, Wo) as (groups, O/groups, N*Ho*Wo), matching the column layout."""
+    return np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, g.shape[1] // groups, -1)
+
+
+def use_transposed(geom: Geometry, c: int, o: int) -> bool:
+    """Which algorithm computes the input gradient of a conv with ``c`` inputs and ``o`` output channels.
+
+    The rule (measured, docs/performance.md): a stride-1 convolution's input gradient is itself a
+    convolution, of the output gradient padded by ``span - 1 - pad`` with the flipped, transposed
+    weights (:func:`transposed_input_grad`: im2col of the gradient, one GEMM, no col2im). It writes
+    columns of O*kh*kw x N*H*W floats; the GEMM-then-col2im route (:func:`col2im_input_grad`) writes
+    C*kh*kw x N*Ho*Wo of them and then folds them back in kh*kw strided passes. So the transposed
+    route is taken when its columns are no larger, ``O*H*W <= C*Ho*Wo``.
+    """
+    return transposed_fits(geom) and o * geom.h * geom.w <= c * geom.ho * geom.wo
+
+
+def transposed_fits(geom: Geometry) -> bool:
+    """Whether the transposed route applies: stride 1 and no padding beyond the dilated kernel's span."""
+    span_h, span_w = geom.dh * (geom.kh - 1), geom.dw * (geom.kw - 1)
+    return (geom.sh, geom.sw) == (1, 1) and max(geom.pads[:2]) <= span_h and max(geom.pads[2:]) <= span_w
+
+
+def transposed_input_grad(g: np.ndarray, weight: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
+    """Input gradient of a stride-1 conv as a convolution of ``g`` (N, O, Ho, Wo) with the flipped weights.
+
+    ``gx[n, c, y, x] = sum over o, i, j of gpad[n, o, y + i*dh, x + j*dw] * w[o, c, kh-1-i, kw-1-j]``,
+    ``gpad`` being ``g`` padded by ``span - 1 - pad`` on each side (so the output is H x W again).
+    """
+    n, o = g.shape[:2]
+    cg, kh, kw = weight.shape[1:]
+    span_h, span_w = geom.dh * (kh - 1), geom.dw * (kw - 1)
+    t, b, l, r = geom.pads
+    tg = Geometry(
+        kh,
+        kw,
+        1,
+        1,
+        geom.dh,
+        geom.dw,
+        (span_h - t, span_h - b, span_w - l, span_w - r),
+        geom.ho,
+        geom.wo,
+        geom.h,
+        geom.w,
+    )
+    cols = _group_cols(padded(g, tg.pads), tg, groups)  # (g, O/g*kh*kw, N*H*W)
+    # (O, C/g, kh, kw) -> (g, C/g, O/g*kh*kw), kernel flipped: row ci of group gi reads every output channel of gi
+    wt = weight.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    out = np.matmul(wt.reshape(groups, cg, -1), cols)  # (g, C/g, N*H*W), i.e. (C, N*H*W)
+    if kernels.wanted(out):
+        return kernels.conv.to_nchw(out, None, n, geom.h, geom.w)
+    return np.ascontiguousarray(out.reshape(groups * cg, n, geom.h, geom.w).transpose(1, 0, 2, 3))
+
+
+def col2im_input_grad(gy: np.ndarray, weight: np.ndarray, geom: Geometry, groups: int, c: int) -> np.ndarray:
+    """Input gradient as the column gradient ``w^T @ gy`` folded back by col2im (any stride)."""
+    o = weight.shape[0]
+    n = gy.shape[-1] // (geom.ho * geom.wo)
+    dcols = np.matmul(weight.reshape(groups, o // groups, -1).transpose(0, 2, 1), gy)  # (g, C/g*kh*kw, N*Ho*Wo)
+    # fold in (C, N) order, where each kernel offset's slice is one contiguous block
+    dcols = dcols.reshape(c, geom.kh, geom.kw, n, geom.ho, geom.wo).transpose(0, 3, 1, 2, 4, 5)
+    return np.ascontiguousarray(col2im(dcols, geom).transpose(1, 0, 2, 3))
 
 
 def conv2d_reference(
