@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward
 from minidl.grad_mode import is_grad_enabled
 from minidl.tensor import Tensor
@@ -56,18 +55,15 @@ class Conv2d(Function):
     def forward(
         ctx: Context, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: Geometry, groups: int
     ) -> np.ndarray:
-        n = x.shape[0]
-        o = weight.shape[0]
+        n, o = x.shape[0], weight.shape[0]
         xp = padded(x, geom.pads)
-        cols = _group_cols(xp, geom, groups)  # (g, C/g*kh*kw, N*Ho*Wo)
-        out = np.matmul(weight.reshape(groups, o // groups, -1), cols)  # (g, O/g, N*Ho*Wo)
+        cols = _image_cols(xp, geom, groups)  # (N, g, C/g*kh*kw, Ho*Wo)
+        # one GEMM per image and group: (O/g, C/g*kh*kw) @ (C/g*kh*kw, Ho*Wo), the result already NCHW
+        out = np.matmul(weight.reshape(groups, o // groups, -1), cols).reshape(n, o, geom.ho, geom.wo)
         ctx.xp = xp
-        if kernels.wanted(out):  # numba: the transpose to NCHW and the bias in one pass
-            return kernels.conv.to_nchw(out, bias, n, geom.ho, geom.wo)
-        out = out.reshape(o, n, geom.ho, geom.wo).transpose(1, 0, 2, 3)
         if bias is not None:
             out += bias.reshape(1, o, 1, 1)
-        return np.ascontiguousarray(out)
+        return out
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -78,12 +74,14 @@ class Conv2d(Function):
         nx, nw, nb = ctx.needs_input_grad
         g = grad.data
         transposed = nx and use_transposed(geom, x.shape[1], g.shape[1])
-        gy = _group_grad(g, groups) if nw or (nx and not transposed) else None
+        gy = _group_grad(g, groups) if nx and not transposed else None
         gx = gw = gb = None
         if nw:
-            cols = _group_cols(ctx.xp, geom, groups)
-            # gw = gy @ cols^T, computed as (cols @ gy^T)^T: OpenBLAS runs that operand order 1.5x faster here
-            gw = Tensor._make(np.matmul(cols, gy.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(weight.shape))
+            cols = _image_cols(ctx.xp, geom, groups)  # (N, g, C/g*kh*kw, Ho*Wo)
+            gyb = g.reshape(g.shape[0], groups, g.shape[1] // groups, geom.ho * geom.wo)  # (N, g, O/g, Ho*Wo)
+            # per image cols @ gy^T (the Ho*Wo-long reduction: OpenBLAS's fast operand order), summed over images
+            gwt = np.matmul(cols, gyb.transpose(0, 1, 3, 2)).sum(axis=0)  # (g, C/g*kh*kw, O/g)
+            gw = Tensor._make(np.ascontiguousarray(gwt.transpose(0, 2, 1)).reshape(weight.shape))
             del cols  # before the input gradient's columns exist: one column buffer at a time (peak memory)
         if nx and transposed:
             gx = Tensor._make(transposed_input_grad(g, weight.data, geom, groups))
@@ -94,16 +92,21 @@ class Conv2d(Function):
         return gx, gw, gb
 
 
-def _group_cols(xp: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
-    """im2col: the padded input's windows as (groups, C/groups*kh*kw, N*Ho*Wo), one copy."""
+def _image_cols(xp: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
+    """im2col per image: the padded input's windows as (N, groups, C/groups*kh*kw, Ho*Wo), one copy.
+
+    Kept per image (not one (C*kh*kw, N*Ho*Wo) matrix) so the GEMMs come out in NCHW order and the
+    weight gradient's reduction runs over Ho*Wo, the operand order OpenBLAS runs fastest (measured in
+    docs/performance.md).
+    """
     n, c = xp.shape[:2]
-    win = windows(xp, geom).transpose(1, 2, 3, 0, 4, 5)  # (C, kh, kw, N, Ho, Wo)
-    return win.reshape(groups, (c // groups) * geom.kh * geom.kw, n * geom.ho * geom.wo)
+    return windows(xp, geom).reshape(n, groups, (c // groups) * geom.kh * geom.kw, geom.ho * geom.wo)
 
 
 def _group_grad(g: np.ndarray, groups: int) -> np.ndarray:
     """The output gradient (N, O, Ho, Wo) as (groups, O/groups, N*Ho*Wo), matching the column layout."""
-    return np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, g.shape[1] // groups, -1)
+    n, o, ho, wo = g.shape
+    return np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, o // groups, n * ho * wo)
 
 
 def use_transposed(geom: Geometry, c: int, o: int) -> bool:
@@ -148,13 +151,10 @@ def transposed_input_grad(g: np.ndarray, weight: np.ndarray, geom: Geometry, gro
         geom.h,
         geom.w,
     )
-    cols = _group_cols(padded(g, tg.pads), tg, groups)  # (g, O/g*kh*kw, N*H*W)
+    cols = _image_cols(padded(g, tg.pads), tg, groups)  # (N, g, O/g*kh*kw, H*W)
     # (O, C/g, kh, kw) -> (g, C/g, O/g*kh*kw), kernel flipped: row ci of group gi reads every output channel of gi
     wt = weight.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
-    out = np.matmul(wt.reshape(groups, cg, -1), cols)  # (g, C/g, N*H*W), i.e. (C, N*H*W)
-    if kernels.wanted(out):
-        return kernels.conv.to_nchw(out, None, n, geom.h, geom.w)
-    return np.ascontiguousarray(out.reshape(groups * cg, n, geom.h, geom.w).transpose(1, 0, 2, 3))
+    return np.matmul(wt.reshape(groups, cg, -1), cols).reshape(n, groups * cg, geom.h, geom.w)
 
 
 def col2im_input_grad(gy: np.ndarray, weight: np.ndarray, geom: Geometry, groups: int, c: int) -> np.ndarray:
