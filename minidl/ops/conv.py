@@ -57,9 +57,8 @@ class Conv2d(Function):
     ) -> np.ndarray:
         n, o = x.shape[0], weight.shape[0]
         xp = padded(x, geom.pads)
-        cols = _image_cols(xp, geom, groups)  # (N, g, C/g*kh*kw, Ho*Wo)
-        # one GEMM per image and group: (O/g, C/g*kh*kw) @ (C/g*kh*kw, Ho*Wo), the result already NCHW
-        out = np.matmul(weight.reshape(groups, o // groups, -1), cols).reshape(n, o, geom.ho, geom.wo)
+        out = np.empty((n, groups, o // groups, geom.ho * geom.wo), dtype=np.result_type(x, weight))
+        out = _correlate(xp, geom, groups, weight.reshape(groups, o // groups, -1), out).reshape(n, o, geom.ho, geom.wo)
         ctx.xp = xp
         if bias is not None:
             out += bias.reshape(1, o, 1, 1)
@@ -77,12 +76,7 @@ class Conv2d(Function):
         gy = _group_grad(g, groups) if nx and not transposed else None
         gx = gw = gb = None
         if nw:
-            cols = _image_cols(ctx.xp, geom, groups)  # (N, g, C/g*kh*kw, Ho*Wo)
-            gyb = g.reshape(g.shape[0], groups, g.shape[1] // groups, geom.ho * geom.wo)  # (N, g, O/g, Ho*Wo)
-            # per image cols @ gy^T (the Ho*Wo-long reduction: OpenBLAS's fast operand order), summed over images
-            gwt = np.matmul(cols, gyb.transpose(0, 1, 3, 2)).sum(axis=0)  # (g, C/g*kh*kw, O/g)
-            gw = Tensor._make(np.ascontiguousarray(gwt.transpose(0, 2, 1)).reshape(weight.shape))
-            del cols  # before the input gradient's columns exist: one column buffer at a time (peak memory)
+            gw = Tensor._make(_weight_grad(ctx.xp, g, geom, groups).reshape(weight.shape))
         if nx and transposed:
             gx = Tensor._make(transposed_input_grad(g, weight.data, geom, groups))
         elif nx:
@@ -90,6 +84,44 @@ class Conv2d(Function):
         if nb:
             gb = Tensor._make(g.sum(axis=(0, 2, 3)))
         return gx, gw, gb
+
+
+# bytes of im2col columns alive at once: the batch is processed in chunks of images whose columns
+# fit, which bounds a conv's extra memory (LeNet-5's peak is its first conv's columns) and keeps
+# each chunk's columns in cache between the copy and the GEMM (measured in docs/performance.md)
+COLUMN_BUDGET = 1 << 21
+
+
+def _chunks(n: int, image_bytes: int) -> list[slice]:
+    """Consecutive slices of ``n`` images, each with at most COLUMN_BUDGET bytes of columns (at least one image)."""
+    step = max(1, COLUMN_BUDGET // max(image_bytes, 1))
+    return [slice(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` (N, g, R, Ho*Wo) = ``wmat`` (g, R, K) @ the im2col columns of ``xp``, image chunk by chunk.
+
+    One GEMM per image and group, (R, K) @ (K, Ho*Wo): the result is already NCHW.
+    """
+    image_bytes = groups * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize
+    for s in _chunks(xp.shape[0], image_bytes):
+        np.matmul(wmat, _image_cols(xp[s], geom, groups), out=out[s])
+    return out
+
+
+def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
+    """conv2d's weight gradient as (O, C/g*kh*kw): per image, columns @ gy^T, summed over the images.
+
+    Computed as (cols @ gy^T)^T, whose reduction runs over Ho*Wo: the operand order OpenBLAS runs
+    fastest here (measured in docs/performance.md).
+    """
+    n, o = g.shape[:2]
+    k = xp.shape[1] // groups * geom.kh * geom.kw
+    gyb = g.reshape(n, groups, o // groups, geom.ho * geom.wo)  # (N, g, O/g, Ho*Wo)
+    acc = np.zeros((groups, k, o // groups), dtype=np.result_type(xp, g))
+    for s in _chunks(n, groups * k * geom.ho * geom.wo * xp.itemsize):
+        acc += np.matmul(_image_cols(xp[s], geom, groups), gyb[s].transpose(0, 1, 3, 2)).sum(axis=0)
+    return acc.transpose(0, 2, 1).reshape(o, k)
 
 
 def _image_cols(xp: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
@@ -151,10 +183,12 @@ def transposed_input_grad(g: np.ndarray, weight: np.ndarray, geom: Geometry, gro
         geom.h,
         geom.w,
     )
-    cols = _image_cols(padded(g, tg.pads), tg, groups)  # (N, g, O/g*kh*kw, H*W)
     # (O, C/g, kh, kw) -> (g, C/g, O/g*kh*kw), kernel flipped: row ci of group gi reads every output channel of gi
     wt = weight.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
-    return np.matmul(wt.reshape(groups, cg, -1), cols).reshape(n, groups * cg, geom.h, geom.w)
+    out = np.empty((n, groups, cg, geom.h * geom.w), dtype=np.result_type(g, weight))
+    return _correlate(padded(g, tg.pads), tg, groups, wt.reshape(groups, cg, -1), out).reshape(
+        n, groups * cg, geom.h, geom.w
+    )
 
 
 def col2im_input_grad(gy: np.ndarray, weight: np.ndarray, geom: Geometry, groups: int, c: int) -> np.ndarray:

@@ -103,3 +103,34 @@ def test_gradcheck_each_path(case, monkeypatch):
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), [x, w, b])
     expected = "col2im_input_grad" if stride == 2 or ws[0] > xs[1] else "transposed_input_grad"
     assert ran and set(ran) == {expected}
+
+
+def correlate_oracle(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
+    """conv2d (groups 1, dilation 1) as one einsum per kernel offset over a zero-padded copy."""
+    n, _, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    out = np.zeros((n, o, ho, wo))
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride]
+            out += np.einsum("ncyx,oc->noyx", patch, w[:, :, i, j].astype(np.float64))
+    return out
+
+
+@pytest.mark.parametrize("budget", [1, 700, 1 << 30])  # one image per chunk, uneven chunks, one chunk
+@pytest.mark.parametrize("stride", [1, 2])
+def test_image_chunks_give_the_same_conv(budget, stride, monkeypatch):
+    monkeypatch.setattr(conv, "COLUMN_BUDGET", budget)
+    rng = np.random.default_rng(3)
+    x = minidl.tensor(rng.standard_normal((5, 3, 7, 6)), requires_grad=True)
+    w = minidl.tensor(rng.standard_normal((3, 3, 3, 3)), requires_grad=True)
+    out = F.conv2d(x, w, None, stride, 1)
+    np.testing.assert_allclose(out.data, correlate_oracle(x.data, w.data, stride, 1), rtol=1e-10, atol=1e-10)
+    gy = rng.standard_normal(out.shape)
+    (out * minidl.tensor(gy)).sum().backward()
+    np.testing.assert_allclose(
+        x.grad.data, adjoint_oracle(gy, w.data, x.shape, (stride,) * 2, (1,) * 4, (1, 1), 1), atol=1e-10
+    )
+    assert gradcheck(lambda x, w: F.conv2d(x, w, None, stride, 1), [x, w])
