@@ -117,7 +117,8 @@ def test_softmax_last_axis(shape, dtype, spy):
 
 # ------------------------------------------------------------------------ pooling
 POOLS = [  # (N, C, H, W), kernel, stride, padding, dilation, ceil_mode
-    ((2, 3, 9, 7), 2, None, 0, 1, False),
+    ((2, 3, 9, 7), 2, None, 0, 1, False),  # 2x2 windows all inside: the unrolled path
+    ((2, 2, 5, 6), 2, 1, 0, 1, False),  # the unrolled path with overlapping windows
     ((2, 2, 8, 9), 3, 2, 1, 1, True),
     ((1, 3, 11, 10), (3, 2), (2, 1), (1, 0), (2, 1), False),
     ((3, 1, 5, 5), 5, 1, 2, 1, False),
