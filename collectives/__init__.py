@@ -7,26 +7,28 @@ Each algorithm is written once against a small point-to-point interface
 import warnings
 from typing import Any
 
+from collectives.abort import abort_on_error
 from collectives.agreement import CollectiveMismatchError, set_checks
 from collectives.algorithms import ALGORITHMS, AlgorithmSpec, Constraints, Cost, algorithm_names, register, unregister
 from collectives.algorithms.chunking import chunk_bounds
 from collectives.api import allgather, allreduce, broadcast, explain, reduce, reduce_scatter
 from collectives.link import Link, parse_link
 from collectives.ops import OPS, ReduceOp
+from collectives.watchdog import CollectiveTimeoutError, set_timeout
 
 
-def iallreduce(buf, comm=None, op="sum", algorithm="ring", *, progress=None, check=None):
+def iallreduce(buf, comm=None, op="sum", algorithm="ring", *, progress=None, check=None, timeout=None):
     """Start an allreduce and return a request with ``test()`` and ``wait()``; see :mod:`collectives.nonblocking`."""
     from collectives.nonblocking import iallreduce as start
 
-    return start(buf, comm, op, algorithm, progress=progress, check=check)
+    return start(buf, comm, op, algorithm, progress=progress, check=check, timeout=timeout)
 
 
-def wrap(comm, algorithm="ring", *, check=None):
+def wrap(comm, algorithm="ring", *, check=None, timeout=None):
     """An mpi4py intracommunicator whose collectives run our algorithms; see :mod:`collectives.mpi_wrap`."""
     from collectives.mpi_wrap import wrap as make
 
-    return make(comm, algorithm, check=check)
+    return make(comm, algorithm, check=check, timeout=timeout)
 
 
 def __getattr__(name: str) -> Any:
@@ -43,10 +45,12 @@ __all__ = [
     "OPS",
     "AlgorithmSpec",
     "CollectiveMismatchError",
+    "CollectiveTimeoutError",
     "Constraints",
     "Cost",
     "Link",
     "ReduceOp",
+    "abort_on_error",
     "algorithm_names",
     "allgather",
     "allreduce",
@@ -59,6 +63,7 @@ __all__ = [
     "reduce_scatter",
     "register",
     "set_checks",
+    "set_timeout",
     "unregister",
     "wrap",
 ]

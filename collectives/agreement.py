@@ -7,7 +7,9 @@ negations under MAX give each field's minimum and maximum in a single call); if 
 differs, every rank raises the same error. A rank whose own arguments were invalid contributes
 that fact too, so the other ranks raise instead of waiting for it forever.
 
-The check costs one 112-byte MPI allreduce per call (about as much as MPI's own allreduce of a
+The exchange is non-blocking and waited for by :func:`collectives.watchdog.wait`, so a rank that
+never arrives makes the others raise a timeout error instead of hanging (and they do not spin
+while they wait). The check costs one 112-byte MPI allreduce per call (about as much as MPI's own allreduce of a
 few bytes: the signature is built once per call pattern and cached, see :mod:`collectives.plans`);
 turn it off with ``collectives.set_checks(False)`` or ``check=False`` for benchmarks.
 """
@@ -69,24 +71,21 @@ def signature(
     return sig
 
 
-def start(comm: Any, sig: np.ndarray, blocking: bool = True) -> tuple[np.ndarray, Any]:
-    """Combine the ranks' signatures; non-blocking returns the request to wait on."""
+def start(comm: Any, sig: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Start combining the ranks' signatures: (where the result goes, the request to wait on)."""
     from mpi4py import MPI
 
     out = np.empty_like(sig)
-    if blocking:
-        comm.Allreduce(sig, out, MPI.MAX)
-        return out, None
     return out, comm.Iallreduce(sig, out, MPI.MAX)
 
 
 def exchanger(comm: Any, sig: np.ndarray, out: np.ndarray) -> Any:
-    """A call that combines ``sig`` across ranks into ``out`` (what :func:`start` does, bound once)."""
+    """A call that starts combining ``sig`` across ranks into ``out`` and returns the request (bound once)."""
     from functools import partial
 
     from mpi4py import MPI
 
-    return partial(comm.Allreduce, sig, out, MPI.MAX)
+    return partial(comm.Iallreduce, sig, out, MPI.MAX)
 
 
 def verify(combined: np.ndarray, names: dict[str, str], local_error: BaseException | None) -> None:

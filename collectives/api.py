@@ -2,8 +2,10 @@
 
 Every function works in place on a contiguous numpy array of any shape (treated as flat), runs
 one of the hand-written algorithms over a private duplicate of ``comm`` and returns the array.
-Before running, the ranks check that they all make the same call (:mod:`collectives.agreement`);
-an invalid argument on one rank raises on every rank.
+Before running, the ranks check that they all make the same call (:mod:`collectives.prepare`);
+an invalid argument on one rank raises on every rank, and a rank that never arrives makes the
+others raise :class:`collectives.CollectiveTimeoutError` after ``timeout`` seconds
+(:mod:`collectives.watchdog`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from collectives import agreement, algorithms, select
+from collectives import agreement, algorithms, select, watchdog
 from collectives.algorithms.chunking import chunk_bounds
 from collectives.link import Link
 from collectives.ops import ReduceOp
@@ -48,6 +50,7 @@ def allreduce(
     *,
     check: bool | None = None,
     link: Link | str | None = None,
+    timeout: float | None = None,
 ) -> np.ndarray:
     """Reduce ``buf`` elementwise across all ranks of ``comm``, in place; returns ``buf``.
 
@@ -55,7 +58,9 @@ def allreduce(
     ``algorithm`` names one of ``collectives.ALGORITHMS`` or is "auto" (see ``explain``);
     ``check`` overrides the cross-rank mismatch check for this call; ``link`` (a
     :class:`collectives.Link`, a preset name or "10Gbps,20us") stretches every step to that
-    link's modelled time (the emulated transport is made once per communicator and link).
+    link's modelled time (the emulated transport is made once per communicator and link);
+    ``timeout`` (seconds, default ``COLLECTIVES_TIMEOUT`` or 300, 0 = none) raises
+    :class:`collectives.CollectiveTimeoutError` naming the missing ranks when not every rank arrives.
     """
     # The hot path: a call seen before on this communicator runs from its cached plan
     # (collectives.plans); everything else, including every error, takes _allreduce_full.
@@ -68,12 +73,14 @@ def allreduce(
                 current(plans)  # the registry or the selection model changed: forget the old plans
             try:
                 plan = plans[algorithm, op, buf.dtype, buf.size]
-            except (KeyError, TypeError):  # a new call, or an unhashable argument: the full path
+                limit = watchdog.default if timeout is None else watchdog.seconds(timeout)
+            except (KeyError, TypeError, ValueError):  # a new call, an unhashable or a bad argument: the full path
                 plan = None
             if plan is not None:
                 run, reduce_op, average, exchange, combined, expected, names = plan
+                ctx.calls += 1
                 if exchange is not None and (agreement.enabled if check is None else check):
-                    exchange()
+                    watchdog.wait(exchange(), ctx, "allreduce", ctx.calls, limit)
                     if combined.tobytes() != expected:
                         agreement.verify(combined, names, None)  # raises, naming the field
                 flat = buf if buf.ndim == 1 else buf.ravel("K")
@@ -83,7 +90,7 @@ def allreduce(
                 if average:
                     reduce_op.finalize(flat, ctx.size)
                 return buf
-    return _allreduce_full(buf, ctx, op, algorithm, check, link)
+    return _allreduce_full(buf, ctx, op, algorithm, check, link, timeout)
 
 
 _last_comm: Any = object()  # the communicator of the latest call, as passed (None included) ...
@@ -97,21 +104,23 @@ def _remember(comm: Any) -> CommContext:
     return ctx
 
 
-def _allreduce_full(buf: Any, ctx: CommContext, op: Any, algorithm: Any, check: bool | None, link: Any) -> np.ndarray:
+def _allreduce_full(
+    buf: Any, ctx: CommContext, op: Any, algorithm: Any, check: bool | None, link: Any, timeout: Any
+) -> np.ndarray:
     """Validate and agree, run, and remember the call as a plan when it may take the hot path next time."""
-    flat, reduce_op, run, _ = prepare("allreduce", ctx, buf, op, algorithm, 0, check)[0]
+    flat, reduce_op, run, _, parsed = prepare("allreduce", ctx, buf, op, algorithm, 0, check, timeout, link=link)[0]
     if link is None and buf.__class__ is np.ndarray:
         current(ctx.plans)[algorithm, op, buf.dtype, buf.size] = make_plan(ctx, flat, reduce_op, run, algorithm)
-    t = ctx.transport if link is None else ctx.emulated(link)
+    t = ctx.transport if parsed is None else ctx.emulated(parsed)
     t.run(run(t, flat, reduce_op))
     reduce_op.finalize(flat, ctx.size)
     return buf
 
 
-def _block(collective: str, buf: Any, comm: Any, op: Any, algorithm: str, root: int, check: bool | None):
+def _block(collective: str, buf: Any, comm: Any, op: Any, algorithm: str, root: int, check: Any, timeout: Any):
     """Run a building block (``collectives.algorithms.BLOCKS``) after the shared prepare-and-agree step."""
     ctx = context(comm)
-    flat, reduce_op, make, _ = prepare(collective, ctx, buf, op, algorithm, root, check)[0]
+    flat, reduce_op, make, _, _ = prepare(collective, ctx, buf, op, algorithm, root, check, timeout)[0]
     t = ctx.transport
     t.run(make(t, flat, reduce_op, root))
     return ctx, flat, reduce_op
@@ -124,6 +133,7 @@ def reduce_scatter(
     algorithm: str = "ring",
     *,
     check: bool | None = None,
+    timeout: float | None = None,
 ) -> np.ndarray:
     """Reduce ``buf`` across ranks and leave chunk r of the result on rank r; returns that chunk (a view).
 
@@ -131,30 +141,43 @@ def reduce_scatter(
     one extra element). The rest of ``buf`` is used as workspace. Algorithms: "ring" (any p),
     "halving" (recursive halving, p a power of two).
     """
-    ctx, flat, reduce_op = _block("reduce_scatter", buf, comm, op, algorithm, 0, check)
+    ctx, flat, reduce_op = _block("reduce_scatter", buf, comm, op, algorithm, 0, check, timeout)
     b = chunk_bounds(flat.size, ctx.size)
     mine = flat[b[ctx.rank] : b[ctx.rank + 1]]
     reduce_op.finalize(mine, ctx.size)
     return mine
 
 
-def allgather(buf: np.ndarray, comm: Any = None, algorithm: str = "ring", *, check: bool | None = None) -> np.ndarray:
+def allgather(
+    buf: np.ndarray,
+    comm: Any = None,
+    algorithm: str = "ring",
+    *,
+    check: bool | None = None,
+    timeout: float | None = None,
+) -> np.ndarray:
     """Fill chunk i of ``buf`` (``chunk_bounds(buf.size, p)``) on every rank from rank i's chunk i; returns ``buf``.
 
     Algorithms: "ring" (any p), "doubling" (recursive doubling, p a power of two).
     """
-    _block("allgather", buf, comm, None, algorithm, 0, check)
+    _block("allgather", buf, comm, None, algorithm, 0, check, timeout)
     return buf
 
 
 def broadcast(
-    buf: np.ndarray, root: int = 0, comm: Any = None, algorithm: str = "binomial", *, check: bool | None = None
+    buf: np.ndarray,
+    root: int = 0,
+    comm: Any = None,
+    algorithm: str = "binomial",
+    *,
+    check: bool | None = None,
+    timeout: float | None = None,
 ) -> np.ndarray:
     """Copy ``root``'s ``buf`` into ``buf`` on every rank; returns ``buf``.
 
     Algorithms: "binomial" (binomial tree), "pipelined" (the same tree in segments, for large buffers).
     """
-    _block("broadcast", buf, comm, None, algorithm, root, check)
+    _block("broadcast", buf, comm, None, algorithm, root, check, timeout)
     return buf
 
 
@@ -166,12 +189,13 @@ def reduce(
     algorithm: str = "binomial",
     *,
     check: bool | None = None,
+    timeout: float | None = None,
 ) -> np.ndarray:
     """Reduce ``buf`` across ranks into ``buf`` on ``root``; other ranks' ``buf`` is left unchanged.
 
     Algorithms: "binomial" (binomial tree), "pipelined" (the same tree in segments).
     """
-    ctx, flat, reduce_op = _block("reduce", buf, comm, op, algorithm, root, check)
+    ctx, flat, reduce_op = _block("reduce", buf, comm, op, algorithm, root, check, timeout)
     if ctx.rank == root:
         reduce_op.finalize(flat, ctx.size)
     return buf

@@ -16,6 +16,7 @@ from collectives.emulation import EmulatedLinkTransport
 from collectives.link import Link, parse_link
 from collectives.mpi_transport import TAG_SPAN, MPITransport
 from collectives.plans import PlanCache
+from collectives.watchdog import Census
 
 _KEYVAL = MPI.Comm.Create_keyval()
 # TAG_UB is at least 32767 by the standard; MPICH gives 2^29 - 1.
@@ -34,6 +35,8 @@ class CommContext:
         self.size = self.comm.Get_size()
         self.transport = MPITransport(self.comm)  # blocking collectives, run one at a time
         self.sequence = 0  # non-blocking collectives started, identical on all ranks
+        self.calls = 0  # collectives called, blocking or not: the sequence number in timeout errors
+        self.census = Census(comm.Dup())  # who waits where, asked when a collective times out
         self.plans = PlanCache()  # validated allreduce calls (collectives.plans)
         self._emulated: dict[Link, EmulatedLinkTransport] = {}  # link -> the emulated transport of allreduce(link=...)
 

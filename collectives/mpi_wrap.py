@@ -8,18 +8,23 @@ specifications (any buffer-protocol object, ``[buf, datatype]``, ``[buf, count, 
 buffer counts as in place), the ops ``MPI.SUM``, ``MPI.PROD``, ``MPI.MAX``, ``MPI.MIN``, and the
 basic datatypes, and route through :mod:`collectives.api`. Everything else is mpi4py's own.
 Cases outside that (derived datatypes, other or user-defined ops, ``MPI.BOTTOM``...) raise
-``NotImplementedError`` naming the case, before any communication.
+``NotImplementedError`` naming the case, and like every argument error on one rank, make the
+other ranks raise too (a ``CollectiveMismatchError`` naming this rank) instead of waiting.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 from mpi4py import MPI
 from mpi4py.util import dtlib
 
 from collectives import api
+from collectives.prepare import fail
+
+T = TypeVar("T")
 
 _OPS = {"sum": MPI.SUM, "prod": MPI.PROD, "max": MPI.MAX, "min": MPI.MIN}
 _OTHER_OPS = ["LAND", "LOR", "LXOR", "BAND", "BOR", "BXOR", "MAXLOC", "MINLOC", "REPLACE", "NO_OP"]
@@ -101,15 +106,32 @@ def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 class WrappedComm(MPI.Intracomm):
-    """An intracommunicator handle whose five basic collectives run the hand-written algorithms."""
+    """An intracommunicator handle whose five basic collectives run the hand-written algorithms.
 
-    def __new__(cls, comm: MPI.Intracomm, algorithm: str = "ring", check: bool | None = None) -> WrappedComm:
+    The wrapper's own checks of mpi4py's arguments (buffer specifications, ops, datatypes,
+    matching send and receive buffers) run before the call; a rank whose check fails still takes
+    part in the ranks' agreement as an invalid call (:func:`collectives.prepare.fail`), so every
+    rank raises, as for any other argument error.
+    """
+
+    def __new__(cls, comm: MPI.Intracomm, *args: Any, **kwargs: Any) -> WrappedComm:
         return super().__new__(cls, comm)
 
-    def __init__(self, comm: MPI.Intracomm, algorithm: str = "ring", check: bool | None = None) -> None:
+    def __init__(
+        self, comm: MPI.Intracomm, algorithm: str = "ring", check: bool | None = None, timeout: float | None = None
+    ) -> None:
         self.collective_algorithm = algorithm
         self.collective_check = check
+        self.collective_timeout = timeout
         self._base = comm
+
+    def _checked(self, collective: str, local: Callable[[], T]) -> T:
+        """``local()`` (this rank's own checks); its error is raised on every rank."""
+        try:
+            return local()
+        except (TypeError, ValueError, NotImplementedError) as e:
+            fail(collective, api.context(self._base), e, self.collective_check, self.collective_timeout)
+            raise  # fail raised already; this keeps type checkers informed
 
     def _input(self, method: str, sendbuf: Any, recv: np.ndarray) -> bool:
         """Copy the send buffer into ``recv`` unless the call is in place; returns whether it was."""
@@ -126,47 +148,61 @@ class WrappedComm(MPI.Intracomm):
         np.copyto(recv, send)
         return False
 
+    def _options(self) -> dict[str, Any]:
+        return {"check": self.collective_check, "timeout": self.collective_timeout}
+
     def Allreduce(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM) -> None:
-        name = _op_name("Allreduce", op)
-        recv = as_array("Allreduce", recvbuf)
-        self._input("Allreduce", sendbuf, recv)
-        api.allreduce(recv, self._base, name, self.collective_algorithm, check=self.collective_check)
+        def local() -> tuple[str, np.ndarray]:
+            recv = as_array("Allreduce", recvbuf)
+            self._input("Allreduce", sendbuf, recv)
+            return _op_name("Allreduce", op), recv
+
+        name, recv = self._checked("allreduce", local)
+        api.allreduce(recv, self._base, name, self.collective_algorithm, **self._options())
 
     def Reduce(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM, root: int = 0) -> None:
-        name = _op_name("Reduce", op)
-        if self.Get_rank() == root:
-            work = as_array("Reduce", recvbuf)
-            self._input("Reduce", sendbuf, work)
-        else:
-            if sendbuf is MPI.IN_PLACE:
-                raise ValueError("Reduce: MPI.IN_PLACE is only valid on the root")
-            work = as_array("Reduce", sendbuf)  # left unchanged: inner ranks accumulate in scratch
-            if not work.flags.writeable:
-                work = work.copy()
-        api.reduce(work, root, self._base, name, check=self.collective_check)
+        def local() -> tuple[str, np.ndarray]:
+            name = _op_name("Reduce", op)
+            if self.Get_rank() == root:
+                work = as_array("Reduce", recvbuf)
+                self._input("Reduce", sendbuf, work)
+            else:
+                if sendbuf is MPI.IN_PLACE:
+                    raise ValueError("Reduce: MPI.IN_PLACE is only valid on the root")
+                work = as_array("Reduce", sendbuf)  # left unchanged: inner ranks accumulate in scratch
+                if not work.flags.writeable:
+                    work = work.copy()
+            return name, work
+
+        name, work = self._checked("reduce", local)
+        api.reduce(work, root, self._base, name, **self._options())
 
     def Bcast(self, buf: Any, root: int = 0) -> None:
-        api.broadcast(as_array("Bcast", buf), root, self._base, check=self.collective_check)
+        data = self._checked("broadcast", lambda: as_array("Bcast", buf))
+        api.broadcast(data, root, self._base, **self._options())
 
     def Allgather(self, sendbuf: Any, recvbuf: Any) -> None:
-        recv = as_array("Allgather", recvbuf)
-        p, r = self.Get_size(), self.Get_rank()
-        if recv.size % p:
-            raise ValueError(f"Allgather: receive buffer of {recv.size} elements is not {p} equal blocks")
-        block = recv.size // p
-        mine = recv[r * block : (r + 1) * block]
-        self._input("Allgather", sendbuf, mine)
-        api.allgather(recv, self._base, check=self.collective_check)
+        def local() -> np.ndarray:
+            recv = as_array("Allgather", recvbuf)
+            p, r = self.Get_size(), self.Get_rank()
+            if recv.size % p:
+                raise ValueError(f"Allgather: receive buffer of {recv.size} elements is not {p} equal blocks")
+            block = recv.size // p
+            self._input("Allgather", sendbuf, recv[r * block : (r + 1) * block])
+            return recv
+
+        recv = self._checked("allgather", local)
+        api.allgather(recv, self._base, **self._options())
 
     def Reduce_scatter_block(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM) -> None:
-        name = _op_name("Reduce_scatter_block", op)
-        p = self.Get_size()
-        recv = as_array("Reduce_scatter_block", recvbuf)
-        if sendbuf is MPI.IN_PLACE:
-            if recv.size % p:
-                raise ValueError(f"Reduce_scatter_block: in-place buffer of {recv.size} elements is not {p} blocks")
-            work, block = recv.copy(), recv.size // p
-        else:
+        def local() -> tuple[str, np.ndarray, np.ndarray, int]:
+            name = _op_name("Reduce_scatter_block", op)
+            p = self.Get_size()
+            recv = as_array("Reduce_scatter_block", recvbuf)
+            if sendbuf is MPI.IN_PLACE:
+                if recv.size % p:
+                    raise ValueError(f"Reduce_scatter_block: in-place buffer of {recv.size} elements is not {p} blocks")
+                return name, recv, recv.copy(), recv.size // p
             send = as_array("Reduce_scatter_block", sendbuf)
             block = recv.size
             if send.size != p * block or send.dtype != recv.dtype:
@@ -174,13 +210,17 @@ class WrappedComm(MPI.Intracomm):
                     f"Reduce_scatter_block: send buffer must hold {p} blocks of {block} x {recv.dtype}, got"
                     f" {send.size} x {send.dtype}"
                 )
-            work = send.copy()  # the send buffer must not change; reduce_scatter uses its input as workspace
-        mine = api.reduce_scatter(work, self._base, name, check=self.collective_check)
+            return name, recv, send.copy(), block  # the send buffer must not change: the copy is workspace
+
+        name, recv, work, block = self._checked("reduce_scatter", local)
+        mine = api.reduce_scatter(work, self._base, name, **self._options())
         np.copyto(recv[:block], mine)
 
 
-def wrap(comm: MPI.Intracomm, algorithm: str = "ring", *, check: bool | None = None) -> WrappedComm:
+def wrap(
+    comm: MPI.Intracomm, algorithm: str = "ring", *, check: bool | None = None, timeout: float | None = None
+) -> WrappedComm:
     """``comm`` with its Allreduce, Reduce, Bcast, Allgather and Reduce_scatter_block run by our algorithms."""
     if not isinstance(comm, MPI.Intracomm):
         raise TypeError(f"wrap: expected an mpi4py intracommunicator, got {type(comm).__name__}")
-    return WrappedComm(comm, algorithm, check)
+    return WrappedComm(comm, algorithm, check, timeout)

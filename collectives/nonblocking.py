@@ -14,7 +14,9 @@ BENCHMARKS.md); the default, :data:`DEFAULT_PROGRESS`, is the winner there.
 
 Requests must be started in the same order on every rank (as for MPI's non-blocking
 collectives); the cross-rank check runs as the request's first step, on a non-blocking MPI
-allreduce posted by the caller, so it keeps that order even with the thread.
+allreduce posted by the caller, so it keeps that order even with the thread. Waiting for it is
+the watchdog's (:mod:`collectives.watchdog`): ``timeout=`` seconds, then a
+:class:`~collectives.watchdog.CollectiveTimeoutError` from ``wait()`` naming the missing ranks.
 """
 
 from __future__ import annotations
@@ -28,11 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from collectives import agreement
 from collectives.api import context
 from collectives.mpi_transport import NonBlockingMPITransport
 from collectives.ops import ReduceOp
-from collectives.prepare import Pending, prepare
+from collectives.prepare import Pending, finish, prepare
 from collectives.transport import Step
 
 DEFAULT_PROGRESS = "test"
@@ -40,17 +41,22 @@ POLL_INTERVAL = float(os.environ.get("COLLECTIVES_POLL_INTERVAL", "0"))  # secon
 PROGRESS_MODES = ("thread", "test")
 
 
-class _Request(Step):
-    __slots__ = ("req",)
+class _Agreement(Step):
+    """The request's first step: the ranks' agreement, waited for under the watchdog."""
 
-    def __init__(self, req: Any) -> None:
-        self.req = req
+    __slots__ = ("ctx", "pending")
+
+    def __init__(self, ctx: Any, pending: Pending) -> None:
+        self.ctx, self.pending = ctx, pending
 
     def wait(self) -> None:
-        self.req.Wait()
+        finish(self.ctx, self.pending)
 
     def test(self) -> bool:
-        return self.req.Test()
+        if not self.pending.request.Test():
+            return False
+        finish(self.ctx, self.pending)  # complete: verifies without waiting
+        return True
 
 
 class AllreduceRequest:
@@ -149,11 +155,10 @@ def _worker() -> _ProgressThread:
 
 
 def _steps(
-    pending: Pending | None, run: Any, t: NonBlockingMPITransport, flat: np.ndarray, op: ReduceOp
+    ctx: Any, pending: Pending | None, run: Any, t: NonBlockingMPITransport, flat: np.ndarray, op: ReduceOp
 ) -> Iterator[Step]:
     if pending is not None:  # the agreement first, in the order the requests were started
-        yield _Request(pending.request)
-        agreement.verify(pending.combined, pending.names, None)
+        yield _Agreement(ctx, pending)
     yield from run(t, flat, op)
     op.finalize(flat, t.size)
 
@@ -166,6 +171,7 @@ def iallreduce(
     *,
     progress: str | None = None,
     check: bool | None = None,
+    timeout: float | None = None,
 ) -> AllreduceRequest:
     """Start reducing ``buf`` in place across ``comm``; arguments as for ``allreduce``.
 
@@ -177,6 +183,6 @@ def iallreduce(
         raise ValueError(f"iallreduce: progress must be one of {PROGRESS_MODES}, got {progress!r}")
     ctx = context(comm)
     tag_offset = ctx.next_tag_offset()  # before anything can fail: every rank must count every call
-    call, pending = prepare("allreduce", ctx, buf, op, algorithm, 0, check, blocking=False, label="iallreduce")
+    call, pending = prepare("allreduce", ctx, buf, op, algorithm, 0, check, timeout, blocking=False, label="iallreduce")
     t = NonBlockingMPITransport(ctx.comm, tag_offset=tag_offset)
-    return AllreduceRequest(buf, _steps(pending, call.run, t, call.flat, call.op), progress)
+    return AllreduceRequest(buf, _steps(ctx, pending, call.run, t, call.flat, call.op), progress)

@@ -4,8 +4,10 @@ A collective whose ranks disagree, or whose arguments are invalid on one rank, m
 every rank rather than hang the others (:mod:`collectives.agreement`). So a rank validates its
 arguments (:func:`validate`: buffer, dtype, op, root, and the algorithm name through the
 registry's one :func:`collectives.algorithms.resolve`) and then, error or not, takes part in the
-signature exchange; only after it does any rank raise. Blocking calls (:mod:`collectives.api`)
-and non-blocking ones (:mod:`collectives.nonblocking`) share this one step (:func:`prepare`).
+signature exchange; only after it does any rank raise. Blocking calls (:mod:`collectives.api`),
+non-blocking ones (:mod:`collectives.nonblocking`) and the mpi4py wrapper's own checks
+(:func:`fail`) share this one step (:func:`prepare`). The exchange is waited for under the
+watchdog (:mod:`collectives.watchdog`), so a rank that never arrives is a named error, not a hang.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from collectives import agreement, select
+from collectives import agreement, select, watchdog
 from collectives.algorithms import ALGORITHMS, BLOCKS, resolve
+from collectives.link import Link, parse_link
 from collectives.ops import ReduceOp, get_op
 
 if TYPE_CHECKING:
@@ -29,14 +32,17 @@ class Call(NamedTuple):
     op: ReduceOp | None  # None for broadcast and allgather
     run: Any  # allreduce: the algorithm ``run(t, flat, op)``; a building block: ``make(t, flat, op, root)``
     algorithm: str  # as resolved ("auto" replaced by the choice)
+    link: Link | None = None  # the emulated link (allreduce's ``link=``)
 
 
 class Pending(NamedTuple):
-    """A non-blocking agreement in flight: wait on ``request``, then :func:`agreement.verify` ``combined``."""
+    """A non-blocking agreement in flight: :func:`finish` it (wait, then verify) as the call's first step."""
 
     combined: np.ndarray
     request: Any
     names: dict[str, str]
+    seq: int
+    timeout: float
 
 
 def flat_view(name: str, buf: Any) -> np.ndarray:
@@ -52,7 +58,7 @@ def flat_view(name: str, buf: Any) -> np.ndarray:
     raise ValueError(f"{name}: the buffer must be contiguous (use np.ascontiguousarray)")
 
 
-def validate(collective: str, size: int, buf: Any, op: Any, algorithm: Any, root: Any) -> Call:
+def validate(collective: str, size: int, buf: Any, op: Any, algorithm: Any, root: Any, link: Any = None) -> Call:
     """This rank's arguments checked (TypeError or ValueError naming the problem), without communicating."""
     flat = flat_view(collective, buf)
     reduce_op = get_op(op) if op is not None else None
@@ -73,7 +79,11 @@ def validate(collective: str, size: int, buf: Any, op: Any, algorithm: Any, root
         run, constraints = block.make, block.constraints
     if why := constraints.violation(size, flat.size):
         raise ValueError(f"{collective}: algorithm {name!r} {why}")
-    return Call(flat, reduce_op, run, name)
+    try:
+        parsed = None if link is None else parse_link(link)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{collective}: {e}") from None
+    return Call(flat, reduce_op, run, name, parsed)
 
 
 def prepare(
@@ -84,21 +94,30 @@ def prepare(
     algorithm: Any,
     root: Any,
     check: bool | None,
+    timeout: Any = None,
     *,
+    link: Any = None,
     blocking: bool = True,
     label: str | None = None,
+    error: BaseException | None = None,
 ) -> tuple[Call, Pending | None]:
     """Validate, then agree with the other ranks; raise on every rank if any rank's call is invalid or differs.
 
-    Blocking: returns when the ranks have agreed. Non-blocking: returns the agreement in flight
-    (:class:`Pending`, None when unchecked) for the caller to wait on as its first step; a rank
-    with invalid arguments still posts its part first, so the others learn of it, then raises.
-    ``label`` names the call in messages (default ``collective``).
+    Blocking: returns when the ranks have agreed (or raises CollectiveTimeoutError when they do
+    not all arrive within ``timeout`` seconds, see :mod:`collectives.watchdog`). Non-blocking:
+    returns the agreement in flight (:class:`Pending`, None when unchecked) for the caller to
+    :func:`finish` as its first step. A rank with invalid arguments still takes part in the
+    exchange, so the others learn of it, then raises. ``label`` names the call in messages;
+    ``error`` is one the caller found already (see :func:`fail`).
     """
+    ctx.calls += 1
+    call = None
     try:
-        call, error = validate(collective, ctx.size, buf, op, algorithm, root), None
+        seconds = watchdog.seconds(timeout)
+        if error is None:
+            call = validate(collective, ctx.size, buf, op, algorithm, root, link)
     except (TypeError, ValueError) as e:
-        call, error = None, e
+        seconds, error = watchdog.seconds(None), e
     if not agreement.checks_enabled(check) or ctx.size == 1:
         if error is not None:
             raise error
@@ -116,11 +135,21 @@ def prepare(
         ctx.rank,
     )
     names = {"collective": label or collective, "op": opname, "algorithm": str(algorithm)}
-    combined, request = agreement.start(ctx.comm, sig, blocking=blocking)
-    if blocking:
-        agreement.verify(combined, names, error)
+    combined, request = agreement.start(ctx.comm, sig)
+    pending = Pending(combined, request, names, ctx.calls, seconds)
+    if blocking or error is not None:  # an invalid call tells the others, then fails here and now
+        finish(ctx, pending, error)
         return call, None
-    if error is not None:  # tell the others, then fail here and now
-        request.Wait()
-        raise error
-    return call, Pending(combined, request, names)
+    return call, pending
+
+
+def finish(ctx: CommContext, pending: Pending, error: BaseException | None = None) -> None:
+    """Wait for the agreement (under the watchdog) and raise on every rank if any call was invalid or differs."""
+    watchdog.wait(pending.request, ctx, pending.names["collective"], pending.seq, pending.timeout)
+    agreement.verify(pending.combined, pending.names, error)
+
+
+def fail(collective: str, ctx: CommContext, error: BaseException, check: bool | None, timeout: Any = None) -> None:
+    """Raise ``error``, found by a caller's own checks (the mpi4py wrapper's), after taking part in the
+    agreement as an invalid call, so that the other ranks raise too instead of waiting for this one."""
+    prepare(collective, ctx, None, None, None, 0, check, timeout, error=error)

@@ -263,27 +263,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     timing.backward -= exposed
                     timing.exposed_comm += exposed
                     timing.comm = ddp.stats.comm_seconds
-                bad = ddp.first_nonfinite_gradient()
-                if bad is not None:
-                    opt.zero_grad()
-                    what = f"step {step} (epoch {epoch}): the gradients hold NaN or Inf (first: parameter {bad!r})"
-                    if bad_loss is not None:
-                        what += f"; the loss on rank {rank} was {bad_loss}"
-                    if not args.skip_nonfinite:
-                        raise TrainingError(f"{what}; --skip-nonfinite skips such steps")
+                skip = _update(
+                    args, ddp, model, opt, schedule, timer, f"step {step} (epoch {epoch})", bad_loss, skipped, say
+                )
+                if skip:
                     skipped += 1
-                    if skipped <= PRINTED_SKIPS:
-                        later = "; later skips are only counted" if skipped == PRINTED_SKIPS else ""
-                        say(f"{what}: step skipped{later}")
-                    schedule.step()
                 else:
                     stats += step_stats
-                    with timer.phase("optimizer"):
-                        if args.clip_grad_norm:
-                            minidl.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad_norm)
-                        opt.step()
-                        opt.zero_grad()
-                        schedule.step()
                     if noise is not None:
                         noise.update(ddp.stats.local_sq_norm, ddp.stats.global_sq_norm)
                 history.append(timing)
@@ -291,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if profile_now:
                     _save_profile(args.profile, timer, ddp, comm, step, say)
                 if writer is not None:
-                    writer.write(_step_row(epoch, step, loss_value, opt, timing, noise, bad is not None))
+                    writer.write(_step_row(epoch, step, loss_value, opt, timing, noise, skip))
             dist.all_reduce(stats, comm=comm)
             test_acc = evaluate(model, test_set, comm)
             ep = summarize(epoch_steps)
@@ -319,6 +305,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if args.checkpoint_dir and (epoch % args.checkpoint_every == 0 or epoch == args.epochs):
                 _checkpoint(series, model, opt, epoch, step, config, say)
     return _summary(args, size, global_batch, lr, history, test_acc, noise, launch, skipped, say)
+
+
+def _update(
+    args: argparse.Namespace,
+    ddp: Any,
+    model: Any,
+    opt: Any,
+    schedule: Any,
+    timer: StepTimer,
+    where: str,
+    bad_loss: float | None,
+    skipped: int,
+    say: Printer,
+) -> bool:
+    """Apply the step's averaged gradients; if they hold NaN or Inf, stop the run (TrainingError) or,
+    with --skip-nonfinite, skip the update and return True. Every rank holds the same gradients, so
+    every rank makes the same choice."""
+    bad = ddp.first_nonfinite_gradient()
+    if bad is None:
+        with timer.phase("optimizer"):
+            if args.clip_grad_norm:
+                minidl.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad_norm)
+            opt.step()
+            opt.zero_grad()
+            schedule.step()
+        return False
+    opt.zero_grad()
+    what = f"{where}: the gradients hold NaN or Inf (first: parameter {bad!r})"
+    if bad_loss is not None:
+        what += f"; the loss on rank {ddp.rank} was {bad_loss}"
+    if not args.skip_nonfinite:
+        raise TrainingError(f"{what}; --skip-nonfinite skips such steps")
+    if skipped < PRINTED_SKIPS:
+        later = "; later skips are only counted" if skipped + 1 == PRINTED_SKIPS else ""
+        say(f"{what}: step skipped{later}")
+    schedule.step()  # the data was consumed: the schedule moves on
+    return True
 
 
 def _forward_backward(

@@ -70,6 +70,13 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.errors([message])
 
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        # Every rank exits here together (the verdict is shared): a plain SystemExit, not the
+        # sys.exit that collectives.abort_on_error turns into an MPI_Abort of the job.
+        if message:
+            self._print_message(message, sys.stderr)
+        raise SystemExit(status)
+
     def errors(self, messages: list[str]) -> NoReturn:
         """Exit with status 2 after printing one ``prog: error:`` line per message."""
         for message in messages:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from mpi_launch import ROOT, mpiexec
 
+__all__ = ["ROOT", "Ended", "env", "mpiexec", "run"]
+
 
 @dataclass
 class Ended:

@@ -1,18 +1,27 @@
-"""Launch a Python script under real ``mpiexec`` from a test, with a timeout."""
+"""Launch a Python script under real ``mpiexec`` from a test, with a timeout, on MPICH or Open MPI.
+
+The two launchers differ in what they need on a small machine: Open MPI refuses more ranks than
+cores unless told ``--oversubscribe``, and refuses to run as root unless two environment variables
+confirm it (CI runs as root). MPICH's Hydra needs neither. The implementation is read from
+``mpiexec --version`` once, so the same tests run unchanged in either environment.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+OPENMPI_AS_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 
 def mpiexec() -> str:
-    """The ``mpiexec`` next to this Python (the pip MPICH wheel), else the one on PATH."""
+    """The ``mpiexec`` next to this Python (the pip MPICH or Open MPI wheel), else the one on PATH."""
     local = Path(sys.executable).parent / "mpiexec"
     found = str(local) if local.exists() else shutil.which("mpiexec")
     if found is None:
@@ -20,16 +29,74 @@ def mpiexec() -> str:
     return found
 
 
-def run_mpi(nprocs: int, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``python *args`` on ``nprocs`` ranks; fail the test with all output on error or timeout."""
+@functools.cache
+def implementation() -> str:
+    """``"openmpi"`` or ``"mpich"``: which MPI the ``mpiexec`` above launches."""
+    out = subprocess.run([mpiexec(), "--version"], capture_output=True, text=True, timeout=30)
+    text = out.stdout + out.stderr
+    if "Open MPI" in text or "OpenRTE" in text:
+        return "openmpi"
+    if "HYDRA" in text or "MPICH" in text:
+        return "mpich"
+    raise RuntimeError(f"{mpiexec()} --version names neither MPICH nor Open MPI:\n{text}")
+
+
+def launch_env() -> dict[str, str]:
+    """The environment for an ``mpiexec`` run: this checkout first on PYTHONPATH, plus what Open MPI needs as root."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [mpiexec(), "-n", str(nprocs), sys.executable, *args]
+    if implementation() == "openmpi" and os.geteuid() == 0:
+        env.update(OPENMPI_AS_ROOT)
+    return env
+
+
+def launch_command(nprocs: int) -> list[str]:
+    """``mpiexec -n N`` with what this implementation needs to run more ranks than cores."""
+    extra = ["--oversubscribe"] if implementation() == "openmpi" else []
+    return [mpiexec(), *extra, "-n", str(nprocs)]
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process in session ``sid``: the launcher and every rank it started.
+
+    Killing ``mpiexec`` alone is not enough: Open MPI puts each rank in a process group of its
+    own, and a rank that outlives its launcher keeps the output pipes open (and a core busy).
+    """
+    victims = {sid}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # the fields after the command name (which may hold spaces) start with state, ppid, pgrp, session
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[3]) == sid:
+            victims.add(int(stat.parent.name))
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def run_mpi(
+    nprocs: int, args: list[str], timeout: float = 120, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python *args`` on ``nprocs`` ranks, killed after ``timeout`` seconds.
+
+    With ``check`` (the default) a non-zero exit fails the test with all output; without it the
+    caller inspects the exit code itself (for tests of failures). ``env`` adds variables.
+    """
+    cmd = [*launch_command(nprocs), sys.executable, *args]
+    full_env = {**launch_env(), **(env or {})}
+    # A session of its own, so a timeout can find and kill the ranks too, not only the launcher.
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT, start_new_session=True
+    )
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    except subprocess.TimeoutExpired as e:
-        raise AssertionError(f"{' '.join(cmd)} timed out after {timeout}s\n{e.stdout}\n{e.stderr}") from None
-    if proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-        )
-    return proc
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_session(proc.pid)
+        out, err = proc.communicate()
+        raise AssertionError(f"{' '.join(cmd)} timed out after {timeout}s\nstdout:\n{out}\nstderr:\n{err}") from None
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

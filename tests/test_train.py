@@ -5,7 +5,12 @@ Each failure is provoked and checked for its message, its exit code and how fast
 """
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import mpi_failure
 import numpy as np
@@ -266,3 +271,71 @@ def test_profile_step_past_the_end_profiles_the_last_step_and_says_so(tmp_path, 
     last = DIGITS_TRAIN // 128
     assert f"--profile-step 500 is past this run's last step ({last}): profiling step {last}" in out
     assert f"timeline of step {last} written to" in out and profile.stat().st_size > 1000
+
+
+def _rank_pids(marker: str) -> list[int]:
+    """Pids of the ranks (python processes) whose command line holds ``marker``; started by this test."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    argv = fh.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if argv[0] == sys.executable and "minidl.train" in argv and marker in argv:
+                pids.append(int(entry))
+    return pids
+
+
+@pytest.mark.mpi
+def test_a_rank_killed_mid_training_ends_the_job_and_the_resumed_run_is_bit_identical(tmp_path):
+    straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+    # an emulated link slows each step to a few ms, so the run is still going when the test kills a rank
+    common = ["-m", "minidl.train", "--epochs", "8", "--batch-size", "16", "--quiet", "--link", "1Gbps,1ms"]
+    run_mpi(2, [*common, "--checkpoint-dir", straight], timeout=240)
+
+    cmd = [mpi_failure.mpiexec(), "-n", "2", sys.executable, *common, "--checkpoint-dir", killed]
+    job = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=mpi_failure.ROOT,
+        env=mpi_failure.env(), start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while not any(p.name.endswith(".epoch-0002.npz") for p in tmp_path.joinpath("killed").glob("*.npz")):
+            assert job.poll() is None and time.monotonic() < deadline, "the run ended before its second checkpoint"
+            time.sleep(0.02)
+        victim = _rank_pids(killed)[-1]
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        out, err = job.communicate(timeout=60)
+        ended_after = time.monotonic() - killed_at
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.communicate()
+    assert job.returncode != 0
+    assert f"PID {victim}" in out and "Killed (signal 9)" in out, out + err  # mpiexec names the dead rank
+    assert ended_after < 30, ended_after
+    epochs = [e for e, _ in next(iter(CheckpointSeries.runs(killed).values()))]
+    assert 8 not in epochs, "killed after the end: the test proves nothing"
+
+    run_mpi(2, [*common, "--checkpoint-dir", killed, "--resume"], timeout=240)
+    a, b = load(CheckpointSeries.latest(straight)), load(CheckpointSeries.latest(killed))
+    assert a["epoch"] == b["epoch"] == 8 and a["step"] == b["step"]
+    for part in ("model", "optimizer"):
+        flat_a, flat_b = _arrays(a[part]), _arrays(b[part])
+        assert flat_a.keys() == flat_b.keys() and flat_a
+        for key in flat_a:
+            np.testing.assert_array_equal(flat_a[key], flat_b[key], err_msg=f"{part}/{key}")
+
+
+def _arrays(tree, prefix=""):
+    """Every array in a nested checkpoint tree, by path."""
+    if isinstance(tree, np.ndarray):
+        return {prefix: tree}
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    found = {}
+    for key, value in items:
+        found.update(_arrays(value, f"{prefix}/{key}"))
+    return found

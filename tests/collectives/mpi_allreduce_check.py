@@ -1,4 +1,4 @@
-"""Run under mpiexec: every collective against a numpy reference, in one launch.
+"""Run under mpiexec: every collective against an independent oracle (tests/oracle.py), in one launch.
 
 Inputs are small integers (stored in every dtype), so the exact result is representable and
 any reordering or chunk-index bug shows up as a wrong value, not as rounding noise; one case
@@ -11,6 +11,7 @@ exits non-zero if anything failed.
 import array
 import sys
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
@@ -22,6 +23,9 @@ from collectives.algorithms.ring import ring_allreduce, ring_cost
 from collectives.algorithms.tree import tree_pipelined_allreduce, tree_pipelined_cost
 from collectives.mpi_transport import MPITransport
 from collectives.ops import NUMERIC_DTYPES, get_op
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from oracle import expected_allreduce  # tests/oracle.py: independent of collectives.ops
 
 comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
@@ -69,7 +73,7 @@ def identical_everywhere(buf):
 
 def check_allreduce(name, op, dtype, n, shape=None):
     buf = inputs(rank, n, dtype, op)
-    expected = get_op(op).reference([inputs(r, n, dtype, op) for r in range(size)])
+    expected = expected_allreduce(op, [inputs(r, n, dtype, op) for r in range(size)])
     if shape is not None:
         buf, expected = buf.reshape(shape), expected.reshape(shape)
     out = collectives.allreduce(buf, comm, op=op, algorithm=name)
@@ -93,7 +97,7 @@ for name in ALGOS:
     # any shape, in place: 2-D C order and Fortran order
     check_allreduce(name, "sum", np.float64, 24, shape=(4, 6))
     f = np.asfortranarray(inputs(rank, 30, np.int64, "sum").reshape(5, 6))
-    expected = sum(np.asfortranarray(inputs(r, 30, np.int64, "sum").reshape(5, 6)) for r in range(size))
+    expected = expected_allreduce("sum", [inputs(r, 30, np.int64, "sum").reshape(5, 6) for r in range(size)])
     collectives.allreduce(f, comm, algorithm=name)
     if not np.array_equal(f, expected):
         fail(f"allreduce {name} on a Fortran-ordered array")
@@ -110,7 +114,7 @@ for n in SIZES:
     for algo in ["ring"] + (["halving"] if size & (size - 1) == 0 else []):
         buf = inputs(rank, n, np.int64, "sum")
         mine = collectives.reduce_scatter(buf, comm, algorithm=algo)
-        want = sum(inputs(r, n, np.int64, "sum") for r in range(size))[b[rank] : b[rank + 1]]
+        want = expected_allreduce("sum", [inputs(r, n, np.int64, "sum") for r in range(size)])[b[rank] : b[rank + 1]]
         if not np.array_equal(mine, want):
             fail(f"reduce_scatter {algo} n={n}: got {mine[:6]} expected {want[:6]}")
     for algo in ["ring"] + (["doubling"] if size & (size - 1) == 0 else []):
@@ -129,7 +133,7 @@ for n in SIZES:
             mine = inputs(rank, n, np.int16, "sum")
             buf = mine.copy()
             collectives.reduce(buf, root, comm, algorithm=algo)
-            want = sum(inputs(r, n, np.int16, "sum") for r in range(size)).astype(np.int16)
+            want = expected_allreduce("sum", [inputs(r, n, np.int16, "sum") for r in range(size)])
             if rank == root and not np.array_equal(buf, want):
                 fail(f"reduce {algo} root={root} n={n}: got {buf[:6]} expected {want[:6]}")
             if rank != root and not np.array_equal(buf, mine):
@@ -137,7 +141,7 @@ for n in SIZES:
 # large enough for the default segment sizes to cut messages
 big = inputs(rank, 300_001, np.float32, "sum")
 collectives.allreduce(big, comm, algorithm="ring")
-if not np.array_equal(big, sum(inputs(r, 300_001, np.float32, "sum") for r in range(size))):
+if not np.array_equal(big, expected_allreduce("sum", [inputs(r, 300_001, np.float32, "sum") for r in range(size)])):
     fail("ring with default segments on 300001 float32")
 
 # 3. non-blocking: several outstanding at once, both progress modes
@@ -148,7 +152,7 @@ for progress in ["thread", "test"]:
     while not all(r.test() for r in reqs):
         pass
     for b, n in zip(bufs, (0, 5, 1000, 40_000)):
-        if not np.array_equal(b, sum(inputs(r, n, np.int32, "sum") for r in range(size))):
+        if not np.array_equal(b, expected_allreduce("sum", [inputs(r, n, np.int32, "sum") for r in range(size)])):
             fail(f"iallreduce progress={progress} n={n}")
     req = collectives.iallreduce(np.ones(10, np.float64), comm, op="avg", progress=progress)
     if not np.array_equal(req.wait(), np.ones(10)):
@@ -310,7 +314,7 @@ dup.Free()
 def repeated(name, op, dtype, shape, order="C", times=3):
     for i in range(times):
         mine = np.asarray(inputs(rank, int(np.prod(shape)), dtype, op, seed=i).reshape(shape), order=order)
-        want = get_op(op).reference([inputs(r, mine.size, dtype, op, seed=i) for r in range(size)]).reshape(shape)
+        want = expected_allreduce(op, [inputs(r, mine.size, dtype, op, seed=i) for r in range(size)]).reshape(shape)
         collectives.allreduce(mine, comm, op, name)
         if not np.array_equal(mine, want):
             fail(f"hot path {name} {op} {np.dtype(dtype)} {shape} order={order} call {i}: got {mine.ravel()[:6]}")

@@ -48,6 +48,20 @@ def local(step):
     return X[step, rank * B : (rank + 1) * B], Y[step, rank * B : (rank + 1) * B]
 
 
+# 0. the process group: avg and broadcast, against values computed by hand
+from minidl import distributed as dist  # noqa: E402
+
+if (dist.get_rank(), dist.get_world_size()) != (rank, size):
+    fail("get_rank / get_world_size disagree with MPI")
+a = np.arange(5.0) + rank
+dist.all_reduce(a, "avg", algorithm="naive")
+if not np.array_equal(a, np.arange(5.0) + (size - 1) / 2):  # mean of 0..p-1 is (p-1)/2, exact in binary
+    fail(f"all_reduce avg gave {a}")
+b = np.full(3, float(rank))
+dist.broadcast(b, src=size - 1)
+if not np.array_equal(b, np.full(3, size - 1.0)):
+    fail(f"broadcast from rank {size - 1} gave {b}")
+
 # 1. p ranks x batch B == 1 rank x batch p*B, for every bucketing and with/without overlap
 ref_model = make_model(0)
 reference = train(ref_model, ref_model, [(X[s], Y[s]) for s in range(STEPS)])
@@ -187,6 +201,23 @@ for s in range(3):
     opt.zero_grad()
 with minidl.no_grad():  # a forward first broadcasts the buffers, then checks every tensor (check_every=1)
     ddp(minidl.tensor(x.astype(np.float32)))
+ddp.close()
+
+# 7. a NaN on one rank reaches every rank through the average: all name the same first parameter
+model = make_model(0)
+ddp = DistributedDataParallel(model, comm, bucket_cap_mb=1e-4, first_bucket_mb=1e-4)
+x, y = local(0)
+F.cross_entropy(ddp(minidl.tensor(x)), y).backward()
+if comm.allgather(ddp.first_nonfinite_gradient()) != [None] * size:
+    fail("finite gradients reported as non-finite")
+model.zero_grad()
+if rank == size - 1:
+    x = x.copy()
+    x[0, 0] = np.nan  # one sample's input: its activations, hence every gradient, become NaN
+F.cross_entropy(ddp(minidl.tensor(x)), y).backward()
+names = comm.allgather(ddp.first_nonfinite_gradient())
+if names != ["0.weight"] * size:
+    fail(f"ranks disagree on the first non-finite gradient: {names}")
 ddp.close()
 
 comm.Barrier()
