@@ -15,12 +15,12 @@ here, under the same name, with the same inputs and outputs:
 ``normalization``         batch norm and layer norm: statistics, normalise + affine, backward
 ``optim``                 SGD (momentum, Nesterov), Adam/AdamW (AMSGrad), LARS and LAMB updates
                           and their norms, one pass each
-``conv``                  the layout pass after conv2d's GEMM (NCHW, plus the bias)
 ``allocator``             not a kernel: keeps freed memory for reuse (no page faults per step)
 ========================  =====================================================================
 
 GEMMs stay in numpy's BLAS, and so do im2col and col2im, where numba lost to numpy's strided
-copies (measured; see :mod:`minidl.kernels.conv`). Every kernel is compiled with ``nogil=True``
+copies (measured; see docs/performance.md). conv2d's GEMMs write NCHW directly, so it
+needs no layout kernel. Every kernel is compiled with ``nogil=True``
 (a communication thread runs beside it) and ``cache=True``, for float32 and float64 only, and
 runs on the calling thread (no ``parallel=True``: a rank's threads belong to BLAS); see
 :mod:`minidl.kernels.jit` for compilation, caching and the cross-process compile lock, and
@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-KERNEL_MODULES = ("activation", "conv", "loss", "normalization", "optim", "pooling", "softmax")
+KERNEL_MODULES = ("activation", "loss", "normalization", "optim", "pooling", "softmax")
 
 
 def _flag_from_env() -> bool:

@@ -8,6 +8,7 @@ each is one loop over the output, reading only the real input (padding is skippe
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import float64, int64, void
 
@@ -18,8 +19,9 @@ from minidl.window import Geometry
 _GEOM = (int64,) * 10  # kh, kw, sh, sw, dh, dw, top, left, ho, wo
 
 
-@kernel(lambda f: void(ro(f[:, :, :, ::1]), f[:, :, :, ::1], int64[::1], *_GEOM))
-def _max_pool(x, out, flat_index, kh, kw, sh, sw, dh, dw, top, left, ho, wo):  # pragma: no cover (compiled)
+@numba.njit(nogil=True, cache=True)
+def _max_pool_2x2(x, out, flat_index, sh, sw, ho, wo):  # pragma: no cover (compiled)
+    """``_max_pool`` for 2x2 windows that all lie inside the input: the four taps unrolled, no bounds."""
     n, c, h, w = x.shape
     k = 0
     for b in range(n):
@@ -27,18 +29,62 @@ def _max_pool(x, out, flat_index, kh, kw, sh, sw, dh, dw, top, left, ho, wo):  #
             plane = x[b, ch]
             base = (b * c + ch) * h * w
             for y in range(ho):
+                r0 = plane[y * sh]
+                r1 = plane[y * sh + 1]
+                orow = out[b, ch, y]
+                first = base + y * sh * w
+                for xo in range(wo):
+                    xx = xo * sw
+                    a, bb, cc, d = r0[xx], r0[xx + 1], r1[xx], r1[xx + 1]
+                    best, where = a, 0
+                    best, where = (bb, 1) if bb > best else (best, where)
+                    best, where = (cc, w) if cc > best else (best, where)
+                    best, where = (d, w + 1) if d > best else (best, where)
+                    if a != a or bb != bb or cc != cc or d != d:  # the first NaN is the maximum (numpy's argmax)
+                        best, where = (a, 0) if a != a else (bb, 1) if bb != bb else (cc, w) if cc != cc else (d, w + 1)
+                    orow[xo] = best
+                    flat_index[k] = first + xx + where
+                    k += 1
+
+
+@kernel(lambda f: void(ro(f[:, :, :, ::1]), f[:, :, :, ::1], int64[::1], *_GEOM))
+def _max_pool(x, out, flat_index, kh, kw, sh, sw, dh, dw, top, left, ho, wo):  # pragma: no cover (compiled)
+    n, c, h, w = x.shape
+    # each window's rows and columns inside the input, once per call (not an integer division per output)
+    row_lo, row_hi = np.empty(ho, np.int64), np.empty(ho, np.int64)
+    for y in range(ho):
+        y0 = y * sh - top
+        row_lo[y] = (-y0 + dh - 1) // dh if y0 < 0 else 0
+        row_hi[y] = min(kh, (h - 1 - y0) // dh + 1)
+    col_lo, col_hi = np.empty(wo, np.int64), np.empty(wo, np.int64)
+    for xo in range(wo):
+        x0 = xo * sw - left
+        col_lo[xo] = (-x0 + dw - 1) // dw if x0 < 0 else 0
+        col_hi[xo] = min(kw, (w - 1 - x0) // dw + 1)
+    if (
+        kh == 2
+        and kw == 2
+        and dh == 1
+        and dw == 1
+        and top == 0
+        and left == 0
+        and (ho - 1) * sh + 2 <= h
+        and (wo - 1) * sw + 2 <= w
+    ):
+        _max_pool_2x2(x, out, flat_index, sh, sw, ho, wo)  # every window whole: LeNet's, 3x fewer instructions
+        return
+    k = 0
+    for b in range(n):
+        for ch in range(c):
+            plane = x[b, ch]
+            base = (b * c + ch) * h * w
+            for y in range(ho):
                 y0 = y * sh - top
-                i_lo = 0
-                if y0 < 0:
-                    i_lo = (-y0 + dh - 1) // dh
-                i_hi = min(kh, (h - 1 - y0) // dh + 1)  # the window rows inside the input
+                i_lo, i_hi = row_lo[y], row_hi[y]
                 orow = out[b, ch, y]
                 for xo in range(wo):
                     x0 = xo * sw - left
-                    j_lo = 0
-                    if x0 < 0:
-                        j_lo = (-x0 + dw - 1) // dw
-                    j_hi = min(kw, (w - 1 - x0) // dw + 1)
+                    j_lo, j_hi = col_lo[xo], col_hi[xo]
                     yy = y0 + i_lo * dh
                     xx = x0 + j_lo * dw
                     best = plane[yy, xx]

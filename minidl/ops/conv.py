@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward
 from minidl.grad_mode import is_grad_enabled
 from minidl.tensor import Tensor
@@ -56,18 +55,14 @@ class Conv2d(Function):
     def forward(
         ctx: Context, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: Geometry, groups: int
     ) -> np.ndarray:
-        n = x.shape[0]
-        o = weight.shape[0]
+        n, o = x.shape[0], weight.shape[0]
         xp = padded(x, geom.pads)
-        cols = _group_cols(xp, geom, groups)  # (g, C/g*kh*kw, N*Ho*Wo)
-        out = np.matmul(weight.reshape(groups, o // groups, -1), cols)  # (g, O/g, N*Ho*Wo)
+        out = np.empty((n, groups, o // groups, geom.ho * geom.wo), dtype=np.result_type(x, weight))
+        out = _correlate(xp, geom, groups, weight.reshape(groups, o // groups, -1), out).reshape(n, o, geom.ho, geom.wo)
         ctx.xp = xp
-        if kernels.wanted(out):  # numba: the transpose to NCHW and the bias in one pass
-            return kernels.conv.to_nchw(out, bias, n, geom.ho, geom.wo)
-        out = out.reshape(o, n, geom.ho, geom.wo).transpose(1, 0, 2, 3)
         if bias is not None:
             out += bias.reshape(1, o, 1, 1)
-        return np.ascontiguousarray(out)
+        return out
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -77,32 +72,133 @@ class Conv2d(Function):
         geom, groups = ctx.kwargs["geom"], ctx.kwargs["groups"]
         nx, nw, nb = ctx.needs_input_grad
         g = grad.data
-        n, o = g.shape[:2]
-        # (N, O, Ho, Wo) -> (g, O/g, N*Ho*Wo), matching the column layout
-        gy = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, o // groups, -1)
-        w = weight.data.reshape(groups, o // groups, -1)
+        transposed = nx and use_transposed(geom, x.shape[1], g.shape[1])
+        gy = _group_grad(g, groups) if nx and not transposed else None
         gx = gw = gb = None
         if nw:
-            cols = _group_cols(ctx.xp, geom, groups)
-            # gw = gy @ cols^T, computed as (cols @ gy^T)^T: OpenBLAS runs that operand order 1.5x faster here
-            gw = Tensor._make(np.matmul(cols, gy.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(weight.shape))
-            del cols  # before the input gradient's columns exist: one column buffer at a time (peak memory)
-        if nx:
-            c = x.shape[1]
-            dcols = np.matmul(w.transpose(0, 2, 1), gy)  # (g, C/g*kh*kw, N*Ho*Wo)
-            # fold in (C, N) order, where each kernel offset's slice is one contiguous block
-            dcols = dcols.reshape(c, geom.kh, geom.kw, n, geom.ho, geom.wo).transpose(0, 3, 1, 2, 4, 5)
-            gx = Tensor._make(np.ascontiguousarray(col2im(dcols, geom).transpose(1, 0, 2, 3)))
+            gw = Tensor._make(_weight_grad(ctx.xp, g, geom, groups).reshape(weight.shape))
+        if nx and transposed:
+            gx = Tensor._make(transposed_input_grad(g, weight.data, geom, groups))
+        elif nx:
+            gx = Tensor._make(col2im_input_grad(gy, weight.data, geom, groups, x.shape[1]))
         if nb:
             gb = Tensor._make(g.sum(axis=(0, 2, 3)))
         return gx, gw, gb
 
 
-def _group_cols(xp: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
-    """im2col: the padded input's windows as (groups, C/groups*kh*kw, N*Ho*Wo), one copy."""
+# bytes of im2col columns alive at once: the batch is processed in chunks of images whose columns
+# fit, which bounds a conv's extra memory (LeNet-5's peak is its first conv's columns) and keeps
+# each chunk's columns in cache between the copy and the GEMM (measured in docs/performance.md)
+COLUMN_BUDGET = 1 << 21
+
+
+def _chunks(n: int, image_bytes: int) -> list[slice]:
+    """Consecutive slices of ``n`` images, each with at most COLUMN_BUDGET bytes of columns (at least one image)."""
+    step = max(1, COLUMN_BUDGET // max(image_bytes, 1))
+    return [slice(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` (N, g, R, Ho*Wo) = ``wmat`` (g, R, K) @ the im2col columns of ``xp``, image chunk by chunk.
+
+    One GEMM per image and group, (R, K) @ (K, Ho*Wo): the result is already NCHW.
+    """
+    image_bytes = groups * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize
+    for s in _chunks(xp.shape[0], image_bytes):
+        np.matmul(wmat, _image_cols(xp[s], geom, groups), out=out[s])
+    return out
+
+
+def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
+    """conv2d's weight gradient as (O, C/g*kh*kw): per image, columns @ gy^T, summed over the images.
+
+    Computed as (cols @ gy^T)^T, whose reduction runs over Ho*Wo: the operand order OpenBLAS runs
+    fastest here (measured in docs/performance.md).
+    """
+    n, o = g.shape[:2]
+    k = xp.shape[1] // groups * geom.kh * geom.kw
+    gyb = g.reshape(n, groups, o // groups, geom.ho * geom.wo)  # (N, g, O/g, Ho*Wo)
+    acc = np.zeros((groups, k, o // groups), dtype=np.result_type(xp, g))
+    for s in _chunks(n, groups * k * geom.ho * geom.wo * xp.itemsize):
+        acc += np.matmul(_image_cols(xp[s], geom, groups), gyb[s].transpose(0, 1, 3, 2)).sum(axis=0)
+    return acc.transpose(0, 2, 1).reshape(o, k)
+
+
+def _image_cols(xp: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
+    """im2col per image: the padded input's windows as (N, groups, C/groups*kh*kw, Ho*Wo), one copy.
+
+    Kept per image (not one (C*kh*kw, N*Ho*Wo) matrix) so the GEMMs come out in NCHW order and the
+    weight gradient's reduction runs over Ho*Wo, the operand order OpenBLAS runs fastest (measured in
+    docs/performance.md).
+    """
     n, c = xp.shape[:2]
-    win = windows(xp, geom).transpose(1, 2, 3, 0, 4, 5)  # (C, kh, kw, N, Ho, Wo)
-    return win.reshape(groups, (c // groups) * geom.kh * geom.kw, n * geom.ho * geom.wo)
+    return windows(xp, geom).reshape(n, groups, (c // groups) * geom.kh * geom.kw, geom.ho * geom.wo)
+
+
+def _group_grad(g: np.ndarray, groups: int) -> np.ndarray:
+    """The output gradient (N, O, Ho, Wo) as (groups, O/groups, N*Ho*Wo), matching the column layout."""
+    n, o, ho, wo = g.shape
+    return np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, o // groups, n * ho * wo)
+
+
+def use_transposed(geom: Geometry, c: int, o: int) -> bool:
+    """Which algorithm computes the input gradient of a conv with ``c`` inputs and ``o`` output channels.
+
+    The rule (measured, docs/performance.md): a stride-1 convolution's input gradient is itself a
+    convolution, of the output gradient padded by ``span - 1 - pad`` with the flipped, transposed
+    weights (:func:`transposed_input_grad`: im2col of the gradient, one GEMM, no col2im). It writes
+    columns of O*kh*kw x N*H*W floats; the GEMM-then-col2im route (:func:`col2im_input_grad`) writes
+    C*kh*kw x N*Ho*Wo of them and then folds them back in kh*kw strided passes. So the transposed
+    route is taken when its columns are no larger, ``O*H*W <= C*Ho*Wo``.
+    """
+    return transposed_fits(geom) and o * geom.h * geom.w <= c * geom.ho * geom.wo
+
+
+def transposed_fits(geom: Geometry) -> bool:
+    """Whether the transposed route applies: stride 1 and no padding beyond the dilated kernel's span."""
+    span_h, span_w = geom.dh * (geom.kh - 1), geom.dw * (geom.kw - 1)
+    return (geom.sh, geom.sw) == (1, 1) and max(geom.pads[:2]) <= span_h and max(geom.pads[2:]) <= span_w
+
+
+def transposed_input_grad(g: np.ndarray, weight: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
+    """Input gradient of a stride-1 conv as a convolution of ``g`` (N, O, Ho, Wo) with the flipped weights.
+
+    ``gx[n, c, y, x] = sum over o, i, j of gpad[n, o, y + i*dh, x + j*dw] * w[o, c, kh-1-i, kw-1-j]``,
+    ``gpad`` being ``g`` padded by ``span - 1 - pad`` on each side (so the output is H x W again).
+    """
+    n, o = g.shape[:2]
+    cg, kh, kw = weight.shape[1:]
+    span_h, span_w = geom.dh * (kh - 1), geom.dw * (kw - 1)
+    t, b, l, r = geom.pads
+    tg = Geometry(
+        kh,
+        kw,
+        1,
+        1,
+        geom.dh,
+        geom.dw,
+        (span_h - t, span_h - b, span_w - l, span_w - r),
+        geom.ho,
+        geom.wo,
+        geom.h,
+        geom.w,
+    )
+    # (O, C/g, kh, kw) -> (g, C/g, O/g*kh*kw), kernel flipped: row ci of group gi reads every output channel of gi
+    wt = weight.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    out = np.empty((n, groups, cg, geom.h * geom.w), dtype=np.result_type(g, weight))
+    return _correlate(padded(g, tg.pads), tg, groups, wt.reshape(groups, cg, -1), out).reshape(
+        n, groups * cg, geom.h, geom.w
+    )
+
+
+def col2im_input_grad(gy: np.ndarray, weight: np.ndarray, geom: Geometry, groups: int, c: int) -> np.ndarray:
+    """Input gradient as the column gradient ``w^T @ gy`` folded back by col2im (any stride)."""
+    o = weight.shape[0]
+    n = gy.shape[-1] // (geom.ho * geom.wo)
+    dcols = np.matmul(weight.reshape(groups, o // groups, -1).transpose(0, 2, 1), gy)  # (g, C/g*kh*kw, N*Ho*Wo)
+    # fold in (C, N) order, where each kernel offset's slice is one contiguous block
+    dcols = dcols.reshape(c, geom.kh, geom.kw, n, geom.ho, geom.wo).transpose(0, 3, 1, 2, 4, 5)
+    return np.ascontiguousarray(col2im(dcols, geom).transpose(1, 0, 2, 3))
 
 
 def conv2d_reference(

@@ -1,0 +1,136 @@
+"""conv2d's two input-gradient algorithms (transposed convolution, GEMM + col2im) and the rule choosing between them.
+
+Each path is checked against an independent oracle (the adjoint of the convolution written as one
+einsum per kernel offset, scattered into the padded input), in float32 and float64, with stride,
+dilation, asymmetric padding and groups; and conv2d's backward by float64 gradcheck on shapes that
+take each path (a spy checks which one ran).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minidl
+import minidl.functional as F
+from minidl import gradcheck
+from minidl.ops import conv
+from minidl.window import conv_padding, geometry
+
+
+def adjoint_oracle(gy: np.ndarray, w: np.ndarray, shape: tuple[int, ...], stride, pads, dilation, groups) -> np.ndarray:
+    """d(sum(conv(x) * gy))/dx: every output pixel sends w[o, c, i, j] * gy back to the input pixel it read."""
+    n, c, h, wd = shape
+    o, cg, kh, kw = w.shape
+    og = o // groups
+    t, b, l, r = pads
+    (sh, sw), (dh, dw) = stride, dilation
+    ho, wo = gy.shape[2:]
+    gx = np.zeros((n, c, h + t + b, wd + l + r), dtype=np.float64)
+    for gi in range(groups):
+        gyg = gy[:, gi * og : (gi + 1) * og].astype(np.float64)
+        for i in range(kh):
+            for j in range(kw):
+                part = np.einsum("noyx,oc->ncyx", gyg, w[gi * og : (gi + 1) * og, :, i, j].astype(np.float64))
+                rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
+                cols = slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)
+                gx[:, gi * cg : (gi + 1) * cg, rows, cols] += part
+    return gx[:, :, t : t + h, l : l + wd]
+
+
+# (input shape, weight shape, stride, padding, dilation, groups)
+CASES = [
+    ((2, 4, 7, 6), (4, 4, 3, 3), 1, 1, 1, 1),  # the ResNet block's shape, small
+    ((2, 3, 6, 7), (5, 3, 2, 2), 1, "same", 1, 1),  # even kernel: padding (0, 1) per axis
+    ((1, 4, 9, 8), (6, 2, 3, 3), 1, 2, 2, 2),  # dilation, groups, padding = span
+    ((2, 2, 8, 8), (3, 2, 3, 2), 1, (0, 1), 1, 1),  # no padding rows, asymmetric kernel
+    ((2, 4, 9, 9), (4, 4, 3, 3), 2, 1, 1, 1),  # stride 2: col2im only
+]
+
+
+def _setup(case, dtype):
+    xs, ws, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(1)
+    stride_, dil = (stride, stride), (dilation, dilation)
+    pads = conv_padding(padding, ws[2:], dil, stride_, "test")
+    geom = geometry("test", xs, ws[2:], stride_, pads, dil)
+    w = rng.standard_normal(ws).astype(dtype)
+    gy = rng.standard_normal((xs[0], ws[0], geom.ho, geom.wo)).astype(dtype)
+    want = adjoint_oracle(gy, w, xs, stride_, pads, dil, groups)
+    return gy, w, geom, groups, xs, want
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_input_grad_paths_match_oracle(case, dtype):
+    gy, w, geom, groups, xs, want = _setup(case, dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    got = conv.col2im_input_grad(conv._group_grad(gy, groups), w, geom, groups, xs[1])
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    if conv.transposed_fits(geom):
+        for numba in (True, False):
+            with minidl.kernels.use_numba(numba):
+                got = conv.transposed_input_grad(gy, w, geom, groups)
+            assert got.dtype == dtype and got.shape == xs and got.flags.c_contiguous
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    else:
+        assert case[2] == 2  # only the stride-2 case falls outside the transposed route
+
+
+def test_rule():
+    def geom(xs, k, stride=1, pad=1):
+        return geometry("t", xs, (k, k), (stride, stride), (pad,) * 4, (1, 1))
+
+    assert conv.use_transposed(geom((32, 16, 32, 32), 3), 16, 16)  # ResNet block: equal columns
+    assert not conv.use_transposed(geom((64, 6, 14, 14), 5, pad=0), 6, 16)  # LeNet-5's second conv
+    assert not conv.use_transposed(geom((32, 3, 32, 32), 3), 3, 16)  # more outputs than inputs
+    assert not conv.use_transposed(geom((32, 16, 32, 32), 3, stride=2), 16, 16)
+    assert not conv.use_transposed(geom((2, 4, 8, 8), 3, pad=3), 4, 4)  # padding beyond the span
+    assert conv.use_transposed(geom((2, 4, 8, 8), 3, pad=2), 4, 4)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[4], ((2, 2, 6, 6), (4, 2, 3, 3), 1, 0, 1, 1)])
+def test_gradcheck_each_path(case, monkeypatch):
+    xs, ws, stride, padding, dilation, groups = case
+    ran = []
+    for name in ("transposed_input_grad", "col2im_input_grad"):
+        original = getattr(conv, name)
+        monkeypatch.setattr(conv, name, lambda *a, _f=original, _n=name: ran.append(_n) or _f(*a))
+    rng = np.random.default_rng(2)
+    x = minidl.tensor(rng.standard_normal(xs), requires_grad=True)
+    w = minidl.tensor(rng.standard_normal(ws), requires_grad=True)
+    b = minidl.tensor(rng.standard_normal(ws[0]), requires_grad=True)
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), [x, w, b])
+    expected = "col2im_input_grad" if stride == 2 or ws[0] > xs[1] else "transposed_input_grad"
+    assert ran and set(ran) == {expected}
+
+
+def correlate_oracle(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
+    """conv2d (groups 1, dilation 1) as one einsum per kernel offset over a zero-padded copy."""
+    n, _, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    out = np.zeros((n, o, ho, wo))
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride]
+            out += np.einsum("ncyx,oc->noyx", patch, w[:, :, i, j].astype(np.float64))
+    return out
+
+
+@pytest.mark.parametrize("budget", [1, 700, 1 << 30])  # one image per chunk, uneven chunks, one chunk
+@pytest.mark.parametrize("stride", [1, 2])
+def test_image_chunks_give_the_same_conv(budget, stride, monkeypatch):
+    monkeypatch.setattr(conv, "COLUMN_BUDGET", budget)
+    rng = np.random.default_rng(3)
+    x = minidl.tensor(rng.standard_normal((5, 3, 7, 6)), requires_grad=True)
+    w = minidl.tensor(rng.standard_normal((3, 3, 3, 3)), requires_grad=True)
+    out = F.conv2d(x, w, None, stride, 1)
+    np.testing.assert_allclose(out.data, correlate_oracle(x.data, w.data, stride, 1), rtol=1e-10, atol=1e-10)
+    gy = rng.standard_normal(out.shape)
+    (out * minidl.tensor(gy)).sum().backward()
+    np.testing.assert_allclose(
+        x.grad.data, adjoint_oracle(gy, w.data, x.shape, (stride,) * 2, (1,) * 4, (1, 1), 1), atol=1e-10
+    )
+    assert gradcheck(lambda x, w: F.conv2d(x, w, None, stride, 1), [x, w])
