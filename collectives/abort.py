@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import traceback
 from types import TracebackType
 from typing import Any
@@ -70,8 +71,16 @@ def _report(kind: Any, error: BaseException, tb: Any, where: str = "") -> None:
     sys.stderr.flush()
 
 
+# MPI_Abort tears the job down at once, and the launcher may not yet have forwarded what this
+# rank (or another rank failing at the same moment, e.g. two ranks timing out together) just
+# printed: MPICH's Hydra lost it in about 1 of 20 runs. A short pause lets the report reach the user.
+FORWARD_GRACE = 0.5  # seconds
+
+
 def _abort(status: int) -> None:
     sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(FORWARD_GRACE)
     _installed[0].Abort(status)
 
 

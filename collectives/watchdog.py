@@ -175,6 +175,12 @@ def _timed_out(ctx: CommContext, collective: str, seq: int, timeout: float) -> C
 
 def _abort_at_exit() -> None:
     """Make this process end the whole job (MPI_Abort) when it exits: the communicator is broken."""
+    import atexit
+
     from mpi4py.run import set_abort_status
 
+    from collectives.abort import FORWARD_GRACE
+
     set_abort_status(1)
+    # runs before mpi4py's abort (atexit is last in, first out): the launcher forwards the report first
+    atexit.register(time.sleep, FORWARD_GRACE)
