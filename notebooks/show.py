@@ -13,6 +13,7 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str]) -> int:
     out = Path(argv[1]) if len(argv) > 1 else Path("/tmp")
+    out.mkdir(parents=True, exist_ok=True)
     for path in sorted(HERE.glob(f"{argv[0]}*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         print(f"== {path.name}: built in {nb.metadata.get('build', {}).get('seconds')} s")

@@ -23,6 +23,20 @@ def pyplot() -> Any:
     return plt
 
 
+def _batch_ticks(ax: Any, batches: Any) -> None:
+    """Label a log batch axis at the batches run, as plain integers (matplotlib's minor labels
+    such as "3x10^1 4x10^1" collide on short ranges)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ticks = sorted({int(b) for b in batches})
+    if not ticks:
+        return
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.set_xticklabels([str(b) for b in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def study_plots(outcome: Any) -> list[Path]:
     """All figures of a study into its directory; returns their paths."""
     plt = pyplot()
@@ -95,6 +109,7 @@ def _steps_figure(plt: Any, outcome: Any, path: Path) -> Path:
         ylabel=f"steps to {outcome.target:.2f} test accuracy",
         title=f"{outcome.data.model} on {outcome.data.dataset}: steps to target vs batch",
     )
+    _batch_ticks(ax, [p.batch for s in outcome.summaries for p in s.points])
     ax.legend(fontsize=7, loc="lower left")
     ax2.set(
         xscale="log" if finite_steps else "linear",
@@ -122,6 +137,7 @@ def _per_batch(plt: Any, outcome: Any, path: Path, label: str, value: Any, log: 
         plt.close(fig)
         return None
     ax.set(xscale="log", xlabel="global batch size B", ylabel=label, title=f"{label} vs batch")
+    _batch_ticks(ax, [p.batch for s in outcome.summaries for p in s.points])
     if log:
         ax.set_yscale("log")
     ax.legend()
@@ -141,6 +157,7 @@ def _gap_figure(plt: Any, outcome: Any, path: Path) -> Path:
     ax.set(
         xscale="log", xlabel="global batch size B", ylabel="train - test accuracy", title="generalization gap vs batch"
     )
+    _batch_ticks(ax, [p.batch for s in outcome.summaries for p in s.points])
     ax.legend()
     for ax, (kind, rows) in zip(axes[0][1:], sweeps.items()):
         xs = [str(r["value"]) for r in rows]
