@@ -114,5 +114,6 @@ def sync_time(
     done, produced = 0.0, 0.0
     for nbytes, t in zip(buckets, times):
         produced += nbytes
-        done = max(done, backward * produced / total) + t
+        ready = min(backward, backward * produced / total)  # the last bucket: when backward ends, not 1 ulp after
+        done = max(done, ready) + t
     return SyncPrediction(times, max(0.0, done - backward))

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from minidl.distributed import predict
@@ -60,3 +61,13 @@ def test_overlap_hides_early_buckets_behind_backward():
     assert slow.exposed == pytest.approx(1.5 * t)
     off = predict.sync_time(buckets, 2, "ring", on, backward, overlap=False)
     assert off.exposed == pytest.approx(2 * t)
+
+
+def test_one_rank_exposes_no_communication_whatever_the_bucket_sizes():
+    # with nothing to send, the step waits for nothing: exactly zero, not a rounding residue of
+    # backward x (sum of bucket fractions) that can land 1 ulp past backward
+    rng = np.random.default_rng(1)
+    on = predict.machine("ib-edr")
+    for _ in range(300):
+        buckets = [int(b) for b in rng.integers(1, 10**7, size=rng.integers(1, 9))]
+        assert predict.sync_time(buckets, 1, "ring", on, float(rng.random()) * 0.1).exposed == 0.0
