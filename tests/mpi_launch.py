@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OPENMPI_AS_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
@@ -94,11 +95,18 @@ def run_mpi(
     With ``check`` (the default) a non-zero exit fails the test with all output; without it the
     caller inspects the exit code itself (for tests of failures). ``env`` adds variables.
     """
-    cmd = [*launch_command(nprocs), sys.executable, *args]
-    full_env = {**launch_env(), **(env or {})}
-    # A session of its own, so a timeout can find and kill the ranks too, not only the launcher.
+    done = run_command([*launch_command(nprocs), sys.executable, *args], {**launch_env(), **(env or {})}, ROOT, timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(done.args)} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        )
+    return done
+
+
+def run_command(cmd: list[str], env: dict[str, str], cwd: Any, timeout: float) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in a session of its own, so a timeout kills the ranks too, not only the launcher."""
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT, start_new_session=True
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, start_new_session=True
     )
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -106,6 +114,4 @@ def run_mpi(
         kill_session(proc.pid)
         out, err = proc.communicate()
         raise AssertionError(f"{' '.join(cmd)} timed out after {timeout}s\nstdout:\n{out}\nstderr:\n{err}") from None
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

@@ -8,7 +8,7 @@ the repository root).
 import subprocess
 import sys
 
-from mpi_launch import ROOT, kill_session, launch_command, launch_env
+from mpi_launch import ROOT, launch_command, launch_env, run_command
 
 SOURCE = '''
 """A user's allreduce module, outside the project: every rank gathers all buffers and sums them in rank order."""
@@ -54,14 +54,4 @@ def write_user_module(directory) -> str:
 def run_python(args: list[str], cwd, nprocs: int = 0, timeout: float = 180) -> subprocess.CompletedProcess:
     """``python *args`` in ``cwd`` (under ``mpiexec -n nprocs`` if nprocs), killed with its ranks after ``timeout``."""
     cmd = [*(launch_command(nprocs) if nprocs else []), sys.executable, *args]
-    env = {**launch_env(), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, start_new_session=True
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_session(proc.pid)
-        out, err = proc.communicate()
-        raise AssertionError(f"{' '.join(cmd)} timed out after {timeout}s\nstdout:\n{out}\nstderr:\n{err}") from None
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return run_command(cmd, {**launch_env(), "PYTHONPATH": str(ROOT)}, cwd, timeout)
