@@ -12,6 +12,10 @@ communication, the part overlap failed to hide.
 
 As with PyTorch's ``gradient_as_bucket_view=True``, a gradient array kept across steps is
 overwritten by the next step's gradient.
+
+What happens to a bucket is a *communication hook* (:mod:`minidl.distributed.hooks`), as in
+PyTorch: by default an allreduce; ``register_comm_hook`` swaps in compression or any other
+scheme without touching the bucketing, the overlap or the measurements.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from minidl import autograd
 from minidl.distributed import comm as dist
 from minidl.distributed.buckets import Bucket, build_buckets
 from minidl.distributed.finite import first_nonfinite
+from minidl.distributed.hooks import CommHook, GradBucket, allreduce_hook
 from minidl.distributed.replicas import check_same_layout, checksum, layout
 from minidl.nn.module import Module, Parameter
 from minidl.tensor import Tensor
@@ -44,8 +49,9 @@ class SyncStats:
 
     comm_seconds: float = 0.0  # time the comm thread spent in allreduce calls
     exposed_seconds: float = 0.0  # time backward waited for communication at its end
-    messages: int = 0  # allreduce calls (one per bucket)
-    bytes: int = 0  # bytes reduced
+    messages: int = 0  # hook calls (one per bucket)
+    bytes: int = 0  # bytes of gradient reduced
+    wire_bytes: int = 0  # bytes this rank sent as the hooks report them (== bytes without compression)
     local_sq_norm: float = float("nan")  # rank-averaged squared norm of the local gradients
     global_sq_norm: float = float("nan")  # squared norm of the averaged gradient
     intervals: list[tuple[int, float, float]] = field(default_factory=list)  # (bucket, perf_counter start, end)
@@ -145,6 +151,9 @@ class DistributedDataParallel(Module):
         self._closed = False
         self.steps = 0
         self.stats = SyncStats()
+        self._hook: CommHook = allreduce_hook
+        self._hook_state: Any = None
+        self._hook_registered = False
 
     # ------------------------------------------------------------------ set-up
     def _broadcast_state(self) -> None:
@@ -216,6 +225,23 @@ class DistributedDataParallel(Module):
         finally:
             self._require_sync = prev
 
+    def register_comm_hook(self, state: Any, hook: CommHook) -> None:
+        """Reduce each bucket with ``hook(state, bucket)`` instead of the default allreduce.
+
+        See :mod:`minidl.distributed.hooks` for the contract. Register once, before the first
+        backward, with the same hook on every rank.
+        """
+        if not callable(hook):
+            raise TypeError(f"DistributedDataParallel.register_comm_hook: hook must be callable, got {hook!r}")
+        if self._hook_registered:
+            raise RuntimeError("DistributedDataParallel.register_comm_hook: a communication hook is already registered")
+        if self.steps or self._armed:
+            raise RuntimeError(
+                "DistributedDataParallel.register_comm_hook: register the hook before the first backward "
+                f"({self.steps} step(s) already synchronised)"
+            )
+        self._hook, self._hook_state, self._hook_registered = hook, state, True
+
     # ------------------------------------------------------------------ backward
     def _make_binder(self, p: Parameter, view: np.ndarray) -> Any:
         """A hook that runs before backward stores ``p``'s gradient: with no ``.grad`` yet (after
@@ -253,7 +279,7 @@ class DistributedDataParallel(Module):
 
     def _launch(self, bucket: Bucket) -> None:
         if self.measure_noise_scale:
-            grads = bucket.flat[: bucket.flat.size - 1] if bucket is self.buckets[-1] else bucket.flat
+            grads = self._grads(bucket)
             self._local_sq += float(np.vdot(grads, grads).real)
             if bucket is self.buckets[-1]:  # launched last: the local sum is complete
                 bucket.flat[-1] = self._local_sq
@@ -262,6 +288,12 @@ class DistributedDataParallel(Module):
         else:
             self._futures.append(self._executor.submit(self._reduce, bucket))
 
+    def _grads(self, bucket: Bucket) -> np.ndarray:
+        """The gradients of ``bucket``: its flat buffer without the noise scale's spare element."""
+        if self.measure_noise_scale and bucket is self.buckets[-1]:
+            return bucket.flat[: bucket.flat.size - 1]
+        return bucket.flat
+
     def _reduce(self, bucket: Bucket) -> None:
         """Average one bucket across ranks (runs on the comm thread when overlapping)."""
         start = time.perf_counter()
@@ -269,13 +301,39 @@ class DistributedDataParallel(Module):
         # (proving the buckets agree); later steps the first bucket only, where the watchdog of
         # collectives notices a rank that never arrives (the others raise instead of waiting for ever).
         check = self.steps == 0 or bucket.index == 0
-        dist.all_reduce(bucket.flat, "avg", self.algorithm, self.comm, link=self.link, check=check)
+        if not self._hook_registered:  # the default: one allreduce, the noise scale's spare element included
+            dist.all_reduce(bucket.flat, "avg", self.algorithm, self.comm, link=self.link, check=check)
+            wire = bucket.nbytes
+        else:
+            wire = self._run_hook(bucket, check)
         end = time.perf_counter()
         s = self.stats
         s.comm_seconds += end - start
         s.messages += 1
         s.bytes += bucket.nbytes
+        s.wire_bytes += wire
         s.intervals.append((bucket.index, start, end))
+
+    def _run_hook(self, bucket: Bucket, check: bool) -> int:
+        """Hand the bucket's gradients to the registered hook; returns the bytes it reports sending."""
+        buffer = self._grads(bucket)
+        last = bucket is self.buckets[-1]
+        grad_bucket = GradBucket(
+            bucket.index, buffer, bucket.params, bucket.views, last, self.steps,
+            self.comm, self.algorithm, self.link, check, wire_bytes=buffer.nbytes,
+        )  # fmt: skip
+        result = self._hook(self._hook_state, grad_bucket)
+        if result is not None and result is not buffer:
+            result = np.asarray(result)
+            if result.shape != buffer.shape:
+                raise ValueError(
+                    f"DistributedDataParallel: the communication hook returned shape {result.shape} for bucket "
+                    f"{bucket.index}, expected {buffer.shape}"
+                )
+            np.copyto(buffer, result)
+        if last and buffer.size < bucket.flat.size:  # the noise scale's local norm: not the hook's to compress
+            dist.all_reduce(bucket.flat[-1:], "avg", self.algorithm, self.comm, link=self.link, check=False)
+        return int(grad_bucket.wire_bytes)
 
     def _finish(self) -> None:
         """End of backward: reduce what is left, wait for everything, expose the wait time."""
@@ -303,12 +361,11 @@ class DistributedDataParallel(Module):
 
     def _norms(self) -> None:
         """Squared norms for the noise scale: the global one here, the local mean from the spare slot."""
-        last = self.buckets[-1]
         total = 0.0
         for b in self.buckets:
-            grads = b.flat[: b.flat.size - 1] if b is last else b.flat
+            grads = self._grads(b)
             total += float(np.vdot(grads, grads).real)
-        self.stats.local_sq_norm = float(last.flat[-1].real)  # already divided by the rank count
+        self.stats.local_sq_norm = float(self.buckets[-1].flat[-1].real)  # already divided by the rank count
         self.stats.global_sq_norm = total
 
     # ------------------------------------------------------------------ consistency

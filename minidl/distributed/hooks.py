@@ -1,0 +1,60 @@
+"""Communication hooks: what DDP does with a bucket of local gradients, swappable as in PyTorch.
+
+A hook is a function ``hook(state, bucket) -> np.ndarray | None`` that DDP calls (on its
+communication thread when overlapping) once per bucket per synchronised step, on every rank in
+the same bucket order. It must leave the gradient to apply in ``bucket.buffer``: either reduce
+``bucket.buffer`` in place and return ``None`` (or the buffer), or return an array of the same
+shape that DDP copies in. The default, :func:`allreduce_hook`, averages the bucket with the
+chosen hand-written allreduce; lossy hooks (compression) return an approximation of that average
+and say how many bytes they put on the wire in ``bucket.wire_bytes`` (each rank's outgoing
+payload of one call, as ``nbytes`` is for a plain allreduce), which is what the trainer reports
+and what the planner times on a link.
+
+Register with ``DistributedDataParallel.register_comm_hook(state, hook)`` before the first
+backward, with the same hook on every rank (hooks exchange messages: a hook on one rank only
+would leave the others waiting, until the watchdog names the rank).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from minidl.distributed import comm as dist
+from minidl.nn.module import Parameter
+
+
+@dataclass
+class GradBucket:
+    """One bucket of one step, as a hook sees it."""
+
+    index: int  # 0 is the first bucket sent (the last layers' gradients)
+    buffer: np.ndarray  # flat local gradients (summed over no_sync steps); the hook leaves the average here
+    parameters: list[Parameter]
+    views: list[np.ndarray]  # views[i] is parameters[i]'s gradient inside ``buffer``, shaped like it
+    is_last: bool  # the last bucket of the step
+    step: int  # synchronised steps completed before this one (0 on the first)
+    comm: Any  # DDP's private communicator
+    algorithm: str  # the allreduce algorithm DDP was given
+    link: dist.Link | None  # the emulated link, if any
+    check: bool  # whether this call should run the cross-rank agreement check
+    wire_bytes: int = 0  # set by the hook: bytes this rank sent for the bucket (default: buffer.nbytes)
+    extra: dict[str, float] = field(default_factory=dict)  # hook-specific figures for reports
+
+    def all_reduce(self, array: np.ndarray, op: str = "avg", *, check: bool | None = None) -> np.ndarray:
+        """Reduce ``array`` in place across ranks with DDP's algorithm, communicator and link."""
+        return dist.all_reduce(
+            array, op, self.algorithm, self.comm, link=self.link, check=self.check if check is None else check
+        )
+
+
+CommHook = Callable[[Any, GradBucket], "np.ndarray | None"]
+
+
+def allreduce_hook(state: Any, bucket: GradBucket) -> None:
+    """The default: average the bucket across ranks with one allreduce (op "avg")."""
+    bucket.all_reduce(bucket.buffer, "avg")
+    bucket.wire_bytes = bucket.buffer.nbytes
