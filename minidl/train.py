@@ -16,6 +16,7 @@ gradients stops the run, naming the step and the first parameter affected, unles
 Examples:
   mpiexec -n 4 python -m minidl.train --model lenet --epochs 10
   mpiexec -n 2 python -m minidl.train --link 10Gbps,50us --profile step.png
+  mpiexec -n 2 python -m minidl.train --link 1Gbps,100us --bucket-mb auto --trace trace.json
   mpiexec -n 4 python -m minidl.train --dataset synthetic-images --model resnet --optimizer lars \\
       --lr 0.1 --base-batch 128 --warmup-epochs 2 --schedule cosine --metrics runs/r.jsonl
 """
@@ -44,6 +45,7 @@ from minidl.data import DataLoader, DistributedSampler
 from minidl.distributed import DistributedDataParallel, GradientNoiseScale
 from minidl.distributed.finite import first_nonfinite
 from minidl.distributed.timing import StepTimer, StepTiming, summarize
+from minidl.distributed.trace import StepTracer, split_exposed
 from minidl.experiments import build_model, load_dataset
 from minidl.metrics import MetricsWriter
 from minidl.optim import lr_scheduler
@@ -211,12 +213,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     noise = GradientNoiseScale(args.batch_size * args.accumulation, global_batch) if size > 1 else None
     series = _checkpoints(args, say) if rank == 0 and args.checkpoint_dir else None
     profile_at = _profile_step(args, step, steps_per_epoch, say)
+    bucket_plan, bucket_mb = _bucket_size(args, model, loader, comm, say)
 
     ddp = DistributedDataParallel(
         model,
         comm,
         algorithm=args.algorithm,
-        bucket_cap_mb=args.bucket_mb,
+        bucket_cap_mb=bucket_mb,
         overlap=not args.no_overlap,
         measure_noise_scale=size > 1,
         link=args.link,
@@ -241,7 +244,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             writer = open_metrics(args.metrics, append=bool(args.resume_from), config=config)
             cleanup.callback(writer.close)
         comm.Barrier()
-        timer = StepTimer()
+        timer = StepTimer(keep_intervals=bool(args.trace))
+        tracer = StepTracer(timer.origin, args.trace_steps) if args.trace else None
         history: list[StepTiming] = []
         test_acc = float("nan")
         skipped = 0
@@ -280,6 +284,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         noise.update(ddp.stats.local_sq_norm, ddp.stats.global_sq_norm)
                 history.append(timing)
                 epoch_steps.append(timing)
+                if tracer is not None:
+                    tracer.record(step, timing.intervals, timer.origin, ddp)
                 if profile_now:
                     _save_profile(args.profile, timer, ddp, comm, step, say)
                 if writer is not None:
@@ -310,7 +316,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
             if args.checkpoint_dir and (epoch % args.checkpoint_every == 0 or epoch == args.epochs):
                 _checkpoint(series, model, opt, epoch, step, config, say)
-    return _summary(args, size, global_batch, lr, history, test_acc, noise, launch, skipped, say)
+        if tracer is not None:
+            _save_trace(args, tracer, ddp, comm, say)
+    return _summary(args, size, global_batch, lr, history, test_acc, noise, launch, skipped, say, bucket_plan)
 
 
 def _update(
@@ -441,13 +449,7 @@ def _step_row(epoch: int, step: int, loss: float, opt: Any, t: StepTiming, noise
 def _save_profile(path: str, timer: StepTimer, ddp: Any, comm: Any, step: int, say: Printer) -> None:
     from minidl.distributed.timeline import plot_step_timeline
 
-    intervals = list(timer.current.intervals)
-    exposed = ddp.stats.exposed_seconds
-    last_backward = max((i for i, iv in enumerate(intervals) if iv[0] == "backward"), default=None)
-    if last_backward is not None and exposed > 0:  # split backward's final wait out as exposed comm
-        _, start, end = intervals[last_backward]
-        intervals[last_backward] = ("backward", start, end - exposed)
-        intervals.append(("exposed_comm", end - exposed, end))
+    intervals = split_exposed(timer.current.intervals, ddp.stats.exposed_seconds)
     intervals += [(f"bucket {b}", s - timer.origin, e - timer.origin) for b, s, e in ddp.stats.intervals]
     gathered = comm.gather(intervals, root=0)  # once per run: a small pickle is fine here
     if comm.Get_rank() == 0:
@@ -457,6 +459,41 @@ def _save_profile(path: str, timer: StepTimer, ddp: Any, comm: Any, step: int, s
             title=f"step {step}: {ddp.algorithm} allreduce, {len(ddp.buckets)} bucket(s), {comm.Get_size()} ranks",
         )
         say(f"timeline of step {step} written to {out}")
+
+
+def _bucket_size(args: argparse.Namespace, model: Any, loader: Any, comm: Any, say: Printer) -> tuple[Any, float]:
+    """``--bucket-mb``, or with ``auto`` the predicted best (and its plan; None when given or on one rank)."""
+    if args.bucket_mb != "auto":
+        return None, args.bucket_mb
+    if comm.Get_size() == 1:
+        say("--bucket-mb auto: one rank, nothing to communicate: 25 MiB buckets")
+        return None, 25.0
+    from minidl.distributed.autobucket import choose_bucket_mb
+
+    x, y = next(iter(loader))  # this rank's first batch: the measurement passes do not train
+    itemsize = next(iter(model.parameters())).data.itemsize  # the noise scale's spare element on the last bucket
+    plan = choose_bucket_mb(
+        model, lambda: F.cross_entropy(model(x), y), comm, args.algorithm, args.link, not args.no_overlap, itemsize
+    )
+    say(
+        f"--bucket-mb auto: {plan.cap_mb:.4g} MiB -> {len(plan.buckets)} bucket(s); on {args.link} the predicted "
+        f"allreduce time per step is {1e3 * plan.comm:.2f} ms, {1e3 * plan.exposed:.2f} ms of it exposed"
+    )
+    return plan, plan.cap_mb
+
+
+def _save_trace(args: argparse.Namespace, tracer: StepTracer, ddp: Any, comm: Any, say: Printer) -> None:
+    overlapped = ddp.world_size > 1 and ddp.overlap
+    path = tracer.write(
+        args.trace,
+        comm,
+        comm_thread="comm thread" if overlapped else "allreduce (main thread, --no-overlap)",
+        algorithm=ddp.algorithm,
+        link=str(ddp.link) if ddp.link else None,
+        buckets=[b.nbytes for b in ddp.buckets],
+    )
+    if path is not None:
+        say(f"trace of {tracer.steps} step(s) written to {path} (open it in https://ui.perfetto.dev)")
 
 
 def _summary(
@@ -470,6 +507,7 @@ def _summary(
     launch: float,
     skipped: int,
     say: Printer,
+    bucket_plan: Any = None,
 ) -> dict[str, Any]:
     total = summarize(history)
     wall = time.perf_counter() - launch
@@ -506,6 +544,12 @@ def _summary(
         lines.append(f"  gradient noise scale B_simple ~ {result['b_simple']:.0f} (global batch {global_batch})")
     if "scaling_efficiency" in result:
         lines.append(f"  scaling efficiency vs 1 rank: {100 * result['scaling_efficiency']:.0f}%")
+    if bucket_plan is not None:
+        from minidl.distributed.autobucket import compare
+
+        found, line = compare(bucket_plan, history)
+        result.update(found)
+        lines.append(line)
     say("\n".join(lines), always=True)
     return result
 

@@ -29,6 +29,7 @@ OPTIMIZERS = ("sgd", "lars", "lamb", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 METRICS_SUFFIXES = (".jsonl", ".csv")
 PROFILE_SUFFIXES = (".png", ".svg", ".pdf")
+TRACE_SUFFIXES = (".json",)
 
 # Flags that must be at least 1, and floats that must be finite and positive or non-negative.
 AT_LEAST_ONE = (
@@ -42,6 +43,7 @@ AT_LEAST_ONE = (
     "train_size",
     "base_batch",
     "profile_step",
+    "trace_steps",
 )
 POSITIVE = ("lr", "bucket_mb", "baseline_throughput", "clip_grad_norm")
 NON_NEGATIVE = ("momentum", "weight_decay", "warmup_epochs", "timeout")
@@ -140,7 +142,13 @@ def build_parser(description: str) -> Parser:
         metavar="NAME",
         help=f"allreduce algorithm for the gradients: {', '.join(dist.algorithms())} (default: ring)",
     )
-    g.add_argument("--bucket-mb", type=float, default=25.0, help="gradient bucket size in MiB (default: 25)")
+    g.add_argument(
+        "--bucket-mb",
+        type=bucket_size,
+        default=25.0,
+        help="gradient bucket size in MiB, or 'auto': the size that the measured backward and the simulated "
+        "allreduce on --link predict hides the most communication (default: 25)",
+    )
     g.add_argument("--no-overlap", action="store_true", help="allreduce after backward instead of during it")
     g.add_argument(
         "--sync-bn",
@@ -159,6 +167,12 @@ def build_parser(description: str) -> Parser:
     g.add_argument("--metrics", help="write per-step metrics to this .jsonl or .csv file (rank 0)")
     g.add_argument("--profile", help="save a per-rank timeline of one step to this .png/.svg/.pdf")
     g.add_argument("--profile-step", type=int, default=5, help="which step to profile (default: 5)")
+    g.add_argument(
+        "--trace",
+        help="write a Chrome trace (.json) of the first --trace-steps steps, every rank and its communication "
+        "thread, for https://ui.perfetto.dev or chrome://tracing (rank 0)",
+    )
+    g.add_argument("--trace-steps", type=int, default=20, help="steps recorded by --trace (default: 20)")
     g.add_argument("--baseline-throughput", type=float, help="samples/s of a 1-rank run, for scaling efficiency")
     g.add_argument(
         "--checkpoint-dir",
@@ -203,7 +217,7 @@ def check_values(args: argparse.Namespace) -> list[str]:
             errors.append(f"{flag(name)} must be at least 1, got {value}")
     for name in POSITIVE + NON_NEGATIVE:
         value = getattr(args, name)
-        if value is None:
+        if value is None or value == "auto":
             continue
         if not math.isfinite(value) or value < 0 or (value == 0 and name in POSITIVE):
             what = "a positive number" if name in POSITIVE else "a number >= 0"
@@ -239,6 +253,13 @@ def check_values(args: argparse.Namespace) -> list[str]:
         errors.append(f"--metrics {args.metrics}: the file name must end in .jsonl or .csv")
     if args.profile and Path(args.profile).suffix not in PROFILE_SUFFIXES:
         errors.append(f"--profile {args.profile}: the file name must end in .png, .svg or .pdf")
+    if args.trace and Path(args.trace).suffix not in TRACE_SUFFIXES:
+        errors.append(f"--trace {args.trace}: the file name must end in .json")
+    if args.bucket_mb == "auto" and args.link is None:
+        errors.append(
+            "--bucket-mb auto predicts each bucket's allreduce on the link: give --link (BANDWIDTH,LATENCY "
+            "such as 10Gbps,50us, or a preset name)"
+        )
     return errors
 
 
@@ -247,9 +268,10 @@ def check_paths(args: argparse.Namespace, found: dict[str, Any]) -> list[str]:
     errors = []
     if args.data_dir and not Path(args.data_dir).is_dir():
         errors.append(f"--data-dir {args.data_dir}: no such directory")
-    for name in ("metrics", "profile"):
+    suffixes = {"metrics": METRICS_SUFFIXES, "profile": PROFILE_SUFFIXES, "trace": TRACE_SUFFIXES}
+    for name in ("metrics", "profile", "trace"):
         path = getattr(args, name)
-        if path and Path(path).suffix in (METRICS_SUFFIXES if name == "metrics" else PROFILE_SUFFIXES):
+        if path and Path(path).suffix in suffixes[name]:
             if why := _unwritable_file(Path(path)):
                 errors.append(f"{flag(name)} {path}: {why}")
     if args.checkpoint_dir:
@@ -294,6 +316,16 @@ def _unwritable_file(path: Path) -> str | None:
     if not existed:
         os.unlink(path)
     return None
+
+
+def bucket_size(text: str) -> float | str:
+    """``--bucket-mb``: MiB as a number (checked with the other numbers), or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MiB (such as 25 or 0.5) or 'auto', got {text!r}") from None
 
 
 def flag(name: str) -> str:
