@@ -38,20 +38,9 @@ def test_two_ranks_with_auto_buckets_and_a_trace(tmp_path):
 
 def test_one_rank_trace_has_the_main_track_only_and_auto_says_why_it_keeps_25(tmp_path, capsys):
     trace = tmp_path / "t.json"
-    main(
-        [
-            "--epochs",
-            "1",
-            "--quiet",
-            "--no-progress",
-            "--trace",
-            str(trace),
-            "--bucket-mb",
-            "auto",
-            "--link",
-            "1Gbps,1us",
-        ]
-    )
+    argv = ["--epochs", "1", "--no-progress", "--trace", str(trace), "--bucket-mb", "auto", "--link", "1Gbps,1us"]
+    main(argv)
+    assert "--bucket-mb auto: one rank, nothing to communicate: 25 MiB buckets" in capsys.readouterr().out
     _, slices = _slices(trace)
     assert {(e["pid"], e["tid"]) for e in slices} == {(0, 0)}
     assert {e["name"] for e in slices} >= {"step 1", "forward", "backward", "optimizer"}

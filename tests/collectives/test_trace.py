@@ -41,6 +41,17 @@ def check_chrome_trace(doc: dict) -> list[dict]:
     return slices
 
 
+def test_the_nesting_check_catches_overlapping_slices_on_one_track():
+    trace = Trace()
+    trace.slice(0, 0, "a", 0.0, 2.0)
+    trace.slice(0, 0, "b", 1.0, 3.0)
+    with pytest.raises(AssertionError, match="overlap without nesting"):
+        check_chrome_trace(trace.as_json())
+    trace.slice(0, 1, "c", 1.0, 3.0)  # on another track it is fine; nested is fine
+    trace.slice(0, 1, "d", 1.5, 2.5)
+    check_chrome_trace({"traceEvents": [e for e in trace.events if e["tid"] == 1]})
+
+
 def test_writer_emits_named_tracks_and_complete_events_in_microseconds(tmp_path):
     trace = Trace(note="hello")
     trace.process(3, "rank 3", order=3)
