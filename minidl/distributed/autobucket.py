@@ -31,6 +31,7 @@ from minidl.tensor import Tensor
 MIB = 2**20
 MAX_CANDIDATES = 400  # caps evaluated; more distinct plans than that are thinned to a geometric grid
 GRID_RATIO = 2 ** (1 / 8)  # the grid's spacing: 8 caps per doubling
+TOLERANCE = 0.05  # exposed times closer than this fraction of the backward pass count as equal
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def evaluate(
     seconds = [allreduce_seconds(n) for n in sizes]
     finish = comm_finish(ready, seconds)
     launch = np.maximum.accumulate(ready).tolist()
-    exposed = max(0.0, finish[-1] - profile.backward)
+    exposed = max(0.0, float(finish[-1]) - profile.backward)
     return BucketPlan(cap_bytes, tuple(sizes), tuple(launch), tuple(seconds), exposed, profile.backward)
 
 
@@ -124,9 +125,15 @@ def choose(
     first_cap_bytes: int = MIB,
     overlap: bool = True,
     extra_last_bytes: int = 0,
+    tolerance: float = TOLERANCE,
 ) -> BucketPlan:
-    """The cap with the least predicted exposed communication; among equals, the least communication,
-    then the largest cap (fewer, larger messages)."""
+    """The cap with the least predicted exposed communication, give or take ``tolerance`` x the backward pass.
+
+    Plans whose exposed time is that close to the least are equally good as far as the measurement
+    can tell (ready times move by a few percent between passes); among them the one with the least
+    communication wins (fewer messages: each also costs what the link model does not see, a thread
+    wake-up, the GIL), then the one with less exposed time, then the largest cap.
+    """
     cache: dict[int, float] = {}
 
     def timed(nbytes: int) -> float:
@@ -138,7 +145,10 @@ def choose(
         evaluate(profile, cap, timed, first_cap_bytes, overlap, extra_last_bytes)
         for cap in candidate_caps(profile.sizes)
     ]
-    return min(plans, key=lambda plan: (plan.exposed, plan.comm, -plan.cap_bytes))
+    least = min(plan.exposed for plan in plans)
+    good = [plan for plan in plans if plan.exposed <= least + tolerance * profile.backward]
+    # rounded to the picosecond: sums of the same times in another order must compare equal
+    return min(good, key=lambda plan: (round(plan.comm, 12), round(plan.exposed, 12), -plan.cap_bytes))
 
 
 def measure_backward(model: Module, loss_of: Callable[[], Tensor], repeats: int = 3) -> BackwardProfile:

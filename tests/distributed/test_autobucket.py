@@ -67,6 +67,24 @@ def test_without_overlap_everything_waits_for_backward_and_one_bucket_wins():
     assert evaluate(PROFILE, 400, latency_bound, 400, overlap=False).exposed == pytest.approx(6.0)
 
 
+def test_exposed_times_within_the_tolerance_count_as_equal_and_fewer_messages_win():
+    # gradients late in backward (3.7, 3.8, 3.9, 3.95 of 4 s), messages cost 0.001 s + 0.1 s per 400 bytes:
+    #   cap 400:  ready 3.7, 3.8, 3.9, 3.95, 0.101 s each: done 3.801, 3.902, 4.003, 4.104 -> exposed 0.104, comm 0.404
+    #   cap 800:  ready 3.8 (0.201 s) -> 4.001; ready 3.95 -> 4.202: exposed 0.202, comm 0.402
+    #   cap 1200: ready 3.9 (0.301 s) -> 4.201; then 0.101 -> 4.302: exposed 0.302, comm 0.402
+    #   cap 1600: ready 3.95 + 0.401 -> exposed 0.351, comm 0.401
+    late = BackwardProfile((400,) * 4, (3.95, 3.9, 3.8, 3.7), 4.0)
+
+    def cost(n):
+        return 0.001 + 0.1 * n / 400
+
+    assert choose(late, cost, tolerance=0.0).cap_bytes == 400
+    # within 5% of 4 s = 0.2 s of the least (0.104): 400 and 800; 800 sends less
+    assert choose(late, cost, tolerance=0.05).cap_bytes == 800
+    # within 0.3 s: every plan; 1600 sends least
+    assert choose(late, cost, tolerance=0.075).cap_bytes == 1600
+
+
 def test_ties_go_to_less_communication_then_to_the_larger_cap():
     # everything ready at once and free communication: all caps tie at zero
     flat = BackwardProfile((100, 100), (1.0, 1.0), 1.0)
@@ -103,3 +121,20 @@ def test_measuring_backward_times_every_gradient_and_leaves_the_model_as_it_was(
     assert all(p.grad is None for p in model.parameters())
     after = model.state_dict()
     assert all(np.array_equal(before[k], after[k]) for k in before)  # BatchNorm's running statistics restored
+
+
+def test_the_chosen_cap_gives_ddp_exactly_the_predicted_buckets():
+    from minidl.distributed import DistributedDataParallel
+
+    minidl.manual_seed(1)
+    model = nn.Sequential(nn.Linear(30, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 5))
+    sizes = tuple(p.data.nbytes for p in model.parameters())
+    profile = BackwardProfile(sizes, tuple(np.linspace(1.0, 0.1, len(sizes))), 1.0)  # last layer first
+    # a cost that favours several buckets: cheap messages, expensive bytes
+    plan = choose(profile, lambda n: 1e-9 + n * 1e-4, first_cap_bytes=1 << 20, extra_last_bytes=4)
+    assert len(plan.buckets) > 1
+    ddp = DistributedDataParallel(model, bucket_cap_mb=plan.cap_mb, measure_noise_scale=True)
+    try:
+        assert tuple(b.nbytes for b in ddp.buckets) == plan.buckets
+    finally:
+        ddp.close()
