@@ -8,8 +8,9 @@ before training starts: the first backward passes give each parameter's gradient
 link. For every cap at which the bucket plan changes, the buckets are laid over the measured
 backward exactly as ``DistributedDataParallel`` launches them (in index order, each when its last
 gradient is ready, one communication thread) and the cap with the least predicted exposed
-communication wins. One measurement and one computation, no trial runs (Horovod's autotuner
-instead tries sizes on the live job and keeps the best).
+communication wins (give or take the measurement's noise, within which fewer messages win). One
+measurement and one computation, no trial runs (Horovod's autotuner instead tries sizes on the
+live job and keeps the best).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collectives import ALGORITHMS, algorithm_names, parse_link
+from collectives import ALGORITHMS, Link, algorithm_names, parse_link
 from collectives.algorithms import resolve
 from collectives.sim import CostModel, SimulationError, simulate
 from collectives.sim.machine import Machine, machine_from_options
@@ -39,7 +39,7 @@ def presets() -> list[str]:
 def machine(
     preset: str = "ib-edr",
     topology: str = "full",
-    link: str | None = None,
+    link: str | Link | None = None,
     device: str = "cpu",
     profile: str | None = None,
 ) -> Machine:
