@@ -155,6 +155,8 @@ def build_parser(description: str) -> Parser:
         "(default: $COLLECTIVES_TIMEOUT or 300; 0: wait for ever)",
     )
 
+    add_zero_options(p)
+
     g = p.add_argument_group("output")
     g.add_argument("--metrics", help="write per-step metrics to this .jsonl or .csv file (rank 0)")
     g.add_argument("--profile", help="save a per-rank timeline of one step to this .png/.svg/.pdf")
@@ -239,6 +241,7 @@ def check_values(args: argparse.Namespace) -> list[str]:
         errors.append(f"--metrics {args.metrics}: the file name must end in .jsonl or .csv")
     if args.profile and Path(args.profile).suffix not in PROFILE_SUFFIXES:
         errors.append(f"--profile {args.profile}: the file name must end in .png, .svg or .pdf")
+    errors += check_zero(args)
     return errors
 
 
@@ -296,6 +299,40 @@ def _unwritable_file(path: Path) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- sharded optimizer (ZeRO)
+ZERO_OPTIMIZERS = ("sgd", "adam", "adamw")  # elementwise updates: a shard may cut a parameter anywhere
+
+
+def add_zero_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sharded optimizer (ZeRO)")
+    g.add_argument(
+        "--zero-stage",
+        type=int,
+        default=0,
+        choices=(0, 1, 2),
+        help="1: each rank keeps and updates 1/ranks of the optimizer state, then allgathers the parameters; "
+        "2: also reduce-scatters the gradients, keeping only its shard averaged; 0: off (default)",
+    )
+
+
+def check_zero(args: argparse.Namespace) -> list[str]:
+    """The combinations ZeRO cannot honour, one message each."""
+    if not args.zero_stage:
+        return []
+    errors = []
+    if args.optimizer not in ZERO_OPTIMIZERS:
+        errors.append(
+            f"--zero-stage {args.zero_stage} cuts parameters into flat shards, and --optimizer {args.optimizer} "
+            f"needs per-parameter norms: use --optimizer {', '.join(ZERO_OPTIMIZERS)} or --zero-stage 0"
+        )
+    if args.link is not None:
+        errors.append(
+            f"--zero-stage {args.zero_stage} with --link: the parameter allgather (and stage 2's reduce-scatter) "
+            "cannot be slowed to an emulated link, so the timings would flatter ZeRO; drop one of them"
+        )
+    return errors
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -333,7 +370,12 @@ def run_config(args: argparse.Namespace, ranks: int) -> dict[str, Any]:
         "clip_grad_norm": args.clip_grad_norm,
         "epochs": args.epochs,
         "seed": args.seed,
+        "zero_stage": args.zero_stage,
     }
+
+
+# Flags added after checkpoints were first written: a checkpoint without one ran with its default.
+DEFAULTS_OF_NEWER_FLAGS = {"zero_stage": 0}
 
 
 def resume_refusals(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -349,6 +391,7 @@ def resume_refusals(saved: dict[str, Any], current: dict[str, Any]) -> list[str]
 
 def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """What changed since the checkpoint (flags that may change) and what each change does to the run."""
+    saved = {**DEFAULTS_OF_NEWER_FLAGS, **saved}
     keys = [
         k for k in current if k not in FIXED and k not in ("global_batch", "scaled_lr") and saved.get(k) != current[k]
     ]
@@ -368,6 +411,8 @@ def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
         lines.append("the learning-rate schedule is rebuilt for the new run length and resumed at its position")
     if {"momentum", "weight_decay", "clip_grad_norm"} & set(keys):
         lines.append("the optimizer's hyperparameters apply from the next step")
+    if "zero_stage" in keys:
+        lines.append("the optimizer state (saved whole) is sharded anew: the updates are the same numbers")
     return lines
 
 

@@ -296,7 +296,7 @@ class ZeroRedundancyOptimizer:
         shard = sum(pc.tensor.grad.data.nbytes for pc in self._pieces)
         return {
             "optimizer_state": int(state),
-            "averaged_gradient": int(shard if self._sharded_grads else buckets),
+            "averaged_gradient": int(shard if self._sharded_grads else sum(f.nbytes for f in self._flat_params)),
             "gradient_buckets": int(buckets),
             "parameters": int(sum(f.nbytes for f in self._flat_params)),
         }
