@@ -175,15 +175,15 @@ class ZeroRedundancyOptimizer:
             with enable_grad():
                 loss = closure()
         self._check_views()
-        if self.world_size == 1:
-            self._zero_missing_gradients()
+        self._zero_missing_gradients()
         for g, inner in zip(self.param_groups, self.optim.param_groups):
             inner.update(_hyper(g))  # a scheduler changed the user's groups
         self.optim.step()
         gathered = 0
         if self.world_size > 1:
-            for flat in self._flat_params:
-                dist.all_gather(flat, self.comm, check=False)
+            for i, flat in enumerate(self._flat_params):
+                # the first call of a step checks agreement, which arms the watchdog against a stalled rank
+                dist.all_gather(flat, self.comm, check=i == 0)
                 gathered += flat.nbytes
         self.allgather_bytes = gathered
         return loss
@@ -192,17 +192,20 @@ class ZeroRedundancyOptimizer:
         """Re-attach a parameter whose ``.data`` was replaced (not copied into) since the last step."""
         for bi, bucket in enumerate(self.ddp.buckets):
             flat = self._flat_params[bi]
+            start = flat.__array_interface__["data"][0]
             offset = 0
             for p in bucket.params:
-                view = flat[offset : offset + p.size]
-                if p.data.base is not flat or p.data.__array_interface__["data"][0] != view.ctypes.data:
+                if p.data.base is not flat or p.data.__array_interface__["data"][0] != start + offset * flat.itemsize:
+                    view = flat[offset : offset + p.size]
                     view[...] = p.data.reshape(-1)
                     p.data = view.reshape(p.shape)
                 offset += p.size
 
     def _zero_missing_gradients(self) -> None:
-        """One rank: DDP does not sync, so a parameter backward did not reach keeps a stale bucket view;
-        treat it as a zero gradient, as DDP does on several ranks."""
+        """A parameter without a gradient (backward did not reach it on any rank, or none ran since
+        ``zero_grad``) would step with what its bucket view last held: make it a zero gradient, as DDP
+        does for unused parameters. (The unsharded optimizer skips such a parameter, momentum and weight
+        decay included; a shard cutting through parameters steps as one tensor.)"""
         for bucket in self.ddp.buckets:
             for p, view in zip(bucket.params, bucket.views):
                 if p.grad is None:
@@ -233,7 +236,7 @@ class ZeroRedundancyOptimizer:
             g = pc.tensor.grad.data
             total[0] += float(np.vdot(g, g).real)
         if self.world_size > 1:
-            dist.all_reduce(total, "sum", comm=self.comm, check=False)
+            dist.all_reduce(total, "sum", comm=self.comm)
         return float(total[0])
 
     def clip_grad_norm_(self, max_norm: float) -> float:
@@ -251,6 +254,7 @@ class ZeroRedundancyOptimizer:
             for pc in self._pieces:
                 g = pc.tensor.grad.data
                 g *= g.dtype.type(coef)
+            self._grad_sq_norm *= coef * coef  # still the norm of what the shards hold
         return total
 
     def first_nonfinite_gradient(self) -> str | None:
@@ -273,7 +277,7 @@ class ZeroRedundancyOptimizer:
             bad = np.flatnonzero(~np.isfinite(pc.tensor.grad.data))
             if bad.size:
                 first[0] = min(first[0], self._param_at(pc.bucket, pc.lo + int(bad[0]), order))
-        dist.all_reduce(first, "min", comm=self.comm, check=False)
+        dist.all_reduce(first, "min", comm=self.comm)
         if not math.isfinite(first[0]):  # the norm overflowed: every element finite, their squares not
             return None
         p = self.ddp._params[int(first[0])]
@@ -319,7 +323,7 @@ class ZeroRedundancyOptimizer:
                 for pc in self._pieces:
                     if pc.bucket == bi and key in self.optim.state.get(id(pc.tensor), {}):
                         full[pc.lo : pc.hi] = self.optim.state[id(pc.tensor)][key]
-                arrays[bi, key] = dist.all_gather(full, self.comm, check=False)
+                arrays[bi, key] = dist.all_gather(full, self.comm)
         if self.rank != to:
             self._consolidated = None
             return
