@@ -30,6 +30,7 @@ without ZeRO.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable
@@ -402,6 +403,11 @@ class ZeroRedundancyOptimizer:
 
     def _ordered_params(self) -> list[Any]:
         return [p for g in self.param_groups for p in g["params"]]
+
+    def close(self) -> None:
+        """Free the private communicator (the DDP model has its own ``close``)."""
+        with contextlib.suppress(Exception):
+            self.comm.Free()
 
     def __repr__(self) -> str:
         return (
