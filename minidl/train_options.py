@@ -368,14 +368,11 @@ def run_config(args: argparse.Namespace, ranks: int) -> dict[str, Any]:
         "schedule": args.schedule,
         "warmup_epochs": args.warmup_epochs,
         "clip_grad_norm": args.clip_grad_norm,
+        "sync_bn": bool(args.sync_bn),
         "epochs": args.epochs,
         "seed": args.seed,
         "zero_stage": args.zero_stage,
     }
-
-
-# Flags added after checkpoints were first written: a checkpoint without one ran with its default.
-DEFAULTS_OF_NEWER_FLAGS = {"zero_stage": 0}
 
 
 def resume_refusals(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -391,9 +388,11 @@ def resume_refusals(saved: dict[str, Any], current: dict[str, Any]) -> list[str]
 
 def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """What changed since the checkpoint (flags that may change) and what each change does to the run."""
-    saved = {**DEFAULTS_OF_NEWER_FLAGS, **saved}
     keys = [
-        k for k in current if k not in FIXED and k not in ("global_batch", "scaled_lr") and saved.get(k) != current[k]
+        k
+        for k in current
+        # a key missing from the checkpoint's config predates the flag: nothing is known to have changed
+        if k not in FIXED and k not in ("global_batch", "scaled_lr") and k in saved and saved[k] != current[k]
     ]
     if not keys:
         return []
@@ -411,6 +410,9 @@ def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
         lines.append("the learning-rate schedule is rebuilt for the new run length and resumed at its position")
     if {"momentum", "weight_decay", "clip_grad_norm"} & set(keys):
         lines.append("the optimizer's hyperparameters apply from the next step")
+    if "sync_bn" in keys:
+        where = "across all ranks (SyncBatchNorm)" if current["sync_bn"] else "on each rank's own batch"
+        lines.append(f"batch-norm statistics are now computed {where}; the running statistics carry over")
     if "zero_stage" in keys:
         lines.append("the optimizer state (saved whole) is sharded anew: the updates are the same numbers")
     return lines
