@@ -163,6 +163,8 @@ def build_parser(description: str) -> Parser:
         "(default: $COLLECTIVES_TIMEOUT or 300; 0: wait for ever)",
     )
 
+    add_zero_options(p)
+
     g = p.add_argument_group("output")
     g.add_argument("--metrics", help="write per-step metrics to this .jsonl or .csv file (rank 0)")
     g.add_argument("--profile", help="save a per-rank timeline of one step to this .png/.svg/.pdf")
@@ -260,6 +262,7 @@ def check_values(args: argparse.Namespace) -> list[str]:
             "--bucket-mb auto predicts each bucket's allreduce on the link: give --link (BANDWIDTH,LATENCY "
             "such as 10Gbps,50us, or a preset name)"
         )
+    errors += check_zero(args)
     return errors
 
 
@@ -328,6 +331,40 @@ def bucket_size(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected MiB (such as 25 or 0.5) or 'auto', got {text!r}") from None
 
 
+# --------------------------------------------------------------------------- sharded optimizer (ZeRO)
+ZERO_OPTIMIZERS = ("sgd", "adam", "adamw")  # elementwise updates: a shard may cut a parameter anywhere
+
+
+def add_zero_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sharded optimizer (ZeRO)")
+    g.add_argument(
+        "--zero-stage",
+        type=int,
+        default=0,
+        choices=(0, 1, 2),
+        help="1: each rank keeps and updates 1/ranks of the optimizer state, then allgathers the parameters; "
+        "2: also reduce-scatters the gradients, keeping only its shard averaged; 0: off (default)",
+    )
+
+
+def check_zero(args: argparse.Namespace) -> list[str]:
+    """The combinations ZeRO cannot honour, one message each."""
+    if not args.zero_stage:
+        return []
+    errors = []
+    if args.optimizer not in ZERO_OPTIMIZERS:
+        errors.append(
+            f"--zero-stage {args.zero_stage} cuts parameters into flat shards, and --optimizer {args.optimizer} "
+            f"needs per-parameter norms: use --optimizer {', '.join(ZERO_OPTIMIZERS)} or --zero-stage 0"
+        )
+    if args.link is not None:
+        errors.append(
+            f"--zero-stage {args.zero_stage} with --link: the parameter allgather (and stage 2's reduce-scatter) "
+            "cannot be slowed to an emulated link, so the timings would flatter ZeRO; drop one of them"
+        )
+    return errors
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -363,8 +400,10 @@ def run_config(args: argparse.Namespace, ranks: int) -> dict[str, Any]:
         "schedule": args.schedule,
         "warmup_epochs": args.warmup_epochs,
         "clip_grad_norm": args.clip_grad_norm,
+        "sync_bn": bool(args.sync_bn),
         "epochs": args.epochs,
         "seed": args.seed,
+        "zero_stage": args.zero_stage,
     }
 
 
@@ -382,7 +421,10 @@ def resume_refusals(saved: dict[str, Any], current: dict[str, Any]) -> list[str]
 def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """What changed since the checkpoint (flags that may change) and what each change does to the run."""
     keys = [
-        k for k in current if k not in FIXED and k not in ("global_batch", "scaled_lr") and saved.get(k) != current[k]
+        k
+        for k in current
+        # a key missing from the checkpoint's config predates the flag: nothing is known to have changed
+        if k not in FIXED and k not in ("global_batch", "scaled_lr") and k in saved and saved[k] != current[k]
     ]
     if not keys:
         return []
@@ -400,6 +442,11 @@ def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
         lines.append("the learning-rate schedule is rebuilt for the new run length and resumed at its position")
     if {"momentum", "weight_decay", "clip_grad_norm"} & set(keys):
         lines.append("the optimizer's hyperparameters apply from the next step")
+    if "sync_bn" in keys:
+        where = "across all ranks (SyncBatchNorm)" if current["sync_bn"] else "on each rank's own batch"
+        lines.append(f"batch-norm statistics are now computed {where}; the running statistics carry over")
+    if "zero_stage" in keys:
+        lines.append("the optimizer state (saved whole) is sharded anew: the updates are the same numbers")
     return lines
 
 

@@ -4,7 +4,8 @@ Shaped like ``torch.distributed``: ``get_rank()``, ``get_world_size()``, ``all_r
 ``broadcast``, ``barrier`` (:mod:`minidl.distributed.comm`), and ``DistributedDataParallel``,
 which keeps every rank's replica in step by averaging the gradients with a hand-written
 allreduce, in buckets, overlapped with backward; ``SyncBatchNorm`` and ``convert_sync_batchnorm``
-normalise with the statistics of the global batch.
+normalise with the statistics of the global batch; ``ZeroRedundancyOptimizer`` shards the optimizer
+state (ZeRO stage 1) and the averaged gradients (stage 2) over the ranks.
 """
 
 from minidl.distributed.buckets import Bucket, build_buckets, plan_buckets
@@ -13,6 +14,7 @@ from minidl.distributed.comm import (
     Link,
     abort_on_error,
     algorithms,
+    all_gather,
     all_reduce,
     barrier,
     broadcast,
@@ -20,13 +22,16 @@ from minidl.distributed.comm import (
     get_rank,
     get_world_size,
     parse_link,
+    reduce_scatter,
     resolve_link,
     set_timeout,
+    shard_bounds,
     world,
 )
 from minidl.distributed.ddp import DistributedDataParallel, SyncStats
 from minidl.distributed.noise_scale import GradientNoiseScale
 from minidl.distributed.sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
+from minidl.distributed.zero import ZeroRedundancyOptimizer
 
 __all__ = [
     "Bucket",
@@ -36,8 +41,10 @@ __all__ = [
     "Link",
     "SyncBatchNorm",
     "SyncStats",
+    "ZeroRedundancyOptimizer",
     "abort_on_error",
     "algorithms",
+    "all_gather",
     "all_reduce",
     "barrier",
     "broadcast",
@@ -48,7 +55,9 @@ __all__ = [
     "get_world_size",
     "parse_link",
     "plan_buckets",
+    "reduce_scatter",
     "resolve_link",
     "set_timeout",
+    "shard_bounds",
     "world",
 ]
