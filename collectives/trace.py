@@ -2,7 +2,8 @@
 
 A trace is JSON ``{"traceEvents": [...]}``. Every slice is a *complete* event (``"ph": "X"``) with
 a start ``ts`` and a duration ``dur`` in microseconds, on a track named by a process id and a
-thread id; *metadata* events (``"ph": "M"``) give processes and threads their names and order.
+thread id; *metadata* events (``"ph": "M"``) give processes and threads their names and order;
+*counter* events (``"ph": "C"``) sample a number over time.
 Slices on one track must nest (a slice ends before the one around it), so activities that really
 overlap (a rank sending two messages at once) go on separate lanes: :func:`lanes` assigns them.
 Pure standard library: the simulator and the trainer both write through this module.
@@ -60,6 +61,11 @@ class Trace:
         if args:
             event["args"] = args
         self.events.append(event)
+
+    def counter(self, pid: int, name: str, t: float, values: dict[str, float]) -> None:
+        """A sample of counter track ``name`` of process ``pid`` at ``t`` seconds (``"ph": "C"``): a
+        step function drawn above the process's threads, one series per key of ``values``."""
+        self.events.append({"ph": "C", "name": name, "pid": pid, "tid": 0, "ts": t * US, "args": dict(values)})
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -5,7 +5,9 @@ send slice on its source and a receive slice on its destination, with its bytes 
 slice's arguments, so Perfetto's selection sums show bytes per rank and per phase. Large runs are
 sampled as the PNG timeline samples them (ranks 0 and p-1 always kept): a trace of every rank of a
 4096-rank ring would hold tens of millions of slices that no viewer opens; the file's metadata and
-the caller's message say which ranks were kept.
+the caller's message say which ranks were kept, and a counter track above them (process ``p``,
+"all ranks") shows how many of *all* the ranks are sending, receiving and reducing over time,
+sampled at COUNTER_POINTS instants, as the PNG's summary panel does.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from collectives.sim.result import SimResult
-from collectives.sim.timeline import sample_ranks
+from collectives.sim.timeline import busy_counts, intervals, sample_ranks
 from collectives.trace import Trace, lanes
 
 MAX_RANKS = 64  # ranks given tracks before sampling
@@ -22,6 +26,8 @@ MAX_SLICES = 400_000  # slices in one file (about 40 MB of JSON); fewer ranks ar
 
 KINDS = ("send", "recv", "compute")  # the lanes of a rank, top to bottom
 LANES_PER_KIND = 1000  # thread ids: kind k's lane j is k * LANES_PER_KIND + j
+COUNTER_POINTS = 2000  # samples of the all-ranks counters of a sampled trace
+BUSY = (("send", "sending"), ("recv", "receiving"), ("reduce", "reducing"))
 
 
 def kept_ranks(result: SimResult, max_ranks: int = MAX_RANKS, max_slices: int = MAX_SLICES) -> list[int]:
@@ -66,6 +72,8 @@ def sim_trace(result: SimResult, max_ranks: int = MAX_RANKS, max_slices: int = M
     )
     for rank in ranks:
         trace.process(rank, f"rank {rank}", order=rank)
+    if len(ranks) < result.p:
+        _busy_counters(trace, result)
     for (rank, kind), items in sorted(spans.items(), key=lambda kv: (kv[0][0], KINDS.index(kv[0][1]))):
         lane_of = lanes((t0, t1) for _, t0, t1, _ in items)
         base = KINDS.index(kind) * LANES_PER_KIND
@@ -84,6 +92,19 @@ def write_sim_trace(result: SimResult, path: str | Path, max_ranks: int = MAX_RA
     shown = trace.metadata["ranks_shown"]
     what = f"{slices} slices on {shown} ranks" + ("" if shown == result.p else f" (an even sample of {result.p})")
     return out, what
+
+
+def _busy_counters(trace: Trace, result: SimResult, points: int = COUNTER_POINTS) -> None:
+    """How many of all the ranks send, receive and reduce, at ``points`` even instants (pid ``result.p``)."""
+    trace.process(result.p, f"all {result.p} ranks", order=-1)
+    at = np.linspace(0.0, result.time, points + 1)
+    spans = intervals(result)
+    series = {}
+    for kind, label in BUSY:
+        times, counts = busy_counts(spans[kind])
+        series[label] = np.asarray(counts)[np.searchsorted(times, at, side="right") - 1]
+    for i, t in enumerate(at):
+        trace.counter(result.p, "ranks busy", float(t), {label: int(series[label][i]) for _, label in BUSY})
 
 
 def _events(result: SimResult) -> list[tuple[str, int, int, float, float, int]]:

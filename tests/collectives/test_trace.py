@@ -10,7 +10,11 @@ from collectives.sim.__main__ import main
 from collectives.sim.trace import sim_trace
 from collectives.trace import Trace, lanes
 
-REQUIRED = {"X": {"name", "ph", "ts", "dur", "pid", "tid"}, "M": {"name", "ph", "pid", "args"}}
+REQUIRED = {
+    "X": {"name", "ph", "ts", "dur", "pid", "tid"},
+    "M": {"name", "ph", "pid", "args"},
+    "C": {"name", "ph", "ts", "pid", "args"},
+}
 
 
 def check_chrome_trace(doc: dict) -> list[dict]:
@@ -23,6 +27,8 @@ def check_chrome_trace(doc: dict) -> list[dict]:
             assert isinstance(e["ts"], (int, float)) and isinstance(e["dur"], (int, float))
             assert e["dur"] >= 0, e
             slices.append(e)
+        elif e["ph"] == "C":
+            assert all(isinstance(v, (int, float)) for v in e["args"].values()), e
         else:
             assert e["name"] in ("process_name", "thread_name", "process_sort_index", "thread_sort_index"), e
     # slices on one track must nest: sorted by start (longest first on ties), each one starts after the
@@ -142,6 +148,18 @@ def test_large_runs_keep_an_even_sample_of_ranks_and_say_so():
     pids = {e["pid"] for e in check_chrome_trace(doc)}
     assert len(pids) == 64 and {0, 127} <= pids
     assert doc["metadata"]["ranks_shown"] == 64 and "64 of 128" in doc["metadata"]["note"]
+    # above the sample, how many of all 128 ranks are busy: counted here from the simulation's events
+    counters = [e for e in doc["traceEvents"] if e["ph"] == "C"]
+    assert len(counters) == 2001 and {e["pid"] for e in counters} == {128}
+    assert {"name": "all 128 ranks"} in [e["args"] for e in doc["traceEvents"] if e["name"] == "process_name"]
+    for e in counters[1:-1:250]:
+        t = e["ts"] / 1e6
+        sending = {r for kind, r, _, t0, t1, _ in result.events if kind == "msg" and t0 <= t < t1}
+        receiving = {q for kind, _, q, t0, t1, _ in result.events if kind == "msg" and t0 <= t < t1}
+        reducing = {r for kind, r, _, t0, t1, _ in result.events if kind == "reduce" and t0 <= t < t1}
+        assert e["args"] == {"sending": len(sending), "receiving": len(receiving), "reducing": len(reducing)}, t
+    assert max(e["args"]["sending"] for e in counters) == 128  # the ring: every rank sends at once
+    assert "C" not in {e["ph"] for e in sim_trace(simulate("ring", 8, 1 << 16, timeline=True)).events}
     few = sim_trace(result, max_slices=4 * 5 * 127).as_json()  # each ring rank has 5 x 127 slices
     assert len({e["pid"] for e in few["traceEvents"] if e["ph"] == "X"}) == 4
 
