@@ -3,7 +3,8 @@
 Shaped like ``torch.distributed``: ``get_rank()``, ``get_world_size()``, ``all_reduce``,
 ``broadcast``, ``barrier`` (:mod:`minidl.distributed.comm`), and ``DistributedDataParallel``,
 which keeps every rank's replica in step by averaging the gradients with a hand-written
-allreduce, in buckets, overlapped with backward; ``SyncBatchNorm`` and ``convert_sync_batchnorm``
+allreduce, in buckets, overlapped with backward (or with a communication hook: fp16/bf16
+compression, PowerSGD, top-k); ``SyncBatchNorm`` and ``convert_sync_batchnorm``
 normalise with the statistics of the global batch.
 """
 
@@ -24,31 +25,47 @@ from minidl.distributed.comm import (
     set_timeout,
     world,
 )
+from minidl.distributed.compression import bf16_compress_hook, fp16_compress_hook
 from minidl.distributed.ddp import DistributedDataParallel, SyncStats
+from minidl.distributed.hook_spec import HOOKS, make_comm_hook, parse_comm_hook
+from minidl.distributed.hooks import GradBucket, allreduce_hook
 from minidl.distributed.noise_scale import GradientNoiseScale
+from minidl.distributed.powersgd import PowerSGDState, powersgd_hook
 from minidl.distributed.sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm
+from minidl.distributed.topk import TopKState, topk_hook
 
 __all__ = [
+    "HOOKS",
     "Bucket",
     "CollectiveTimeoutError",
     "DistributedDataParallel",
+    "GradBucket",
     "GradientNoiseScale",
     "Link",
+    "PowerSGDState",
     "SyncBatchNorm",
     "SyncStats",
+    "TopKState",
     "abort_on_error",
     "algorithms",
     "all_reduce",
+    "allreduce_hook",
     "barrier",
+    "bf16_compress_hook",
     "broadcast",
     "build_buckets",
     "check_algorithm",
     "convert_sync_batchnorm",
+    "fp16_compress_hook",
     "get_rank",
     "get_world_size",
+    "make_comm_hook",
+    "parse_comm_hook",
     "parse_link",
     "plan_buckets",
+    "powersgd_hook",
     "resolve_link",
     "set_timeout",
+    "topk_hook",
     "world",
 ]

@@ -17,12 +17,14 @@ would leave the others waiting, until the watchdog names the rank).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+import collectives
 from minidl.distributed import comm as dist
 from minidl.nn.module import Parameter
 
@@ -44,11 +46,33 @@ class GradBucket:
     wire_bytes: int = 0  # set by the hook: bytes this rank sent for the bucket (default: buffer.nbytes)
     extra: dict[str, float] = field(default_factory=dict)  # hook-specific figures for reports
 
-    def all_reduce(self, array: np.ndarray, op: str = "avg", *, check: bool | None = None) -> np.ndarray:
-        """Reduce ``array`` in place across ranks with DDP's algorithm, communicator and link."""
+    def all_reduce(
+        self, array: np.ndarray, op: str | collectives.ReduceOp = "avg", *, check: bool | None = None
+    ) -> np.ndarray:
+        """Reduce ``array`` in place across ranks with DDP's algorithm, communicator, link (op: name or ReduceOp)."""
         return dist.all_reduce(
             array, op, self.algorithm, self.comm, link=self.link, check=self.check if check is None else check
         )
+
+    def all_gather(self, array: np.ndarray) -> np.ndarray:
+        """Every rank's ``array`` (same size and dtype on all ranks), stacked: row r is rank r's.
+
+        A ring allgather from ``collectives``, on DDP's communicator. ``collectives.allgather``
+        has no ``link=`` yet, so on an emulated link the call is stretched here, as a whole, to
+        the time the link emulation would give the ring's p - 1 steps of one row each
+        (latency + row bytes / bandwidth per step).
+        """
+        p = self.comm.Get_size()
+        flat = np.ascontiguousarray(array).reshape(-1)
+        gathered = np.empty((p, flat.size), flat.dtype)
+        gathered[self.comm.Get_rank()] = flat
+        start = time.perf_counter()
+        collectives.allgather(gathered, self.comm, check=self.check)
+        if self.link is not None and p > 1:
+            remaining = start + (p - 1) * self.link.message_time(flat.nbytes) - time.perf_counter()
+            if remaining > 0:
+                time.sleep(remaining)
+        return gathered
 
 
 CommHook = Callable[[Any, GradBucket], "np.ndarray | None"]
