@@ -27,7 +27,7 @@ from minidl.distributed.comm import (
 )
 from minidl.distributed.compression import bf16_compress_hook, fp16_compress_hook
 from minidl.distributed.ddp import DistributedDataParallel, SyncStats
-from minidl.distributed.hook_spec import HOOKS, make_comm_hook, parse_comm_hook
+from minidl.distributed.hook_spec import HOOKS, format_comm_hook, hook_names, make_comm_hook, parse_comm_hook
 from minidl.distributed.hooks import GradBucket, allreduce_hook
 from minidl.distributed.noise_scale import GradientNoiseScale
 from minidl.distributed.powersgd import PowerSGDState, powersgd_hook
@@ -56,9 +56,11 @@ __all__ = [
     "build_buckets",
     "check_algorithm",
     "convert_sync_batchnorm",
+    "format_comm_hook",
     "fp16_compress_hook",
     "get_rank",
     "get_world_size",
+    "hook_names",
     "make_comm_hook",
     "parse_comm_hook",
     "parse_link",

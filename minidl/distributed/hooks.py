@@ -82,3 +82,16 @@ def allreduce_hook(state: Any, bucket: GradBucket) -> None:
     """The default: average the bucket across ranks with one allreduce (op "avg")."""
     bucket.all_reduce(bucket.buffer, "avg")
     bucket.wire_bytes = bucket.buffer.nbytes
+
+
+def keep_if_finite(store: dict[Any, np.ndarray], key: Any, array: np.ndarray) -> None:
+    """Keep a hook's state across steps (a residual, PowerSGD's Q), unless it holds NaN or Inf: then forget it.
+
+    A non-finite gradient still reaches every rank through the step itself (so the trainer stops,
+    or skips the step on every rank alike); kept in the hook's state it would also make every later
+    step non-finite, and a run that skips bad steps would skip all the rest.
+    """
+    if np.isfinite(array).all():
+        store[key] = array
+    else:
+        store.pop(key, None)

@@ -16,6 +16,7 @@ makes the repeated single iterations converge on the gradient's dominant subspac
 its next gradient, so nothing is lost, only delayed; averaged over ranks, the updates applied
 over T steps plus the ranks' mean residual equal the sum of the true averaged gradients exactly
 (up to floating-point rounding). Without it PowerSGD does not converge to the same accuracy.
+A residual or Q holding NaN or Inf is dropped (see :func:`~minidl.distributed.hooks.keep_if_finite`).
 
 As in PyTorch's ``powerSGD_hook``: 1-D tensors (biases, norm weights) and matrices for which
 the factors would not save at least ``min_compression_rate`` times the bytes go uncompressed;
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minidl.distributed.hooks import GradBucket, allreduce_hook
+from minidl.distributed.hooks import GradBucket, allreduce_hook, keep_if_finite
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,8 @@ def powersgd_hook(state: PowerSGDState, bucket: GradBucket) -> None:
     for m in lay.matrices:
         approx = ps[m.index] @ qs[m.index].T
         if state.error_feedback:
-            state.residuals[keys[m.index]] = mats[m.index] - approx
+            keep_if_finite(state.residuals, keys[m.index], mats[m.index] - approx)
         mats[m.index][...] = approx
         if state.warm_start:
-            state.qs[keys[m.index]] = qs[m.index].copy()
+            keep_if_finite(state.qs, keys[m.index], qs[m.index].copy())
     bucket.wire_bytes = first.nbytes + second.nbytes

@@ -3,7 +3,8 @@
 Per bucket, a rank adds its residual (what it did not send before) to its gradient, picks the
 k = ceil(ratio * n) entries of largest magnitude, and keeps the rest as its new residual (error
 feedback, as in Stich et al. 2018 and Lin et al.'s Deep Gradient Compression: small entries
-accumulate until they are large enough to be sent, so nothing is lost, only delayed).
+accumulate until they are large enough to be sent, so nothing is lost, only delayed; a residual
+holding NaN or Inf is dropped, see :func:`~minidl.distributed.hooks.keep_if_finite`).
 
 Different ranks pick different indices, so the sparse vectors cannot be summed by an allreduce
 on the way (the sum of two k-sparse vectors is up to 2k-sparse). They are allgathered instead:
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minidl.distributed.hooks import GradBucket
+from minidl.distributed.hooks import GradBucket, keep_if_finite
 
 INDEX = np.dtype(np.int32)
 
@@ -60,7 +61,7 @@ def topk_hook(state: TopKState, bucket: GradBucket) -> None:
     if state.error_feedback:
         residual = grads.copy()
         residual[chosen] = 0
-        state.residuals[bucket.index] = residual
+        keep_if_finite(state.residuals, bucket.index, residual)
 
     rows = bucket.all_gather(payload)  # row r: rank r's values, then its indices
     values = rows[:, : k * itemsize].copy().view(grads.dtype)

@@ -180,6 +180,22 @@ if not np.allclose(applied + mean_over_ranks(state.residuals[0]), G.mean(axis=1)
 if b.wire_bytes != k * (8 + 4):
     fail(f"top-k wire bytes {b.wire_bytes} != {k * 12}")
 
+# 5b. a NaN on one rank reaches every rank in that step, and the step after is finite again (the
+#     residual that held it was dropped: kept, it would poison every later step)
+for make, hook in ((lambda: PowerSGDState(rank=1, min_compression_rate=0), powersgd_hook), (TopKState, topk_hook)):
+    state = make()
+    g = G[0, rank].copy()
+    if rank == p - 1:
+        g[:] = np.nan
+    b = bucket_of(SHAPES, g, step=0)
+    hook(state, b)
+    if not np.isnan(b.buffer).any():
+        fail(f"{hook.__name__}: a NaN gradient on rank {p - 1} did not reach rank {rank}")
+    b = bucket_of(SHAPES, G[1, rank].copy(), step=1)
+    hook(state, b)
+    if not np.isfinite(b.buffer).all():
+        fail(f"{hook.__name__}: the step after a NaN is still non-finite")
+
 
 # 6. in DDP, by name: replicas stay identical and stats.wire_bytes adds up the formula over the buckets
 def make_model():
