@@ -327,11 +327,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _wire_summary(hook: str, steps: float, sent: float, reduced: float, say: Printer) -> dict[str, Any]:
     """The bytes per step a rank put on the wire (as its hook reports them) against the plain allreduce's."""
     per_step, plain = sent / steps, reduced / steps
-    say(
-        f"  on the wire per step: {per_step / 2**10:.1f} KiB with comm hook {hook}, "
-        f"{plain / 2**10:.1f} KiB uncompressed ({plain / per_step:.1f}x less)",
-        always=True,
-    )
+    line = f"  on the wire per step: {per_step / 2**10:.1f} KiB"
+    if hook != "none":
+        line += f" with comm hook {hook}, {plain / 2**10:.1f} KiB uncompressed ({plain / per_step:.1f}x less)"
+    say(line, always=True)
     return {"comm_hook": hook, "wire_bytes_per_step": per_step, "uncompressed_bytes_per_step": plain}
 
 

@@ -1,5 +1,6 @@
 """Communication hooks: the bfloat16 codec, hook specs by name, and the hooks under real mpiexec on 1 to 4 ranks."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +94,18 @@ def test_each_make_gives_fresh_state():
 def test_hook_properties(nprocs):
     proc = run_mpi(nprocs, [str(HERE / "mpi_hooks_check.py")], timeout=240)
     assert f"{nprocs} ranks: hooks ok" in proc.stdout
+
+
+@pytest.mark.mpi
+def test_powersgd_rank_2_and_top_k_train_the_digits_nearly_as_well_as_plain_ddp_in_the_same_steps():
+    specs = ["none", "powersgd:rank=2", "topk:ratio=0.1"]
+    proc = run_mpi(2, [str(HERE / "mpi_hooks_converge.py"), "5", *specs], timeout=120)
+    rows = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.split(" ")[0] in specs)
+    accuracy = {spec: float(rows[spec].split()[0]) for spec in specs}
+    wire = {spec: float(rows[spec].split()[1]) for spec in specs}
+    assert accuracy["none"] > 0.93, accuracy  # the baseline itself has learned
+    assert accuracy["powersgd:rank=2"] >= accuracy["none"] - 0.02, accuracy
+    assert accuracy["topk:ratio=0.1"] >= accuracy["none"] - 0.03, accuracy
+    # the digits MLP: 64 -> 128 -> 10, float32. PowerSGD: the biases whole, P and Q of rank 2 for both weights
+    assert wire["powersgd:rank=2"] == 4 * (128 + 10 + 2 * (128 + 64) + 2 * (10 + 128)), wire
+    assert wire["topk:ratio=0.1"] == math.ceil(0.1 * (64 * 128 + 128 + 128 * 10 + 10)) * (4 + 4), wire
