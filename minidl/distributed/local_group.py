@@ -113,5 +113,8 @@ def reduce_with_hook(
     if p == 1:
         return buffers[0], run(0)
     with ThreadPoolExecutor(p, thread_name_prefix="virtual-rank") as pool:
-        wires = list(pool.map(run, range(p)))
-    return buffers[0], wires[0]
+        futures = [pool.submit(run, r) for r in range(p)]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:  # the rank that failed first, not the others its abort woke up
+        raise next((e for e in errors if not isinstance(e, threading.BrokenBarrierError)), errors[0])
+    return buffers[0], futures[0].result()
