@@ -12,7 +12,7 @@ every rank sends its k values and k int32 indices, receives everyone's, and adds
 zeroed bucket locally, in rank order, so every rank computes the same bits. The payload per rank
 is k x (itemsize + 4) bytes (``wire_bytes``); a ring allgather moves p - 1 such payloads per
 rank, where a ring allreduce of the dense bucket moves 2(p - 1)/p x n x itemsize: top-k pays
-when ratio is well below 2 itemsize / (p (itemsize + 4)), e.g. 1/6 for float32 at p = 4.
+while ratio < 2 itemsize / (p (itemsize + 4)), which is 1/p for float32 (1/4 at p = 4).
 """
 
 from __future__ import annotations
