@@ -224,8 +224,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         link=args.link,
     )
     hook_state, hook = dist.make_comm_hook(args.comm_hook)
-    if hook is not None:
+    if hook is not None:  # not with --zero-stage 2, whose reduce-scatter is a hook of its own (train_options)
         ddp.register_comm_hook(hook_state, hook)
+    if args.zero_stage:  # shard the plain optimizer: its groups (the schedule drives them) and any resumed state
+        opt = dist.ZeroRedundancyOptimizer.from_optimizer(opt, ddp, args.zero_stage)
     say(
         f"minidl.train: {args.model} on {args.dataset} ({len(train_set)} train / {len(test_set)} test), "
         f"{size} rank(s), global batch {global_batch} = {args.batch_size} x {size} ranks x {args.accumulation}, "
@@ -318,7 +320,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
             if args.checkpoint_dir and (epoch % args.checkpoint_every == 0 or epoch == args.epochs):
                 _checkpoint(series, model, opt, epoch, step, config, say)
-    result = _summary(args, size, global_batch, lr, history, test_acc, noise, launch, skipped, say)
+    memory = _optimizer_memory(opt, comm)
+    result = _summary(args, size, global_batch, lr, history, test_acc, noise, launch, skipped, say, memory)
     if wire[0]:
         result.update(_wire_summary(args.comm_hook, *wire, say))
     return result
@@ -349,10 +352,12 @@ def _update(
     """Apply the step's averaged gradients; if they hold NaN or Inf, stop the run (TrainingError) or,
     with --skip-nonfinite, skip the update and return True. Every rank holds the same gradients, so
     every rank makes the same choice."""
-    bad = ddp.first_nonfinite_gradient()
+    bad = (opt if args.zero_stage else ddp).first_nonfinite_gradient()  # ZeRO 2: only the shard is averaged
     if bad is None:
         with timer.phase("optimizer"):
-            if args.clip_grad_norm:
+            if args.clip_grad_norm and args.zero_stage:
+                opt.clip_grad_norm_(args.clip_grad_norm)
+            elif args.clip_grad_norm:
                 minidl.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad_norm)
             opt.step()
             opt.zero_grad()
@@ -425,6 +430,8 @@ def _checkpoint(series: Any, model: Any, opt: Any, epoch: int, step: int, config
         raise TrainingError(
             f"epoch {epoch}: parameter {bad!r} holds NaN or Inf; no checkpoint written over the last good one"
         )
+    if isinstance(opt, dist.ZeroRedundancyOptimizer):  # every rank sends its shard; the file holds the whole state
+        opt.consolidate_state_dict(to=0)
     if series is not None:
         path = series.save(epoch, model=model, optimizer=opt, step=step, rng=False, extra={"config": config})
         say(f"checkpoint {path}")
@@ -491,6 +498,7 @@ def _summary(
     launch: float,
     skipped: int,
     say: Printer,
+    memory: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     total = summarize(history)
     wall = time.perf_counter() - launch
@@ -527,8 +535,28 @@ def _summary(
         lines.append(f"  gradient noise scale B_simple ~ {result['b_simple']:.0f} (global batch {global_batch})")
     if "scaling_efficiency" in result:
         lines.append(f"  scaling efficiency vs 1 rank: {100 * result['scaling_efficiency']:.0f}%")
+    if memory is not None:
+        result.update(memory)
+        stage = f"ZeRO stage {args.zero_stage}, sharded over {size} rank(s)" if args.zero_stage else "not sharded"
+        lines.append(
+            f"  optimizer state per rank: {memory['optimizer_state_bytes']:,} B ({stage}); averaged gradient kept "
+            f"per rank: {memory['gradient_bytes_kept']:,} B (largest rank)"
+        )
     say("\n".join(lines), always=True)
     return result
+
+
+def _optimizer_memory(opt: Any, comm: Any) -> dict[str, int]:
+    """Bytes of optimizer state and of averaged gradient each rank keeps, the largest over ranks (shards are uneven)."""
+    if isinstance(opt, dist.ZeroRedundancyOptimizer):
+        mem = opt.memory()
+        state, grads = mem["optimizer_state"], mem["averaged_gradient"]
+    else:
+        state = sum(v.nbytes for s in opt.state.values() for v in s.values() if isinstance(v, np.ndarray))
+        grads = sum(p.data.nbytes for g in opt.param_groups for p in g["params"])
+    largest = np.array([state, grads], dtype=np.int64)
+    dist.all_reduce(largest, "max", comm=comm)
+    return {"optimizer_state_bytes": int(largest[0]), "gradient_bytes_kept": int(largest[1])}
 
 
 def cli(argv: list[str] | None = None) -> int:

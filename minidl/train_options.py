@@ -162,6 +162,8 @@ def build_parser(description: str) -> Parser:
         "(default: $COLLECTIVES_TIMEOUT or 300; 0: wait for ever)",
     )
 
+    add_zero_options(p)
+
     g = p.add_argument_group("output")
     g.add_argument("--metrics", help="write per-step metrics to this .jsonl or .csv file (rank 0)")
     g.add_argument("--profile", help="save a per-rank timeline of one step to this .png/.svg/.pdf")
@@ -247,6 +249,7 @@ def check_values(args: argparse.Namespace) -> list[str]:
         errors.append(f"--metrics {args.metrics}: the file name must end in .jsonl or .csv")
     if args.profile and Path(args.profile).suffix not in PROFILE_SUFFIXES:
         errors.append(f"--profile {args.profile}: the file name must end in .png, .svg or .pdf")
+    errors += check_zero(args)
     return errors
 
 
@@ -257,6 +260,11 @@ def check_comm_hook(args: argparse.Namespace) -> list[str]:
         args.comm_hook = dist.format_comm_hook(*dist.parse_comm_hook(args.comm_hook))
     except ValueError as e:
         return [str(e)]
+    if args.comm_hook != "none" and args.zero_stage == 2:
+        return [
+            f"--comm-hook {args.comm_hook} with --zero-stage 2: stage 2 reduce-scatters the gradients with a "
+            "communication hook of its own; use --zero-stage 1 or --comm-hook none"
+        ]
     return []
 
 
@@ -314,6 +322,40 @@ def _unwritable_file(path: Path) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- sharded optimizer (ZeRO)
+ZERO_OPTIMIZERS = ("sgd", "adam", "adamw")  # elementwise updates: a shard may cut a parameter anywhere
+
+
+def add_zero_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sharded optimizer (ZeRO)")
+    g.add_argument(
+        "--zero-stage",
+        type=int,
+        default=0,
+        choices=(0, 1, 2),
+        help="1: each rank keeps and updates 1/ranks of the optimizer state, then allgathers the parameters; "
+        "2: also reduce-scatters the gradients, keeping only its shard averaged; 0: off (default)",
+    )
+
+
+def check_zero(args: argparse.Namespace) -> list[str]:
+    """The combinations ZeRO cannot honour, one message each."""
+    if not args.zero_stage:
+        return []
+    errors = []
+    if args.optimizer not in ZERO_OPTIMIZERS:
+        errors.append(
+            f"--zero-stage {args.zero_stage} cuts parameters into flat shards, and --optimizer {args.optimizer} "
+            f"needs per-parameter norms: use --optimizer {', '.join(ZERO_OPTIMIZERS)} or --zero-stage 0"
+        )
+    if args.link is not None:
+        errors.append(
+            f"--zero-stage {args.zero_stage} with --link: the parameter allgather (and stage 2's reduce-scatter) "
+            "cannot be slowed to an emulated link, so the timings would flatter ZeRO; drop one of them"
+        )
+    return errors
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -353,6 +395,7 @@ def run_config(args: argparse.Namespace, ranks: int) -> dict[str, Any]:
         "comm_hook": args.comm_hook,
         "epochs": args.epochs,
         "seed": args.seed,
+        "zero_stage": args.zero_stage,
     }
 
 
@@ -396,6 +439,8 @@ def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     if "sync_bn" in keys:
         where = "across all ranks (SyncBatchNorm)" if current["sync_bn"] else "on each rank's own batch"
         lines.append(f"batch-norm statistics are now computed {where}; the running statistics carry over")
+    if "zero_stage" in keys:
+        lines.append("the optimizer state (saved whole) is sharded anew: the updates are the same numbers")
     return lines
 
 

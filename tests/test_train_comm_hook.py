@@ -35,3 +35,10 @@ def test_the_hook_is_in_the_config_spelled_out_and_a_change_is_announced_on_resu
     out = capsys.readouterr().out
     assert "--comm-hook powersgd:rank=2,start_iter=0,min_rate=2.0,seed=0 -> topk:ratio=0.5" in out, out
     assert "communicated with the new hook from the next step" in out
+
+
+def test_a_hook_and_zero_stage_2_are_refused_together(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--comm-hook", "fp16", "--zero-stage", "2"])
+    assert exit_.value.code == 2
+    assert "--comm-hook fp16 with --zero-stage 2: stage 2 reduce-scatters the gradients" in capsys.readouterr().err

@@ -20,13 +20,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-import collectives
 from minidl.distributed import comm as dist
 from minidl.nn.module import Parameter
+
+if TYPE_CHECKING:
+    from collectives import ReduceOp
 
 
 @dataclass
@@ -46,9 +48,7 @@ class GradBucket:
     wire_bytes: int = 0  # set by the hook: bytes this rank sent for the bucket (default: buffer.nbytes)
     extra: dict[str, float] = field(default_factory=dict)  # hook-specific figures for reports
 
-    def all_reduce(
-        self, array: np.ndarray, op: str | collectives.ReduceOp = "avg", *, check: bool | None = None
-    ) -> np.ndarray:
+    def all_reduce(self, array: np.ndarray, op: str | ReduceOp = "avg", *, check: bool | None = None) -> np.ndarray:
         """Reduce ``array`` in place across ranks with DDP's algorithm, communicator, link (op: name or ReduceOp)."""
         return dist.all_reduce(
             array, op, self.algorithm, self.comm, link=self.link, check=self.check if check is None else check
@@ -57,8 +57,8 @@ class GradBucket:
     def all_gather(self, array: np.ndarray) -> np.ndarray:
         """Every rank's ``array`` (same size and dtype on all ranks), stacked: row r is rank r's.
 
-        A ring allgather from ``collectives``, on DDP's communicator. ``collectives.allgather``
-        has no ``link=`` yet, so on an emulated link the call is stretched here, as a whole, to
+        A ring allgather (``comm.all_gather``) on DDP's communicator. It has no ``link=`` yet
+        (``collectives.allgather`` has none), so on an emulated link the call is stretched here, as a whole, to
         the time the link emulation would give the ring's p - 1 steps of one row each
         (latency + row bytes / bandwidth per step).
         """
@@ -67,7 +67,7 @@ class GradBucket:
         gathered = np.empty((p, flat.size), flat.dtype)
         gathered[self.comm.Get_rank()] = flat
         start = time.perf_counter()
-        collectives.allgather(gathered, self.comm, check=self.check)
+        dist.all_gather(gathered, self.comm, check=self.check)
         if self.link is not None and p > 1:
             remaining = start + (p - 1) * self.link.message_time(flat.nbytes) - time.perf_counter()
             if remaining > 0:
