@@ -57,10 +57,10 @@ class GradBucket:
     def all_gather(self, array: np.ndarray) -> np.ndarray:
         """Every rank's ``array`` (same size and dtype on all ranks), stacked: row r is rank r's.
 
-        A ring allgather (``comm.all_gather``) on DDP's communicator. It has no ``link=`` yet
-        (``collectives.allgather`` has none), so on an emulated link the call is stretched here, as a whole, to
-        the time the link emulation would give the ring's p - 1 steps of one row each
-        (latency + row bytes / bandwidth per step).
+        A ring allgather (``comm.all_gather``) on DDP's communicator. Neither it nor
+        ``collectives.allgather`` takes ``link=`` yet, so on an emulated link the call is stretched
+        here, as a whole, to the time the link emulation would give the ring's p - 1 steps of one
+        row each (latency + row bytes / bandwidth per step).
         """
         p = self.comm.Get_size()
         flat = np.ascontiguousarray(array).reshape(-1)
