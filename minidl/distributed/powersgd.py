@@ -86,7 +86,7 @@ class PowerSGDState:
             return known
         matrices, uncompressed, plain = [], [], 0
         for i, view in enumerate(bucket.views):
-            if view.ndim >= 2:
+            if view.ndim >= 2 and view.size:
                 n, m = view.shape[0], view.size // view.shape[0]
                 r = min(self.rank, n, m)
                 if self.min_compression_rate * r * (n + m) < n * m:
