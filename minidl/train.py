@@ -210,10 +210,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             say(f"  {line}", always=True)
     step = (start_epoch - 1) * steps_per_epoch
     schedule = make_schedule(args, opt, steps_per_epoch, done=step)
-    noise = GradientNoiseScale(args.batch_size * args.accumulation, global_batch) if size > 1 else None
+    # The noise scale compares local and averaged gradient norms; a lossy hook's average is not the average.
+    exact = args.comm_hook == "none"
+    noise = GradientNoiseScale(args.batch_size * args.accumulation, global_batch) if size > 1 and exact else None
     series = _checkpoints(args, say) if rank == 0 and args.checkpoint_dir else None
     profile_at = _profile_step(args, step, steps_per_epoch, say)
-    bucket_plan, bucket_mb = _bucket_size(args, model, loader, comm, say)
+    bucket_plan, bucket_mb = _bucket_size(args, model, loader, comm, noise is not None, say)
 
     ddp = DistributedDataParallel(
         model,
@@ -221,9 +223,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         algorithm=args.algorithm,
         bucket_cap_mb=bucket_mb,
         overlap=not args.no_overlap,
-        measure_noise_scale=size > 1,
+        measure_noise_scale=noise is not None,
         link=args.link,
     )
+    hook_state, hook = dist.make_comm_hook(args.comm_hook)
+    if hook is not None:  # not with --zero-stage 2, whose reduce-scatter is a hook of its own (train_options)
+        ddp.register_comm_hook(hook_state, hook)
     if args.zero_stage:  # shard the plain optimizer: its groups (the schedule drives them) and any resumed state
         opt = dist.ZeroRedundancyOptimizer.from_optimizer(opt, ddp, args.zero_stage)
     say(
@@ -233,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"overlap={'off' if args.no_overlap else 'on'}, {threads} thread(s)/rank"
         + (", SyncBatchNorm" if args.sync_bn else "")
         + (f", link {args.link}" if args.link else "")
+        + (f", comm hook {args.comm_hook}" if args.comm_hook != "none" else "")
     )
     say(
         f"{'epoch':>5} {'loss':>8} {'train acc':>9} {'test acc':>8} {'samples/s':>10} {'comm s':>8} "
@@ -251,6 +257,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         history: list[StepTiming] = []
         test_acc = float("nan")
         skipped = 0
+        wire = np.zeros(3)  # synchronised steps, bytes the hooks sent, bytes of gradient they reduced (this rank)
         for epoch in range(start_epoch, args.epochs + 1):
             sampler.set_epoch(epoch)
             batches = iter(loader)
@@ -275,6 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     timing.backward -= exposed
                     timing.exposed_comm += exposed
                     timing.comm = ddp.stats.comm_seconds
+                    wire += (1, ddp.stats.wire_bytes, ddp.stats.bytes)
                 skip = _update(
                     args, ddp, model, opt, schedule, timer, f"step {step} (epoch {epoch})", bad_loss, skipped, say
                 )
@@ -321,7 +329,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if tracer is not None:
             _save_trace(args, tracer, ddp, comm, say)
     memory = _optimizer_memory(opt, comm)
-    return _summary(args, size, global_batch, lr, history, test_acc, noise, launch, skipped, say, memory, bucket_plan)
+    result = _summary(args, size, global_batch, lr, history, test_acc, noise, launch, skipped, say, memory, bucket_plan)
+    if wire[0]:
+        result.update(_wire_summary(args.comm_hook, *wire, say))
+    return result
+
+
+def _wire_summary(hook: str, steps: float, sent: float, reduced: float, say: Printer) -> dict[str, Any]:
+    """The bytes per step a rank put on the wire (as its hook reports them) against the plain allreduce's."""
+    per_step, plain = sent / steps, reduced / steps
+    line = f"  on the wire per step: {per_step / 2**10:.1f} KiB"
+    if hook != "none":
+        line += f" with comm hook {hook}, {plain / 2**10:.1f} KiB uncompressed ({plain / per_step:.1f}x less)"
+    say(line, always=True)
+    return {"comm_hook": hook, "wire_bytes_per_step": per_step, "uncompressed_bytes_per_step": plain}
 
 
 def _update(
@@ -468,8 +489,11 @@ def _save_profile(path: str, timer: StepTimer, ddp: Any, comm: Any, step: int, s
         say(f"timeline of step {step} written to {out}")
 
 
-def _bucket_size(args: argparse.Namespace, model: Any, loader: Any, comm: Any, say: Printer) -> tuple[Any, float]:
-    """``--bucket-mb``, or with ``auto`` the predicted best (and its plan; None when given or on one rank)."""
+def _bucket_size(
+    args: argparse.Namespace, model: Any, loader: Any, comm: Any, spare: bool, say: Printer
+) -> tuple[Any, float]:
+    """``--bucket-mb``, or with ``auto`` the predicted best (and its plan; None when given or on one rank);
+    ``spare``: the last bucket carries the noise scale's extra element."""
     if args.bucket_mb != "auto":
         return None, args.bucket_mb
     if comm.Get_size() == 1:
@@ -478,9 +502,9 @@ def _bucket_size(args: argparse.Namespace, model: Any, loader: Any, comm: Any, s
     from minidl.distributed.autobucket import choose_bucket_mb
 
     x, y = next(iter(loader))  # this rank's first batch: the measurement passes do not train
-    itemsize = next(iter(model.parameters())).data.itemsize  # the noise scale's spare element on the last bucket
+    spare_bytes = next(iter(model.parameters())).data.itemsize if spare else 0
     plan = choose_bucket_mb(
-        model, lambda: F.cross_entropy(model(x), y), comm, args.algorithm, args.link, not args.no_overlap, itemsize
+        model, lambda: F.cross_entropy(model(x), y), comm, args.algorithm, args.link, not args.no_overlap, spare_bytes
     )
     say(
         f"--bucket-mb auto: {plan.cap_mb:.4g} MiB -> {len(plan.buckets)} bucket(s); on {args.link} the predicted "

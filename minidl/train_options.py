@@ -157,6 +157,13 @@ def build_parser(description: str) -> Parser:
     )
     g.add_argument("--link", help="emulate a slower link: BANDWIDTH,LATENCY such as '10Gbps,20us', or a preset name")
     g.add_argument(
+        "--comm-hook",
+        default="none",
+        metavar="NAME[:KEY=VALUE,...]",
+        help=f"what crosses the wire for each gradient bucket: {dist.hook_names()} (default: none, the plain "
+        "allreduce); e.g. powersgd:rank=2, topk:ratio=0.01, fp16, bf16",
+    )
+    g.add_argument(
         "--timeout",
         type=float,
         help="seconds a collective waits for every rank before raising, naming the missing ones "
@@ -242,6 +249,7 @@ def check_values(args: argparse.Namespace) -> list[str]:
         args.link = dist.resolve_link(args.link)
     except ValueError as e:
         errors.append(str(e))
+    errors += check_comm_hook(args)
     args.model = args.model or DEFAULT_MODEL[args.dataset]
     if why := fit_problem(args.model, args.dataset):
         errors.append(why)
@@ -264,6 +272,21 @@ def check_values(args: argparse.Namespace) -> list[str]:
         )
     errors += check_zero(args)
     return errors
+
+
+def check_comm_hook(args: argparse.Namespace) -> list[str]:
+    """--comm-hook: a known hook with known keys and sensible values; rewritten in its canonical spelling
+    (every key shown) so that the run's configuration records exactly what ran."""
+    try:
+        args.comm_hook = dist.format_comm_hook(*dist.parse_comm_hook(args.comm_hook))
+    except ValueError as e:
+        return [str(e)]
+    if args.comm_hook != "none" and args.zero_stage == 2:
+        return [
+            f"--comm-hook {args.comm_hook} with --zero-stage 2: stage 2 reduce-scatters the gradients with a "
+            "communication hook of its own; use --zero-stage 1 or --comm-hook none"
+        ]
+    return []
 
 
 def check_paths(args: argparse.Namespace, found: dict[str, Any]) -> list[str]:
@@ -401,6 +424,7 @@ def run_config(args: argparse.Namespace, ranks: int) -> dict[str, Any]:
         "warmup_epochs": args.warmup_epochs,
         "clip_grad_norm": args.clip_grad_norm,
         "sync_bn": bool(args.sync_bn),
+        "comm_hook": args.comm_hook,
         "epochs": args.epochs,
         "seed": args.seed,
         "zero_stage": args.zero_stage,
@@ -442,6 +466,8 @@ def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
         lines.append("the learning-rate schedule is rebuilt for the new run length and resumed at its position")
     if {"momentum", "weight_decay", "clip_grad_norm"} & set(keys):
         lines.append("the optimizer's hyperparameters apply from the next step")
+    if "comm_hook" in keys:
+        lines.append("the gradients are communicated with the new hook from the next step (its state starts empty)")
     if "sync_bn" in keys:
         where = "across all ranks (SyncBatchNorm)" if current["sync_bn"] else "on each rank's own batch"
         lines.append(f"batch-norm statistics are now computed {where}; the running statistics carry over")
