@@ -259,8 +259,10 @@ def compare(plan: BucketPlan, steps: Sequence[StepTiming]) -> tuple[dict[str, fl
     def ms(key: str) -> str:
         return f"{1e3 * found[key]:.2f} ms"
 
+    plural = "bucket" if len(plan.buckets) == 1 else "buckets"
+
     line = (
-        f"  --bucket-mb auto chose {plan.cap_mb:.4g} MiB ({len(plan.buckets)} buckets); per step, predicted: "
+        f"  --bucket-mb auto chose {plan.cap_mb:.4g} MiB ({len(plan.buckets)} {plural}); per step, predicted: "
         f"allreduce {ms('predicted_comm_seconds')}, exposed {ms('predicted_exposed_seconds')}, hidden "
         f"{_pct(plan.overlap)} (backward {ms('predicted_backward_seconds')}); measured (median of {len(later)} "
         f"steps): allreduce {ms('measured_comm_seconds')}, exposed {ms('measured_exposed_seconds')}, hidden "
