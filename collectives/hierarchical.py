@@ -8,9 +8,9 @@ a communicator of their own, so ``link=`` (the emulated interconnect) stretches 
 between nodes, as on a real cluster, while messages inside a node go at memory speed.
 
 The split is collective and is made on first use for each grouping and kept with the
-communicator's context; every rank must pass the same ``ranks_per_node`` (checked then, on every
-rank). The call itself is checked like ``collectives.allreduce`` (same validation, same agreement
-exchange under the watchdog).
+communicator's context. The call is checked like ``collectives.allreduce`` (same validation, same
+agreement exchange under the watchdog), and with the checks on the ranks also agree on
+``ranks_per_node`` (one more tiny allreduce).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from collectives import select
+from collectives import agreement, select
 from collectives.algorithms import ALGORITHMS
 from collectives.algorithms.hierarchical import hierarchical_allreduce as composed
 from collectives.api import context
@@ -83,10 +83,15 @@ def _check_ranks_per_node(ranks_per_node: Any) -> int | None:
     return int(ranks_per_node)
 
 
-def node_groups(ctx: CommContext, ranks_per_node: int | None) -> NodeGroups:
-    """The groups of ``ctx``'s communicator for this grouping, split (collectively) on first use."""
+def node_groups(ctx: CommContext, ranks_per_node: int | None, check: bool = True) -> NodeGroups:
+    """The groups of ``ctx``'s communicator for this grouping, split (collectively) on first use.
+
+    The ranks first agree on ``ranks_per_node`` (one tiny allreduce; always when the groups are
+    made, and on every call when ``check``): ranks with different groupings would otherwise wait
+    for each other's messages on different communicators for ever.
+    """
     known = _groups.setdefault(ctx, {})
-    if ranks_per_node not in known:
+    if check or ranks_per_node not in known:
         mine = -1 if ranks_per_node is None else ranks_per_node
         span = np.array([mine, -mine], np.int64)
         ctx.comm.Allreduce(MPI.IN_PLACE, span, op=MPI.MAX)
@@ -95,6 +100,7 @@ def node_groups(ctx: CommContext, ranks_per_node: int | None) -> NodeGroups:
                 f"hierarchical allreduce: ranks pass different ranks_per_node (from {-span[1]} to {span[0]}; "
                 "-1 = from the host names); every rank must pass the same"
             )
+    if ranks_per_node not in known:
         known[ranks_per_node] = NodeGroups(ctx.comm, ranks_per_node)
     return known[ranks_per_node]
 
@@ -126,7 +132,7 @@ def hierarchical_allreduce(
     call, _ = prepare(
         "allreduce", ctx, buf, op, algorithm, 0, check, timeout, link=link, label="hierarchical allreduce", error=error
     )
-    groups = node_groups(ctx, grouping)
+    groups = node_groups(ctx, grouping, agreement.checks_enabled(check) and ctx.size > 1)
     flat, reduce_op = call.flat, call.op
     name = call.algorithm if algorithm != "auto" else select.choose(groups.nodes, flat.nbytes, flat.dtype.itemsize)
     spec = ALGORITHMS[name]
