@@ -34,7 +34,8 @@ for ranks_per_node in (1, 2, 3, p + 2, None):  # None: the host (one node on thi
                 else:
                     expected = inputs.sum(axis=0, dtype=dtype) / (p if op == "avg" else 1)
                 if out is not buf or not np.array_equal(buf, expected.astype(dtype)):
-                    fail(f"ranks_per_node={ranks_per_node} {algorithm} {op} {np.dtype(dtype)} n={n}: {buf} != {expected}")
+                    case = f"ranks_per_node={ranks_per_node} {algorithm} {op} {np.dtype(dtype)} n={n}"
+                    fail(f"{case}: {buf} != {expected}")
 
 # The link applies between nodes: the leaders' transport is emulated, the node's is not.
 groups = node_groups(context(comm), 2)

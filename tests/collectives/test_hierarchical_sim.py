@@ -47,17 +47,18 @@ def test_bad_ranks_per_node_is_named(bad):
 
 
 def test_a_group_view_renumbers_ranks():
+    sent = []
+
     class Parent:
         rank, size = 6, 8
-        sent: list = []
 
         def isend(self, buf, dest, tag):
-            self.sent.append((dest, tag))
+            sent.append((dest, tag))
 
     view = GroupView(Parent(), (2, 6, 7))
     assert (view.rank, view.size) == (1, 3)
     view.isend(np.zeros(1), 2, 5)
-    assert Parent.sent == [(7, 5)]
+    assert sent == [(7, 5)]
     with pytest.raises(ValueError, match="rank 6 is not a member"):
         GroupView(Parent(), (0, 1))
 
