@@ -155,6 +155,8 @@ def build_parser(description: str) -> Parser:
         "(default: $COLLECTIVES_TIMEOUT or 300; 0: wait for ever)",
     )
 
+    add_node_options(p)
+
     g = p.add_argument_group("output")
     g.add_argument("--metrics", help="write per-step metrics to this .jsonl or .csv file (rank 0)")
     g.add_argument("--profile", help="save a per-rank timeline of one step to this .png/.svg/.pdf")
@@ -226,6 +228,7 @@ def check_values(args: argparse.Namespace) -> list[str]:
         args.link = dist.resolve_link(args.link)
     except ValueError as e:
         errors.append(str(e))
+    errors += check_node_options(args)
     args.model = args.model or DEFAULT_MODEL[args.dataset]
     if why := fit_problem(args.model, args.dataset):
         errors.append(why)
@@ -381,3 +384,39 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def add_node_options(p: argparse.ArgumentParser) -> None:
+    """Hierarchical allreduce and uneven shards (minidl.distributed: ranks_per_node, join)."""
+    g = p.add_argument_group("nodes and uneven inputs")
+    g.add_argument(
+        "--ranks-per-node",
+        metavar="N|host",
+        help="hierarchical gradient allreduce: reduce inside each node of N consecutive ranks (host: the ranks "
+        "sharing a host), --algorithm among the node leaders, broadcast inside each node; --link then "
+        "applies between nodes only",
+    )
+    g.add_argument(
+        "--uneven",
+        action="store_true",
+        help="shard the training set without padding (every sample once per epoch, the last batch may be "
+        "partial); ranks with fewer batches join the others until all are done (needs --accumulation 1)",
+    )
+
+
+def check_node_options(args: argparse.Namespace) -> list[str]:
+    """Errors in the node options; turns --ranks-per-node into an int or "host"."""
+    errors = []
+    value = args.ranks_per_node
+    if value is not None and value != "host":
+        try:
+            args.ranks_per_node = int(value)
+        except ValueError:
+            args.ranks_per_node = None
+            errors.append(f"--ranks-per-node must be a positive integer or 'host', got {value!r}")
+        else:
+            if args.ranks_per_node < 1:
+                errors.append(f"--ranks-per-node must be a positive integer or 'host', got {value}")
+    if args.uneven and args.accumulation != 1:
+        errors.append(f"--uneven needs --accumulation 1 (got {args.accumulation}): a rank may run out mid-step")
+    return errors
