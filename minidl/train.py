@@ -227,7 +227,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             say(f"  {line}", always=True)
     step = (start_epoch - 1) * steps_per_epoch
     schedule = make_schedule(args, opt, steps_per_epoch, done=step)
-    noise = GradientNoiseScale(args.batch_size * args.accumulation, global_batch) if size > 1 else None
+    # The noise scale compares local and averaged gradient norms; a lossy hook's average is not the average.
+    exact = args.comm_hook == "none"
+    noise = GradientNoiseScale(args.batch_size * args.accumulation, global_batch) if size > 1 and exact else None
     series = _checkpoints(args, say) if rank == 0 and args.checkpoint_dir else None
     profile_at = _profile_step(args, step, steps_per_epoch, say)
 
@@ -237,10 +239,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         algorithm=args.algorithm,
         bucket_cap_mb=args.bucket_mb,
         overlap=not args.no_overlap,
-        measure_noise_scale=size > 1,
+        measure_noise_scale=noise is not None,
         link=args.link,
         ranks_per_node=args.ranks_per_node,
     )
+    hook_state, hook = dist.make_comm_hook(args.comm_hook)
+    if hook is not None:  # not with --zero-stage 2, whose reduce-scatter is a hook of its own (train_options)
+        ddp.register_comm_hook(hook_state, hook)
+    if args.zero_stage:  # shard the plain optimizer: its groups (the schedule drives them) and any resumed state
+        opt = dist.ZeroRedundancyOptimizer.from_optimizer(opt, ddp, args.zero_stage)
     say(
         f"minidl.train: {args.model} on {args.dataset} ({len(train_set)} train / {len(test_set)} test), "
         f"{size} rank(s), global batch {global_batch} = {args.batch_size} x {size} ranks x {args.accumulation}, "
@@ -248,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"overlap={'off' if args.no_overlap else 'on'}, {threads} thread(s)/rank"
         + (", SyncBatchNorm" if args.sync_bn else "")
         + (f", link {args.link}" if args.link else "")
+        + (f", comm hook {args.comm_hook}" if args.comm_hook != "none" else "")
         + (f", {args.ranks_per_node} rank(s) per node" if args.ranks_per_node else "")
         + (", uneven shards (join)" if args.uneven else "")
     )
@@ -267,6 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         history: list[StepTiming] = []
         test_acc = float("nan")
         skipped = 0
+        wire = np.zeros(3)  # synchronised steps, bytes the hooks sent, bytes of gradient they reduced (this rank)
         for epoch in range(start_epoch, args.epochs + 1):
             sampler.set_epoch(epoch)
             batches = iter(loader)
@@ -293,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         timing.backward -= exposed
                         timing.exposed_comm += exposed
                         timing.comm = ddp.stats.comm_seconds
+                        wire += (1, ddp.stats.wire_bytes, ddp.stats.bytes)
                     skip = _update(
                         args, ddp, model, opt, schedule, timer, f"step {step} (epoch {epoch})", bad_loss, skipped, say
                     )
@@ -337,7 +347,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
             if args.checkpoint_dir and (epoch % args.checkpoint_every == 0 or epoch == args.epochs):
                 _checkpoint(series, model, opt, epoch, step, config, say)
-    return _summary(args, size, global_batch, lr, history, test_acc, noise, launch, skipped, say)
+    memory = _optimizer_memory(opt, comm)
+    result = _summary(args, size, global_batch, lr, history, test_acc, noise, launch, skipped, say, memory)
+    if wire[0]:
+        result.update(_wire_summary(args.comm_hook, *wire, say))
+    return result
+
+
+def _wire_summary(hook: str, steps: float, sent: float, reduced: float, say: Printer) -> dict[str, Any]:
+    """The bytes per step a rank put on the wire (as its hook reports them) against the plain allreduce's."""
+    per_step, plain = sent / steps, reduced / steps
+    line = f"  on the wire per step: {per_step / 2**10:.1f} KiB"
+    if hook != "none":
+        line += f" with comm hook {hook}, {plain / 2**10:.1f} KiB uncompressed ({plain / per_step:.1f}x less)"
+    say(line, always=True)
+    return {"comm_hook": hook, "wire_bytes_per_step": per_step, "uncompressed_bytes_per_step": plain}
 
 
 def _update(
@@ -355,10 +379,12 @@ def _update(
     """Apply the step's averaged gradients; if they hold NaN or Inf, stop the run (TrainingError) or,
     with --skip-nonfinite, skip the update and return True. Every rank holds the same gradients, so
     every rank makes the same choice."""
-    bad = ddp.first_nonfinite_gradient()
+    bad = (opt if args.zero_stage else ddp).first_nonfinite_gradient()  # ZeRO 2: only the shard is averaged
     if bad is None:
         with timer.phase("optimizer"):
-            if args.clip_grad_norm:
+            if args.clip_grad_norm and args.zero_stage:
+                opt.clip_grad_norm_(args.clip_grad_norm)
+            elif args.clip_grad_norm:
                 minidl.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad_norm)
             opt.step()
             opt.zero_grad()
@@ -431,6 +457,8 @@ def _checkpoint(series: Any, model: Any, opt: Any, epoch: int, step: int, config
         raise TrainingError(
             f"epoch {epoch}: parameter {bad!r} holds NaN or Inf; no checkpoint written over the last good one"
         )
+    if isinstance(opt, dist.ZeroRedundancyOptimizer):  # every rank sends its shard; the file holds the whole state
+        opt.consolidate_state_dict(to=0)
     if series is not None:
         path = series.save(epoch, model=model, optimizer=opt, step=step, rng=False, extra={"config": config})
         say(f"checkpoint {path}")
@@ -497,6 +525,7 @@ def _summary(
     launch: float,
     skipped: int,
     say: Printer,
+    memory: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     total = summarize(history)
     wall = time.perf_counter() - launch
@@ -533,8 +562,28 @@ def _summary(
         lines.append(f"  gradient noise scale B_simple ~ {result['b_simple']:.0f} (global batch {global_batch})")
     if "scaling_efficiency" in result:
         lines.append(f"  scaling efficiency vs 1 rank: {100 * result['scaling_efficiency']:.0f}%")
+    if memory is not None:
+        result.update(memory)
+        stage = f"ZeRO stage {args.zero_stage}, sharded over {size} rank(s)" if args.zero_stage else "not sharded"
+        lines.append(
+            f"  optimizer state per rank: {memory['optimizer_state_bytes']:,} B ({stage}); averaged gradient kept "
+            f"per rank: {memory['gradient_bytes_kept']:,} B (largest rank)"
+        )
     say("\n".join(lines), always=True)
     return result
+
+
+def _optimizer_memory(opt: Any, comm: Any) -> dict[str, int]:
+    """Bytes of optimizer state and of averaged gradient each rank keeps, the largest over ranks (shards are uneven)."""
+    if isinstance(opt, dist.ZeroRedundancyOptimizer):
+        mem = opt.memory()
+        state, grads = mem["optimizer_state"], mem["averaged_gradient"]
+    else:
+        state = sum(v.nbytes for s in opt.state.values() for v in s.values() if isinstance(v, np.ndarray))
+        grads = sum(p.data.nbytes for g in opt.param_groups for p in g["params"])
+    largest = np.array([state, grads], dtype=np.int64)
+    dist.all_reduce(largest, "max", comm=comm)
+    return {"optimizer_state_bytes": int(largest[0]), "gradient_bytes_kept": int(largest[1])}
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -149,12 +149,20 @@ def build_parser(description: str) -> Parser:
     )
     g.add_argument("--link", help="emulate a slower link: BANDWIDTH,LATENCY such as '10Gbps,20us', or a preset name")
     g.add_argument(
+        "--comm-hook",
+        default="none",
+        metavar="NAME[:KEY=VALUE,...]",
+        help=f"what crosses the wire for each gradient bucket: {dist.hook_names()} (default: none, the plain "
+        "allreduce); e.g. powersgd:rank=2, topk:ratio=0.01, fp16, bf16",
+    )
+    g.add_argument(
         "--timeout",
         type=float,
         help="seconds a collective waits for every rank before raising, naming the missing ones "
         "(default: $COLLECTIVES_TIMEOUT or 300; 0: wait for ever)",
     )
 
+    add_zero_options(p)
     add_node_options(p)
 
     g = p.add_argument_group("output")
@@ -228,6 +236,7 @@ def check_values(args: argparse.Namespace) -> list[str]:
         args.link = dist.resolve_link(args.link)
     except ValueError as e:
         errors.append(str(e))
+    errors += check_comm_hook(args)
     errors += check_node_options(args)
     args.model = args.model or DEFAULT_MODEL[args.dataset]
     if why := fit_problem(args.model, args.dataset):
@@ -242,7 +251,23 @@ def check_values(args: argparse.Namespace) -> list[str]:
         errors.append(f"--metrics {args.metrics}: the file name must end in .jsonl or .csv")
     if args.profile and Path(args.profile).suffix not in PROFILE_SUFFIXES:
         errors.append(f"--profile {args.profile}: the file name must end in .png, .svg or .pdf")
+    errors += check_zero(args)
     return errors
+
+
+def check_comm_hook(args: argparse.Namespace) -> list[str]:
+    """--comm-hook: a known hook with known keys and sensible values; rewritten in its canonical spelling
+    (every key shown) so that the run's configuration records exactly what ran."""
+    try:
+        args.comm_hook = dist.format_comm_hook(*dist.parse_comm_hook(args.comm_hook))
+    except ValueError as e:
+        return [str(e)]
+    if args.comm_hook != "none" and args.zero_stage == 2:
+        return [
+            f"--comm-hook {args.comm_hook} with --zero-stage 2: stage 2 reduce-scatters the gradients with a "
+            "communication hook of its own; use --zero-stage 1 or --comm-hook none"
+        ]
+    return []
 
 
 def check_paths(args: argparse.Namespace, found: dict[str, Any]) -> list[str]:
@@ -299,6 +324,40 @@ def _unwritable_file(path: Path) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- sharded optimizer (ZeRO)
+ZERO_OPTIMIZERS = ("sgd", "adam", "adamw")  # elementwise updates: a shard may cut a parameter anywhere
+
+
+def add_zero_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sharded optimizer (ZeRO)")
+    g.add_argument(
+        "--zero-stage",
+        type=int,
+        default=0,
+        choices=(0, 1, 2),
+        help="1: each rank keeps and updates 1/ranks of the optimizer state, then allgathers the parameters; "
+        "2: also reduce-scatters the gradients, keeping only its shard averaged; 0: off (default)",
+    )
+
+
+def check_zero(args: argparse.Namespace) -> list[str]:
+    """The combinations ZeRO cannot honour, one message each."""
+    if not args.zero_stage:
+        return []
+    errors = []
+    if args.optimizer not in ZERO_OPTIMIZERS:
+        errors.append(
+            f"--zero-stage {args.zero_stage} cuts parameters into flat shards, and --optimizer {args.optimizer} "
+            f"needs per-parameter norms: use --optimizer {', '.join(ZERO_OPTIMIZERS)} or --zero-stage 0"
+        )
+    if args.link is not None:
+        errors.append(
+            f"--zero-stage {args.zero_stage} with --link: the parameter allgather (and stage 2's reduce-scatter) "
+            "cannot be slowed to an emulated link, so the timings would flatter ZeRO; drop one of them"
+        )
+    return errors
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -334,8 +393,11 @@ def run_config(args: argparse.Namespace, ranks: int) -> dict[str, Any]:
         "schedule": args.schedule,
         "warmup_epochs": args.warmup_epochs,
         "clip_grad_norm": args.clip_grad_norm,
+        "sync_bn": bool(args.sync_bn),
+        "comm_hook": args.comm_hook,
         "epochs": args.epochs,
         "seed": args.seed,
+        "zero_stage": args.zero_stage,
     }
 
 
@@ -353,7 +415,10 @@ def resume_refusals(saved: dict[str, Any], current: dict[str, Any]) -> list[str]
 def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """What changed since the checkpoint (flags that may change) and what each change does to the run."""
     keys = [
-        k for k in current if k not in FIXED and k not in ("global_batch", "scaled_lr") and saved.get(k) != current[k]
+        k
+        for k in current
+        # a key missing from the checkpoint's config predates the flag: nothing is known to have changed
+        if k not in FIXED and k not in ("global_batch", "scaled_lr") and k in saved and saved[k] != current[k]
     ]
     if not keys:
         return []
@@ -371,6 +436,13 @@ def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
         lines.append("the learning-rate schedule is rebuilt for the new run length and resumed at its position")
     if {"momentum", "weight_decay", "clip_grad_norm"} & set(keys):
         lines.append("the optimizer's hyperparameters apply from the next step")
+    if "comm_hook" in keys:
+        lines.append("the gradients are communicated with the new hook from the next step (its state starts empty)")
+    if "sync_bn" in keys:
+        where = "across all ranks (SyncBatchNorm)" if current["sync_bn"] else "on each rank's own batch"
+        lines.append(f"batch-norm statistics are now computed {where}; the running statistics carry over")
+    if "zero_stage" in keys:
+        lines.append("the optimizer state (saved whole) is sharded anew: the updates are the same numbers")
     return lines
 
 
@@ -419,4 +491,17 @@ def check_node_options(args: argparse.Namespace) -> list[str]:
                 errors.append(f"--ranks-per-node must be a positive integer or 'host', got {value}")
     if args.uneven and args.accumulation != 1:
         errors.append(f"--uneven needs --accumulation 1 (got {args.accumulation}): a rank may run out mid-step")
+    hook = args.comm_hook != "none"
+    if args.ranks_per_node is not None and (hook or args.zero_stage == 2):
+        what = f"--comm-hook {args.comm_hook}" if hook else "--zero-stage 2"
+        errors.append(
+            f"--ranks-per-node with {what}: the hierarchical allreduce replaces DDP's default allreduce, and "
+            f"{what} reduces the gradients with a hook of its own; drop one of them"
+        )
+    if args.uneven and (hook or args.zero_stage):
+        what = f"--comm-hook {args.comm_hook}" if hook else f"--zero-stage {args.zero_stage}"
+        errors.append(
+            f"--uneven with {what}: a rank out of batches shadows DDP's default allreduce only, not the "
+            f"collectives of {what}; drop one of them"
+        )
     return errors

@@ -33,6 +33,10 @@ def test_uneven_shards_with_a_hierarchical_allreduce_train_to_the_end():
         (["--ranks-per-node", "0"], "--ranks-per-node must be a positive integer or 'host', got 0"),
         (["--ranks-per-node", "two"], "--ranks-per-node must be a positive integer or 'host', got 'two'"),
         (["--uneven", "--accumulation", "2"], "--uneven needs --accumulation 1 (got 2)"),
+        (["--ranks-per-node", "2", "--comm-hook", "fp16"], "--ranks-per-node with --comm-hook fp16"),
+        (["--ranks-per-node", "2", "--zero-stage", "2"], "--ranks-per-node with --zero-stage 2"),
+        (["--uneven", "--zero-stage", "1"], "--uneven with --zero-stage 1"),
+        (["--uneven", "--comm-hook", "bf16"], "--uneven with --comm-hook bf16"),
     ],
 )
 def test_bad_node_options_are_one_line(capsys, argv, message):

@@ -21,12 +21,14 @@ import numpy as np
 import collectives
 from collectives import CollectiveTimeoutError, Link, abort_on_error, parse_link, set_timeout
 from collectives.algorithms import resolve
+from collectives.algorithms.chunking import chunk_bounds
 
 __all__ = [
     "CollectiveTimeoutError",
     "Link",
     "abort_on_error",
     "algorithms",
+    "all_gather",
     "all_reduce",
     "barrier",
     "broadcast",
@@ -34,8 +36,10 @@ __all__ = [
     "get_rank",
     "get_world_size",
     "parse_link",
+    "reduce_scatter",
     "resolve_link",
     "set_timeout",
+    "shard_bounds",
     "world",
 ]
 
@@ -93,6 +97,34 @@ def all_reduce(
 def broadcast(array: np.ndarray, src: int = 0, comm: Any = None, *, check: bool | None = None) -> np.ndarray:
     """Copy rank ``src``'s ``array`` into ``array`` on every rank, in place; returns it."""
     return collectives.broadcast(array, src, comm or world(), check=check)
+
+
+def reduce_scatter(
+    array: np.ndarray, op: str = "sum", comm: Any = None, *, algorithm: str = "ring", check: bool | None = None
+) -> np.ndarray:
+    """Reduce ``array`` across ranks, leaving chunk r (:func:`shard_bounds`) reduced on rank r; returns that chunk.
+
+    Like ``torch.distributed.reduce_scatter_tensor`` on a flat buffer, in place: the returned
+    chunk is a view into ``array``, whose other elements are left as workspace (not the result).
+    ``algorithm`` is "ring" (any rank count) or "halving" (a power of two).
+    """
+    return collectives.reduce_scatter(array, comm or world(), op, algorithm, check=check)
+
+
+def all_gather(
+    array: np.ndarray, comm: Any = None, *, algorithm: str = "ring", check: bool | None = None
+) -> np.ndarray:
+    """Fill chunk i (:func:`shard_bounds`) of ``array`` on every rank from rank i's chunk i, in place; returns it.
+
+    Like ``torch.distributed.all_gather_into_tensor`` on a flat buffer. ``algorithm`` is "ring"
+    (any rank count) or "doubling" (a power of two).
+    """
+    return collectives.allgather(array, comm or world(), algorithm, check=check)
+
+
+def shard_bounds(n: int, p: int) -> list[int]:
+    """The chunks of ``reduce_scatter`` and ``all_gather``: chunk i is ``[b[i], b[i+1])``, the first n % p longer."""
+    return chunk_bounds(n, p)
 
 
 def algorithms() -> list[str]:
