@@ -61,6 +61,23 @@ class TrainingError(Exception):
     every rank at the same step, so the job ends cleanly with one message."""
 
 
+class UnpaddedShard(DistributedSampler):
+    """Rank r's samples without the padding: every sample once per epoch; shards differ by at most one sample."""
+
+    def indices(self) -> np.ndarray:
+        return super().indices()[: len(self)]  # positions r, r + R, ... below n come first; the rest is padding
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.num_replicas))
+
+
+def _most_steps(local_steps: int, comm: Any) -> int:
+    """The largest number of steps any rank has in an epoch (what the schedule is laid out for)."""
+    most = np.array([local_steps], np.int64)
+    dist.all_reduce(most, "max", comm=comm)
+    return int(most[0])
+
+
 def parse_args(argv: list[str] | None = None, comm: Any = None) -> argparse.Namespace:
     """The trainer's options, checked (see :mod:`minidl.train_options`)."""
     return _parse_args(argv, __doc__, comm)
@@ -191,9 +208,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = dist.convert_sync_batchnorm(model, comm)
     config = run_config(args, size)
     global_batch, lr = config["global_batch"], config["scaled_lr"]
-    sampler = DistributedSampler(len(train_set), num_replicas=size, rank=rank, shuffle=True, seed=args.seed)
-    loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True)
-    steps_per_epoch = len(loader) // args.accumulation
+    shard = UnpaddedShard if args.uneven else DistributedSampler
+    sampler = shard(len(train_set), num_replicas=size, rank=rank, shuffle=True, seed=args.seed)
+    loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=not args.uneven)
+    local_steps = len(loader) // args.accumulation  # with --uneven, ranks may differ: the schedule follows the most
+    steps_per_epoch = _most_steps(local_steps, comm) if args.uneven else local_steps
     if steps_per_epoch < 1:
         raise TrainingError(
             f"{len(train_set)} training samples give no full step of {args.batch_size} x {size} ranks x "
@@ -225,6 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         overlap=not args.no_overlap,
         measure_noise_scale=noise is not None,
         link=args.link,
+        ranks_per_node=args.ranks_per_node,
     )
     hook_state, hook = dist.make_comm_hook(args.comm_hook)
     if hook is not None:  # not with --zero-stage 2, whose reduce-scatter is a hook of its own (train_options)
@@ -239,6 +259,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         + (", SyncBatchNorm" if args.sync_bn else "")
         + (f", link {args.link}" if args.link else "")
         + (f", comm hook {args.comm_hook}" if args.comm_hook != "none" else "")
+        + (f", {args.ranks_per_node} rank(s) per node" if args.ranks_per_node else "")
+        + (", uneven shards (join)" if args.uneven else "")
     )
     say(
         f"{'epoch':>5} {'loss':>8} {'train acc':>9} {'test acc':>8} {'samples/s':>10} {'comm s':>8} "
@@ -264,42 +286,47 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             epoch_steps: list[StepTiming] = []
             stats = np.zeros(3)  # loss sum, correct, samples (this rank, steps not skipped)
             bar = progress(
-                range(steps_per_epoch),
+                range(local_steps),
                 rank == 0 and not (args.quiet or args.no_progress),
                 f"epoch {epoch}/{args.epochs}",
-                steps_per_epoch,
+                local_steps,
             )
-            for _ in bar:
-                step += 1
-                profile_now = step == profile_at
-                if profile_now:
-                    comm.Barrier()  # line the ranks' clocks up for the timeline
-                    timer = StepTimer(keep_intervals=True)
-                timing = timer.start_step()
-                loss_value, step_stats, bad_loss = _forward_backward(args, ddp, batches, timer, timing, size)
-                if size > 1:  # backward's last moments were spent waiting for communication
-                    exposed = ddp.stats.exposed_seconds
-                    timing.backward -= exposed
-                    timing.exposed_comm += exposed
-                    timing.comm = ddp.stats.comm_seconds
-                    wire += (1, ddp.stats.wire_bytes, ddp.stats.bytes)
-                skip = _update(
-                    args, ddp, model, opt, schedule, timer, f"step {step} (epoch {epoch})", bad_loss, skipped, say
-                )
-                if skip:
-                    skipped += 1
-                else:
-                    stats += step_stats
-                    if noise is not None:
-                        noise.update(ddp.stats.local_sq_norm, ddp.stats.global_sq_norm)
-                history.append(timing)
-                epoch_steps.append(timing)
-                if tracer is not None:
-                    tracer.record(step, timing.intervals, timer.origin, ddp)
-                if profile_now:
-                    _save_profile(args.profile, timer, ddp, comm, step, say)
-                if writer is not None:
-                    writer.write(_step_row(epoch, step, loss_value, opt, timing, noise, skip))
+            joining = ddp.join(optimizer=opt) if args.uneven else contextlib.nullcontext()
+            with joining:  # a rank out of batches shadows the others' allreduces until all are done
+                for _ in bar:
+                    step += 1
+                    profile_now = step == profile_at
+                    if profile_now:
+                        comm.Barrier()  # line the ranks' clocks up for the timeline
+                        timer = StepTimer(keep_intervals=True)
+                    timing = timer.start_step()
+                    loss_value, step_stats, bad_loss = _forward_backward(args, ddp, batches, timer, timing, size)
+                    if size > 1:  # backward's last moments were spent waiting for communication
+                        exposed = ddp.stats.exposed_seconds
+                        timing.backward -= exposed
+                        timing.exposed_comm += exposed
+                        timing.comm = ddp.stats.comm_seconds
+                        wire += (1, ddp.stats.wire_bytes, ddp.stats.bytes)
+                    skip = _update(
+                        args, ddp, model, opt, schedule, timer, f"step {step} (epoch {epoch})", bad_loss, skipped, say
+                    )
+                    if skip:
+                        skipped += 1
+                    else:
+                        stats += step_stats
+                        if noise is not None:
+                            noise.update(ddp.stats.local_sq_norm, ddp.stats.global_sq_norm)
+                    history.append(timing)
+                    epoch_steps.append(timing)
+                    if tracer is not None:
+                        tracer.record(step, timing.intervals, timer.origin, ddp)
+                    if profile_now:
+                        _save_profile(args.profile, timer, ddp, comm, step, say)
+                    if writer is not None:
+                        writer.write(_step_row(epoch, step, loss_value, opt, timing, noise, skip))
+            for _ in range(steps_per_epoch - local_steps):  # a rank that joined early: its schedule catches up
+                schedule.step()
+            step += steps_per_epoch - local_steps
             dist.all_reduce(stats, comm=comm)
             test_acc = evaluate(model, test_set, comm)
             ep = summarize(epoch_steps)

@@ -171,6 +171,7 @@ def build_parser(description: str) -> Parser:
     )
 
     add_zero_options(p)
+    add_node_options(p)
 
     g = p.add_argument_group("output")
     g.add_argument("--metrics", help="write per-step metrics to this .jsonl or .csv file (rank 0)")
@@ -250,6 +251,7 @@ def check_values(args: argparse.Namespace) -> list[str]:
     except ValueError as e:
         errors.append(str(e))
     errors += check_comm_hook(args)
+    errors += check_node_options(args)
     args.model = args.model or DEFAULT_MODEL[args.dataset]
     if why := fit_problem(args.model, args.dataset):
         errors.append(why)
@@ -486,3 +488,52 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def add_node_options(p: argparse.ArgumentParser) -> None:
+    """Hierarchical allreduce and uneven shards (minidl.distributed: ranks_per_node, join)."""
+    g = p.add_argument_group("nodes and uneven inputs")
+    g.add_argument(
+        "--ranks-per-node",
+        metavar="N|host",
+        help="hierarchical gradient allreduce: reduce inside each node of N consecutive ranks (host: the ranks "
+        "sharing a host), --algorithm among the node leaders, broadcast inside each node; --link then "
+        "applies between nodes only",
+    )
+    g.add_argument(
+        "--uneven",
+        action="store_true",
+        help="shard the training set without padding (every sample once per epoch, the last batch may be "
+        "partial); ranks with fewer batches join the others until all are done (needs --accumulation 1)",
+    )
+
+
+def check_node_options(args: argparse.Namespace) -> list[str]:
+    """Errors in the node options; turns --ranks-per-node into an int or "host"."""
+    errors = []
+    value = args.ranks_per_node
+    if value is not None and value != "host":
+        try:
+            args.ranks_per_node = int(value)
+        except ValueError:
+            args.ranks_per_node = None
+            errors.append(f"--ranks-per-node must be a positive integer or 'host', got {value!r}")
+        else:
+            if args.ranks_per_node < 1:
+                errors.append(f"--ranks-per-node must be a positive integer or 'host', got {value}")
+    if args.uneven and args.accumulation != 1:
+        errors.append(f"--uneven needs --accumulation 1 (got {args.accumulation}): a rank may run out mid-step")
+    hook = args.comm_hook != "none"
+    if args.ranks_per_node is not None and (hook or args.zero_stage == 2):
+        what = f"--comm-hook {args.comm_hook}" if hook else "--zero-stage 2"
+        errors.append(
+            f"--ranks-per-node with {what}: the hierarchical allreduce replaces DDP's default allreduce, and "
+            f"{what} reduces the gradients with a hook of its own; drop one of them"
+        )
+    if args.uneven and (hook or args.zero_stage):
+        what = f"--comm-hook {args.comm_hook}" if hook else f"--zero-stage {args.zero_stage}"
+        errors.append(
+            f"--uneven with {what}: a rank out of batches shadows DDP's default allreduce only, not the "
+            f"collectives of {what}; drop one of them"
+        )
+    return errors

@@ -74,13 +74,23 @@ def all_reduce(
     *,
     link: Link | str | None = None,
     check: bool | None = None,
+    ranks_per_node: int | str | None = None,
 ) -> np.ndarray:
     """Reduce ``array`` elementwise across ranks, in place, with a hand-written allreduce; returns it.
 
     ``op`` is "sum", "avg", "prod", "max" or "min"; ``algorithm`` one of :func:`algorithms`;
     ``link`` emulates a slower interconnect (a :class:`Link`, a preset name or "10Gbps,20us");
-    ``check`` overrides the cross-rank agreement check for this call.
+    ``check`` overrides the cross-rank agreement check for this call. ``ranks_per_node`` (an int,
+    or "host" for the hosts MPI reports) makes it hierarchical: reduce in each node, ``algorithm``
+    among the node leaders, broadcast in each node; ``link`` then applies between nodes only.
     """
+    if ranks_per_node is not None:
+        from collectives.hierarchical import hierarchical_allreduce
+
+        grouping = None if ranks_per_node == "host" else ranks_per_node
+        return hierarchical_allreduce(
+            array, comm or world(), op, algorithm, ranks_per_node=grouping, link=resolve_link(link), check=check
+        )
     return collectives.allreduce(array, comm or world(), op, algorithm, check=check, link=resolve_link(link))
 
 
