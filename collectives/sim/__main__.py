@@ -134,7 +134,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                 continue
             start = time.perf_counter()
             res = simulate(
-                spec, p, nbytes, model=model, topology=topology, dtype=args.dtype, timeline=bool(args.timeline)
+                spec,
+                p,
+                nbytes,
+                model=model,
+                topology=topology,
+                dtype=args.dtype,
+                timeline=bool(args.timeline),
+                engine=args.engine,
             )
             wall = time.perf_counter() - start
             rows.append((name, res, formula))
@@ -166,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     print(f"    link {lname}: {msgs} messages, {format_size(lbytes)}B, busy {util:.0%} of the time")
                 print(
                     f"    simulated {res.messages} messages ({res.steps} steps) in {wall:.2f} s "
-                    f"({res.cpu:.2f} s of CPU)"
+                    f"({res.cpu:.2f} s of CPU), {res.engine} engine"
                 )
             if args.timeline:
                 from collectives.sim.timeline import plot, text_summary
@@ -379,6 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", required=True, help="bytes per rank, e.g. 64M")
     p.add_argument("--dtype", default="float32", help="element type (default float32)")
     p.add_argument("--method", default="simulate", choices=["simulate", "formula"], help="formula: closed forms only")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "fast", "reference"],
+        help="fast: record the schedule once, time it with the compiled loop (same numbers); reference: the "
+        "generator-driven scheduler; auto (default): fast where it applies, else the reference (and it says why)",
+    )
     p.add_argument("--timeline", help="write a Gantt chart (.png or .svg)")
     p.add_argument("--links", type=int, default=3, help="busiest links to list (default 3)")
     p.add_argument("--per-rank", action="store_true", help="print every rank's counters")

@@ -192,7 +192,7 @@ def record(
         ops_append(END)
         step = t._next
         nreq += len(reqs) // 3
-        for chunk, values, what in zip(chunks, lists, ("operations", "peers or tags", "waited requests", "sizes")):
+        for chunk, values, what in zip(chunks, lists, (None, "peers or tags", "waited requests", None)):
             chunk.append(_array(values, what))
             values.clear()
     schedule = _build(p, *chunks)
@@ -201,8 +201,11 @@ def record(
     return schedule
 
 
-def _array(values: list, what: str) -> np.ndarray:
-    """``values`` as int64, refusing anything that is not an integer (a float tag would be truncated)."""
+def _array(values: list, what: str | None) -> np.ndarray:
+    """``values`` as int64, refusing anything that is not an integer (a float tag would be truncated);
+    ``what`` None: values the recorder made itself (op codes, sizes), converted without checking."""
+    if what is None:
+        return np.fromiter(values, np.int64, len(values))
     out = np.array(values)
     if out.dtype.kind not in "iu" and out.size:
         raise NotRecordable(f"{what} that are not integers")
