@@ -230,27 +230,42 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from collectives.sim import calibrate as cal
     from collectives.sim.units import parse_ranks
 
+    rounds = args.rounds if args.rounds is not None else (2 if args.quick else 3)
+    if rounds < 1:
+        raise ValueError(f"calibrate: --rounds must be at least 1, got {rounds}")
     if args.worker:
-        cal.calibrate_worker(args.out, args.quick)
+        cal.calibrate_worker(args.out, args.quick, rounds)
         return 0
     if cal.under_mpiexec():
         from mpi4py import MPI
 
         size = MPI.COMM_WORLD.Get_size()
         part = Path(args.out).with_suffix(".part.json")
-        cal.calibrate_worker(str(part), args.quick)
+        cal.calibrate_worker(str(part), args.quick, rounds)
         if MPI.COMM_WORLD.Get_rank() == 0:
             import json
 
-            profile = cal.merge_profile([json.loads(part.read_text())])
+            profile = cal.merge_profile([json.loads(part.read_text())], args.max_spread)
             part.unlink()
+            if args.strict and not profile["trusted"]:
+                print(cal.describe_profile(profile))
+                print("calibrate: --strict: no profile written", file=sys.stderr)
+                return 3
             Path(args.out).write_text(json.dumps(profile, indent=1))
-            print(f"measured on {size} ranks; wrote {args.out}")
+            print(f"measured on {size} ranks, {rounds} rounds; wrote {args.out}")
             print(cal.describe_profile(profile))
         return 0
     nprocs = parse_ranks(args.nprocs)
-    print(f"calibrating with mpiexec -n {', '.join(map(str, nprocs))} ...", flush=True)
-    profile = cal.calibrate(nprocs, args.out, quick=args.quick)
+    print(f"calibrating with mpiexec -n {', '.join(map(str, nprocs))}, {rounds} rounds each ...", flush=True)
+    try:
+        profile = cal.calibrate(
+            nprocs, args.out, quick=args.quick, rounds=rounds, max_spread=args.max_spread, strict=args.strict
+        )
+    except RuntimeError as e:
+        if not str(e).startswith("calibrate: the measurements disagree"):
+            raise
+        print(e, file=sys.stderr)
+        return 3
     print(f"wrote {args.out}")
     print(cal.describe_profile(profile))
     return 0
@@ -428,7 +443,17 @@ def build_parser() -> argparse.ArgumentParser:
         "plainly (it launches mpiexec -n for each of --nprocs) or under mpiexec (it measures that rank count).",
     )
     p.add_argument("--out", default="profile.json", help="where to write the profile (default profile.json)")
-    p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (and 2 rounds unless --rounds)")
+    p.add_argument(
+        "--rounds", type=int, help="independent measurements per rank count, combined by their median (default 3)"
+    )
+    p.add_argument(
+        "--max-spread",
+        type=float,
+        default=0.25,
+        help="largest (max - min) / median of alpha, beta, gamma, delta over the rounds that is trusted (0.25)",
+    )
+    p.add_argument("--strict", action="store_true", help="refuse (exit status 3, no profile) when the spread is larger")
     _launch_options(p, "measure")
 
     p = _command(
