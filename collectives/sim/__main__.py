@@ -439,8 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_calibrate,
         "measure alpha, beta, gamma on this machine and write a profile (uses mpiexec)",
         "Measure alpha and beta (ring exchanges through the project's transport) and gamma, delta "
-        "(numpy reductions and copies on all ranks at once), per rank count, and write a JSON profile. Run it "
-        "plainly (it launches mpiexec -n for each of --nprocs) or under mpiexec (it measures that rank count).",
+        "(numpy reductions and copies on all ranks at once), per rank count, --rounds times, and write a JSON "
+        "profile of the rounds' medians with the spread of every parameter; warn loudly (--strict: refuse) when "
+        "the rounds disagree by more than --max-spread. Run it plainly (it launches mpiexec -n for each of "
+        "--nprocs) or under mpiexec (it measures that rank count).",
     )
     p.add_argument("--out", default="profile.json", help="where to write the profile (default profile.json)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (and 2 rounds unless --rounds)")

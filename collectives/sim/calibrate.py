@@ -20,7 +20,12 @@ which captures what a straight line cannot on a real machine (protocol switches 
 sizes, caches); alpha, beta and gamma are the straight-line summary.
 
 Both depend on how many processes share the machine, so the profile records one model per
-rank count measured (``by_ranks``), and predictions for p ranks use the nearest one.
+rank count measured (``by_ranks``), and predictions for p ranks use the nearest one, stretched
+by the change in ranks per core (:mod:`collectives.sim.trust`).
+
+The whole measurement is repeated in rounds (``--rounds``); the profile keeps the rounds' median,
+the spread of every fitted parameter and a verdict, and the command warns loudly (``--strict``:
+refuses) when the rounds disagree too much to trust (:mod:`collectives.sim.trust`).
 
 Every timing is repeated, the repetitions interleaved over all cases (a burst of load from other
 processes then spoils one sample of each case, not every sample of one), and summarised by its
