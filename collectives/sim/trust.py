@@ -83,8 +83,7 @@ def untrusted(spreads: dict[str, dict[str, dict[str, float]]], max_spread: float
             s = per[key]
             if s["spread"] > max_spread:
                 problems.append(
-                    f"p={p}: {_label(key)} ranged {_range(key, s)} "
-                    f"(spread {s['spread']:.0%} > {max_spread:.0%})"
+                    f"p={p}: {_label(key)} ranged {_range(key, s)} (spread {s['spread']:.0%} > {max_spread:.0%})"
                 )
     return problems
 
@@ -143,9 +142,6 @@ def describe_spread(spreads: dict[str, dict[str, dict[str, float]]], rounds: int
         parts = []
         for key in REPORTED:
             s = per[key]
-            parts.append(
-                f"{_label(key)} {_value(key, s['median'])} [{_range(key, s)}, "
-                f"{s['spread']:.0%}]"
-            )
+            parts.append(f"{_label(key)} {_value(key, s['median'])} [{_range(key, s)}, {s['spread']:.0%}]")
         lines.append(f"  p={p}: " + "; ".join(parts))
     return lines

@@ -154,6 +154,7 @@ def test_errors_are_the_reference_schedulers():
 
     with pytest.raises(DeadlockError, match="wait cycle"):
         simulate(both_send_first, 2, 64)
+
     def wrong_tag(t, buf, op):
         if t.rank == 0:
             yield t.send(buf, 1, 0)
