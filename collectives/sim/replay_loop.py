@@ -111,20 +111,32 @@ def scan(ops, op_base, req_base, wait_base, waits):  # pragma: no cover - compil
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _before(ta, ka, tb, kb):  # pragma: no cover - compiled
+    """(ta, ka) < (tb, kb): heapq's tuple order."""
+    return ta < tb or (ta == tb and ka < kb)
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _push(heap, ctr, t, r, p):  # pragma: no cover - compiled
-    """heapq.heappush of (t, next sequence number, r): entries are [time, seq * p + r] (exact in float64)."""
+    """heapq.heappush of (t, next sequence number, r), in a 4-ary heap of [time, seq * p + r] rows.
+
+    The key is exact in float64 below 2**53 (checked); any heap pops in the same order as heapq,
+    since no two entries have the same (time, seq). Four children share a cache line.
+    """
     i = ctr[HEAP_N]
     if i >= heap.shape[0]:
         raise RuntimeError("replay: event heap overflow (a rank queued twice)")
     ctr[HEAP_N] = i + 1
-    key = float(ctr[SEQ] * p + r)
-    ctr[SEQ] += 1
+    seq = ctr[SEQ]
+    ctr[SEQ] = seq + 1
+    if seq >= (1 << 53) // p:
+        raise RuntimeError("replay: too many events for exact keys")
+    key = float(seq * p + r)
     while i > 0:  # move the hole up to where (t, key) belongs
-        parent = (i - 1) >> 1
-        pt = heap[parent, 0]
-        if pt < t or (pt == t and heap[parent, 1] < key):
+        parent = (i - 1) >> 2
+        if _before(heap[parent, 0], heap[parent, 1], t, key):
             break
-        heap[i, 0] = pt
+        heap[i, 0] = heap[parent, 0]
         heap[i, 1] = heap[parent, 1]
         i = parent
     heap[i, 0] = t
@@ -141,17 +153,16 @@ def _pop(heap, ctr, p):  # pragma: no cover - compiled
     lt, lk = heap[n, 0], heap[n, 1]  # the last entry, sifted down from the root
     i = 0
     while True:
-        c = 2 * i + 1
-        if c >= n:
+        first = 4 * i + 1
+        if first >= n:
             break
-        if c + 1 < n and (
-            heap[c + 1, 0] < heap[c, 0] or (heap[c + 1, 0] == heap[c, 0] and heap[c + 1, 1] < heap[c, 1])
-        ):
-            c += 1
-        ct = heap[c, 0]
-        if lt < ct or (lt == ct and lk < heap[c, 1]):
+        c = first
+        for j in range(first + 1, min(first + 4, n)):
+            if _before(heap[j, 0], heap[j, 1], heap[c, 0], heap[c, 1]):
+                c = j
+        if _before(lt, lk, heap[c, 0], heap[c, 1]):
             break
-        heap[i, 0] = ct
+        heap[i, 0] = heap[c, 0]
         heap[i, 1] = heap[c, 1]
         i = c
     heap[i, 0] = lt
@@ -322,7 +333,7 @@ def replay(
     ev_t0 = np.zeros(max_events)
     ev_t1 = np.zeros(max_events)
     ev_n = np.zeros(max_events, np.int64)
-    heap = np.zeros((2 * p + 1, 2))  # at most one entry per rank is ever queued; twice that for safety
+    heap = np.zeros((2 * p + 4, 2))  # at most one entry per rank is ever queued; twice that for safety
     ctr = np.zeros(4, np.int64)
     o, g, call, eager = fp[O], fp[G], fp[CALL], fp[EAGER]
     ports, sync_send, routed, timeline = ip[PORTS], ip[SYNC_SEND], ip[ROUTED], ip[TIMELINE]
