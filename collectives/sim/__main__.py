@@ -241,11 +241,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
         size = MPI.COMM_WORLD.Get_size()
         part = Path(args.out).with_suffix(".part.json")
+        load_before = cal.load_average()  # already includes this job's ranks (they are running)
         cal.calibrate_worker(str(part), args.quick, rounds)
         if MPI.COMM_WORLD.Get_rank() == 0:
             import json
 
             profile = cal.merge_profile([json.loads(part.read_text())], args.max_spread)
+            profile["load_before"] = load_before
             part.unlink()
             if args.strict and not profile["trusted"]:
                 print(cal.describe_profile(profile))

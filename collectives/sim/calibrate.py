@@ -57,6 +57,7 @@ from collectives.sim.cost_model import CostModel, curve_time
 from collectives.sim.trust import (
     MAX_SPREAD,
     QUIET_ADVICE,
+    busy_machine,
     core_share,
     describe_spread,
     median_model,
@@ -252,13 +253,16 @@ def calibrate_worker(out: str, quick: bool, rounds: int = 1) -> None:
         Path(out).write_text(json.dumps(data))
 
 
-def merge_profile(parts: list[dict[str, Any]], max_spread: float = MAX_SPREAD) -> dict[str, Any]:
+def merge_profile(
+    parts: list[dict[str, Any]], max_spread: float = MAX_SPREAD, load_before: list[float] | None = None
+) -> dict[str, Any]:
     """One profile from measurements at several rank counts, each repeated in rounds.
 
     Each rank count's model is the median of its rounds (:func:`collectives.sim.trust.median_model`);
     the spread of every fitted parameter is kept, with the verdict (``trusted``, and the reasons in
     ``untrusted``). The smallest rank count is the default model. ``cores`` (usable cores) and each
     rank count's ``core_share`` let predictions for other rank counts account for ranks sharing cores.
+    ``load_before`` (the load average before measuring) adds a problem when the machine was busy.
     """
     parts = sorted(parts, key=lambda d: d["ranks"])
     rounds = {d["ranks"]: d.get("rounds", [d]) for d in parts}  # a part without rounds is one round
@@ -266,6 +270,9 @@ def merge_profile(parts: list[dict[str, Any]], max_spread: float = MAX_SPREAD) -
     spreads = {str(p): parameter_spread([r["model"] for r in rs]) for p, rs in rounds.items()}
     problems = untrusted(spreads, max_spread)
     cores = usable_cores()
+    busy = busy_machine(load_before, cores)
+    if busy:
+        problems.append(busy)
     first = str(parts[0]["ranks"])
     return {
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -273,7 +280,8 @@ def merge_profile(parts: list[dict[str, Any]], max_spread: float = MAX_SPREAD) -
         "cpus": os.cpu_count(),
         "cores": cores,
         "core_share": {str(p): core_share(p, cores) for p in rounds},
-        "load": _load(),
+        "load_before": load_before,
+        "load": load_average(),
         "python": platform.python_version(),
         "mpi": parts[0].get("mpi", "unknown"),
         "method": "ring sendrecv via MPITransport (alpha, beta); numpy add/copyto on all ranks at once (gamma, delta)",
@@ -294,7 +302,8 @@ def merge_profile(parts: list[dict[str, Any]], max_spread: float = MAX_SPREAD) -
     }
 
 
-def _load() -> list[float] | None:
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
@@ -325,19 +334,20 @@ def calibrate(
     if rounds < 1:
         raise ValueError(f"calibrate: --rounds must be at least 1, got {rounds}")
     parts = []
+    load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         for p in nprocs:
             part = Path(tmp) / f"p{p}.json"
             args = ["calibrate", "--worker", "--out", str(part), "--rounds", str(rounds)]
             run_mpi_module(p, args + (["--quick"] if quick else []), timeout * rounds)
             parts.append(json.loads(part.read_text()))
-    profile = merge_profile(parts, max_spread)
+    profile = merge_profile(parts, max_spread, load_before)
     if strict and not profile["trusted"]:
         raise RuntimeError(
             "calibrate: the measurements disagree too much to trust; no profile written:\n  "
             + "\n  ".join(profile["untrusted"])
             + "\n"
-            + QUIET_ADVICE.format(load=profile["load"])
+            + QUIET_ADVICE.format(load=profile["load_before"])
         )
     Path(out).write_text(json.dumps(profile, indent=1))
     return profile
@@ -367,7 +377,7 @@ def describe_profile(profile: dict[str, Any]) -> str:
         lines += [f"  {problem}" for problem in profile["untrusted"]]
         lines += [
             "predictions from it (run, sweep, validate, select) are unreliable.",
-            QUIET_ADVICE.format(load=profile.get("load")),
+            QUIET_ADVICE.format(load=profile.get("load_before") or profile.get("load")),
             bar,
         ]
     return "\n".join(lines)

@@ -88,6 +88,14 @@ def untrusted(spreads: dict[str, dict[str, dict[str, float]]], max_spread: float
     return problems
 
 
+def busy_machine(load: list[float] | None, cores: int) -> str | None:
+    """A problem in words when the machine was already busy before calibrating (1-minute load above
+    its cores: other processes took the cores, and consistent rounds then describe a loaded machine)."""
+    if load and load[0] > cores:
+        return f"the load average was {load[0]:g} on {cores} core(s) before measuring: other processes held the cores"
+    return None
+
+
 def median_model(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """One model (as a dict) from the rounds' models: every number the median over rounds, every
     measured curve the pointwise median (the rounds measure the same sizes)."""

@@ -54,6 +54,20 @@ def test_the_new_users_calibration_is_refused_and_a_quiet_one_is_trusted():
     assert trust.untrusted(calls) == []
 
 
+def test_a_busy_machine_is_not_trusted_even_when_rounds_agree(monkeypatch):
+    """Rounds measured under the same heavy load agree with each other and are still wrong."""
+    assert trust.busy_machine([14.7, 12.0, 9.0], 2) == (
+        "the load average was 14.7 on 2 core(s) before measuring: other processes held the cores"
+    )
+    assert trust.busy_machine([1.5, 3.0, 3.0], 2) is None and trust.busy_machine(None, 2) is None
+    monkeypatch.setattr(cal, "usable_cores", lambda: 2)
+    agreeing = [part(2, model(), model())]
+    assert cal.merge_profile(agreeing, load_before=[0.3, 0.2, 0.1])["trusted"] is True
+    busy = cal.merge_profile(agreeing, load_before=[14.7, 12.0, 9.0])
+    assert busy["trusted"] is False and busy["untrusted"] == [trust.busy_machine([14.7], 2)]
+    assert "the load average was [14.7, 12.0, 9.0]" in cal.describe_profile(busy)
+
+
 def test_median_model_takes_medians_and_pointwise_median_curves():
     curves = [[[0, 1e-6], [1024, 4e-6]], [[0, 3e-6], [1024, 2e-6]], [[0, 2e-6], [1024, 9e-6]]]
     rounds = [model(alpha=a, curve=c) for a, c in zip((1e-6, 5e-6, 2e-6), curves)]
