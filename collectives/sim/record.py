@@ -6,22 +6,26 @@ it posts can be written down: the schedule. :mod:`collectives.sim.replay` then t
 schedule under any cost model and topology with a compiled event loop, reproducing what the
 generator-driven :class:`collectives.sim.scheduler.Simulator` computes, in a fraction of its time.
 
-The recording transport keeps four flat lists for all ranks (rank after rank):
+The recording transport writes four lists per rank, turned into int64 arrays as soon as the rank
+is done, then concatenated over ranks:
 
-* ``ops``: per rank, the transport calls and yields as codes (``ISEND``, ``SENDRECV``, ``WAIT k``,
-  ``YIELD s``, ``REDUCE``, ...), ending with ``END``;
-* ``reqs``: every request as (kind, peer, tag, bytes), in posting order;
+* ``ops``: the transport calls and yields as codes (``ISEND``, ``SENDRECV``, ``WAIT k``,
+  ``YIELD s``, ``YIELD_LAST``, ``REDUCE``, ...), ending with ``END``;
+* ``reqs``: every request as (peer, tag, bytes), in posting order (send or receive follows from
+  the op code);
 * ``waits``: the requests of each explicit ``t.wait``, in order;
 * ``local``: the bytes of each ``t.reduce``, and ``~bytes`` (negative) of each ``t.copy``.
 
-Requests and steps get global ids (their position over all ranks). Anything the schedule cannot
-express or the checks below reject raises :class:`NotRecordable` with the reason, and the caller
-runs the reference scheduler instead, which then reports the algorithm's error in full (deadlocks,
-unmatched messages, truncation, a request waited for twice, an exception in the algorithm).
+Matching is static (:func:`_match`). Requests and steps get global ids (their position over all
+ranks). Anything the schedule cannot express or the checks reject raises :class:`NotRecordable`
+with the reason, and the caller runs the reference scheduler instead, which then reports the
+algorithm's error in full (deadlocks, unmatched messages, truncation, a request waited for twice,
+an exception in the algorithm).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -155,15 +159,11 @@ class Schedule:
         return int(np.count_nonzero(self.req_kind == SEND_KIND))
 
 
-def record(
-    algorithm: Callable[..., Iterator[Any]], p: int, n: int, dtype: Any, op: ReduceOp, nbytes: int = 0
-) -> Schedule:
+def record(algorithm: Callable[..., Iterator[Any]], p: int, n: int, dtype: Any, op: ReduceOp) -> Schedule:
     """Run ``algorithm`` on every rank over sizes-only buffers of ``n`` elements and write its schedule down.
 
     Raises :class:`NotRecordable` when the run cannot be replayed exactly (see the module docstring).
     """
-    import time
-
     cpu = time.process_time()
     ops: list[int] = []
     reqs: list[int] = []
