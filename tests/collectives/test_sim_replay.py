@@ -17,7 +17,7 @@ import pytest
 
 from collectives.algorithms import ALGORITHMS
 from collectives.link import Link
-from collectives.sim import CostModel, DeadlockError, MessageError, simulate
+from collectives.sim import CostModel, DeadlockError, MessageError, PortabilityError, simulate
 from collectives.sim.topology import make_topology
 
 LINK = Link(3e-7, 12.5e9)
@@ -173,6 +173,23 @@ def test_errors_are_the_reference_schedulers():
         simulate(wrong_tag, 2, 64)
     with pytest.raises(MessageError, match="MPI_ERR_TRUNCATE"):
         simulate(truncates, 2, 64)
+
+    def yields_a_request(t, buf, op):  # request 0 of rank 0 looks like "the step just made" to a careless check
+        other = 1 - t.rank
+        req = t.isend(buf, other, 0)
+        yield req
+        yield t.wait(req, t.irecv(t.scratch(buf.size, buf.dtype), other, 0))
+
+    def waits_twice(t, buf, op):
+        other = 1 - t.rank
+        req = t.isend(buf, other, 0)
+        yield t.wait(req, t.irecv(t.scratch(buf.size, buf.dtype), other, 0))
+        yield t.wait(req)
+
+    with pytest.raises(PortabilityError, match="must yield steps"):
+        simulate(yields_a_request, 2, 64)
+    with pytest.raises(MessageError, match="waited for twice"):
+        simulate(waits_twice, 2, 64)
     with pytest.raises(DeadlockError):
         simulate(both_send_first, 2, 64, engine="fast")
 
