@@ -385,6 +385,16 @@ CASES += SOFTMAX_CASES
 LAYER_CASES = [
     Case("linear", F.linear, lambda x, w, b: x @ w.T + b, [(4, 3), (2, 3), (2,)], double=True),
     Case("linear_nobias_3d", lambda x, w: F.linear(x, w), lambda x, w: x @ w.T, [(2, 4, 3), (5, 3)]),
+    Case("linear_3d", F.linear, lambda x, w, b: x @ w.T + b, [(2, 4, 3), (5, 3), (5,)], double=True),
+    Case("linear_empty_batch", F.linear, lambda x, w, b: x @ w.T + b, [(0, 3), (2, 3), (2,)]),
+    Case("linear_no_features", F.linear, lambda x, w, b: x @ w.T + b, [(4, 0), (2, 0), (2,)]),
+    Case(  # the second layer's input is the first's column-major output
+        "linear_chain",
+        lambda x, w1, b1, w2, b2: F.linear(F.linear(x, w1, b1).tanh(), w2, b2),
+        lambda x, w1, b1, w2, b2: np.tanh(x @ w1.T + b1) @ w2.T + b2,
+        [(4, 3), (5, 3), (5,), (2, 5), (2,)],
+        double=True,
+    ),
     Case("conv2d", F.conv2d, _np_conv2d, [(2, 3, 5, 5), (4, 3, 3, 3), (4,)], double=True),
     Case(
         "conv2d_stride_pad_dil_groups",
