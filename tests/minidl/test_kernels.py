@@ -153,6 +153,26 @@ def test_max_pool_strided_input_and_scatter_add(dtype, spy):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_backward_scatters_rows(dtype, spy):
+    calls = spy(kernels.pooling, "scatter_add_rows")
+    ids = np.random.default_rng(0).integers(0, 5, (4, 7))  # repeated ids accumulate
+    check(lambda w: F.embedding(ids, w), [rand((5, 3), dtype)], dtype, calls)
+    check(lambda w: w[ids - 5], [rand((5, 2, 3), dtype)], dtype, calls)  # negative ids, wider rows
+    grad = rand((6, 3), dtype)
+    index = np.array([2, 0, 2, 2, 3, 0])
+    want = np.zeros((4, 3), dtype)
+    for k, row in enumerate(index):  # the oracle: one row at a time
+        want[row] += grad[k]
+    np.testing.assert_allclose(kernels.pooling.scatter_add_rows(grad, index, 4), want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_on_a_column_major_linear_output(dtype, spy):
+    calls = spy(kernels.activation, "relu")
+    check(lambda x, w: F.relu(F.linear(x, w)), [rand((5, 3), dtype), rand((4, 3), dtype, seed=2)], dtype, calls)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "shape, k, s, p, ceil, include_pad, divisor",
     [
