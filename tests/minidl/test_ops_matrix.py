@@ -426,7 +426,7 @@ LAYER_CASES = [
         "linear_chain",
         lambda x, w1, b1, w2, b2: F.linear(F.linear(x, w1, b1).tanh(), w2, b2),
         lambda x, w1, b1, w2, b2: np.tanh(x @ w1.T + b1) @ w2.T + b2,
-        [(4, 3), (5, 3), (5,), (2, 5), (2,)],
+        [(3, 4), (5, 4), (5,), (2, 5), (2,)],  # 3 rows <= 4 features: a column-major first output
         double=True,
     ),
     Case("conv2d", F.conv2d, _np_conv2d, [(2, 3, 5, 5), (4, 3, 3, 3), (4,)], double=True),
