@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward
 from minidl.grad_mode import is_grad_enabled
 from minidl.tensor import Tensor
@@ -203,9 +204,11 @@ def col2im_input_grad(gy: np.ndarray, weight: np.ndarray, geom: Geometry, groups
     gx = np.empty((n, c, geom.h, geom.w), dtype=np.result_type(gy, weight))
     for s in _chunks(n, groups * wt.shape[1] * hw * gx.itemsize):
         dcols = np.matmul(wt, gy[:, :, s.start * hw : s.stop * hw])  # (g, C/g*kh*kw, images*Ho*Wo)
-        # fold in (C, N) order, where each kernel offset's slice is one contiguous block
-        dcols = dcols.reshape(c, geom.kh, geom.kw, s.stop - s.start, geom.ho, geom.wo).transpose(0, 3, 1, 2, 4, 5)
-        gx[s] = col2im(dcols, geom).transpose(1, 0, 2, 3)
+        dcols = dcols.reshape(c, geom.kh, geom.kw, s.stop - s.start, geom.ho, geom.wo)
+        if kernels.wanted(dcols):  # numba: summed straight into the NCHW chunk
+            kernels.conv.col2im_into(dcols, gx[s], geom)
+        else:  # fold in (C, N) order, where each kernel offset's slice is one contiguous block
+            gx[s] = col2im(dcols.transpose(0, 3, 1, 2, 4, 5), geom).transpose(1, 0, 2, 3)
         del dcols  # before the next chunk's product: one chunk of columns alive at a time
     return gx
 
