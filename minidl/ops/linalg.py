@@ -59,13 +59,11 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-        if x.ndim == 2 and (x.flags.f_contiguous or x.shape[0] <= x.shape[1]):
-            # out^T = weight @ x^T, returned transposed (a column-major (rows, out) array). Measured
-            # (1 thread, OpenBLAS 0.3.31 SkylakeX): for a column-major x (a previous layer's output)
-            # this order is never slower (MLP 512 -> 512: 0.65 vs 0.75 ms; 512 -> 10 0.013 vs 0.030),
-            # for a row-major x with no more rows than features 4-15% faster (784 -> 512 at 128 rows,
-            # LeNet's 400 -> 120 at 64), and for many rows of few features slower (1024 x 32 -> 96:
-            # 0.11 vs 0.07 ms), which keep x @ weight^T
+        if x.ndim == 2 and x.shape[0] <= x.shape[1]:
+            # out^T = weight @ x^T, returned transposed (a column-major (rows, out) array): with no
+            # more rows than features OpenBLAS runs this order faster, 4-15% for a row-major x and
+            # up to 2x for a column-major one (a previous layer's output), and x @ weight^T is
+            # faster for many rows of few features (docs/performance.md has the table)
             out_t = np.matmul(weight, x.T)
             if bias is not None:
                 out_t = _add_bias(out_t, bias[:, None])
