@@ -10,7 +10,8 @@ here, under the same name, with the same inputs and outputs:
                           its slow path: 10x)
 ``softmax``               softmax over the last axis (attention), forward and backward
 ``pooling``               max pooling (values and argmax positions) and its scatter-add
-                          backward, average pooling and its adjoint
+                          backward, average pooling and its adjoint, the row scatter of an
+                          embedding's backward
 ``conv``                  col2im of conv2d's input gradient, straight into NCHW (small planes:
                           numpy's per-row overhead)
 ``loss``                  softmax cross-entropy forward and backward, one pass over the logits
