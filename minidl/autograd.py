@@ -129,6 +129,9 @@ class Function:
     """
 
     save_output = False  # keep a (weak) reference to the output for backward: ctx.output()
+    # backward returns new arrays, one per input, that nothing else references; the engine may then
+    # keep one as a leaf's .grad instead of copying it (a leaf's first .grad is otherwise a copy)
+    fresh_grads = False
 
     @staticmethod
     def forward(ctx: Context, *args: Any, **kwargs: Any) -> np.ndarray:
@@ -278,10 +281,15 @@ def run_backward(
     # the gradient summed so far per tensor (by id); an interior entry is complete, and popped,
     # when the loop reaches that tensor, because all its consumers are newer and came first
     grads: dict[int, Tensor] = {}
+    # ids of leaves whose summed gradient is an array nothing else references (a fresh_grads op's
+    # result, or a sum made here): it can become .grad as it is
+    owned: set[int] = set()
 
-    def finish(t: Tensor, g: Tensor) -> None:
-        """``g`` is the complete gradient of ``t``: run hooks, then store or accumulate it."""
+    def finish(t: Tensor, g: Tensor, own: bool = False) -> None:
+        """``g`` is the complete gradient of ``t``: run hooks, then store or accumulate it.
+        ``own``: nothing else references ``g``'s array, so a new ``.grad`` may take it without a copy."""
         if run_hooks and t._hooks:
+            own = False  # a hook may have kept g, or returned an array of its own
             for hook in t._hooks:
                 out = hook(g)
                 if out is not None:
@@ -296,7 +304,10 @@ def run_backward(
             elif t.grad is None:
                 # an op's backward may hand the same array (or a view of it) to several inputs:
                 # .grad gets its own copy, so in-place updates (zero_grad, clipping, allreduce) stay local
-                t.grad = Tensor._make(np.array(g.data, order="C", copy=True))
+                data = g.data
+                if not (own and data.flags.c_contiguous and data.flags.writeable):
+                    data = np.array(data, order="C", copy=True)
+                t.grad = Tensor._make(data)
             else:
                 old = t.grad.data
                 if (
@@ -312,16 +323,23 @@ def run_backward(
                 for hook in t._post_hooks:
                     hook(t)
 
-    def deliver(t: Tensor, g: Tensor | None) -> None:
-        """Add ``g`` to a leaf's (or a ``grad`` input's) gradient; finish it after its last consumer."""
+    def deliver(t: Tensor, g: Tensor | None, fresh: bool = False) -> None:
+        """Add ``g`` to a leaf's (or a ``grad`` input's) gradient; finish it after its last consumer.
+        ``fresh``: ``g`` came from a ``fresh_grads`` op (its array is referenced by ``g`` alone)."""
         key = id(t)
         if g is not None:
             prev = grads.get(key)
-            grads[key] = g if prev is None else _accumulate(prev, g, create_graph)
+            if prev is None:
+                grads[key] = g
+                if fresh:
+                    owned.add(key)
+            else:
+                grads[key] = _accumulate(prev, g, create_graph)
+                owned.add(key)  # a new sum
         left = pending[key] - 1
         pending[key] = left
         if left == 0 and key in grads:
-            finish(t, grads.pop(key))
+            finish(t, grads.pop(key), key in owned)
 
     engine = _engine
     prev_mode = _mode.enabled
@@ -345,6 +363,7 @@ def run_backward(
             node = t._node
             g = grads.pop(id(t), None)
             inputs_ = node.inputs
+            fresh = False
             if g is None or (live is not None and id(t) not in live):
                 # no gradient reached t (or, for grad(), t leads to no input): its inputs still
                 # get a None each, so their consumer counts reach zero and they can finish
@@ -353,6 +372,7 @@ def run_backward(
                 if t._hooks is not None or t._retains_grad or capture is not None:
                     finish(t, g)  # an interior tensor's gradient is complete now: its hooks fire
                 in_grads = node.fn.backward(node, g)
+                fresh = node.fn.fresh_grads
                 if type(in_grads) is not tuple:
                     in_grads = (in_grads,)
                 if len(in_grads) < len(inputs_):
@@ -366,7 +386,7 @@ def run_backward(
                     elif type(ig) is not T or ig.data.shape != inp.data.shape or ig.data.dtype != inp.data.dtype:
                         ig = _as_grad(ig, inp, node.fn.__name__)
                 if inp._node is None or (stop is not None and id(inp) in stop):
-                    deliver(inp, ig)
+                    deliver(inp, ig, fresh)
                 elif ig is not None:
                     key = id(inp)
                     prev = grads.get(key)

@@ -16,7 +16,7 @@ from minidl.ops.activation import gelu, leaky_relu, relu, sigmoid, silu, softplu
 from minidl.ops.conv import conv2d, fold, unfold
 from minidl.ops.dropout import dropout
 from minidl.ops.embedding import embedding
-from minidl.ops.linalg import MatMul
+from minidl.ops.linalg import Linear, MatMul
 from minidl.ops.loss import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -75,6 +75,10 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"but weight {weight.shape} expects {weight.shape[-1]}"
         )
     if input.ndim >= 2 and weight.ndim == 2:
+        if bias is None:
+            return Linear.apply(input, weight)
+        if isinstance(bias, Tensor) and bias.shape == weight.shape[:1]:
+            return Linear.apply(input, weight, bias)  # one fused node
         out = MatMul.apply(input, weight, tb=True)  # the transpose folded into the product
     else:
         out = ops.matmul(input, weight.mT if weight.ndim == 2 else weight)

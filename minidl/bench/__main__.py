@@ -40,7 +40,14 @@ from typing import Any
 from minidl.bench.memory import measure_memory, probe_memory
 from minidl.bench.overhead import op_overhead
 from minidl.bench.profile import profile_model
-from minidl.bench.report import load_average, machine_info, print_table, write_json
+from minidl.bench.report import (
+    blas_summary,
+    drop_blas_overrides,
+    load_average,
+    machine_info,
+    print_table,
+    write_json,
+)
 from minidl.bench.timing import run_model
 from minidl.bench.trap import threading_trap, trap_child
 from minidl.bench.workloads import MODELS, set_threads, torch_available
@@ -64,6 +71,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="fresh processes per engine for the peak-memory probe, median reported; 0 skips it (default: 3)",
     )
     p.add_argument("--json", help="write the results to this file")
+    p.add_argument(
+        "--keep-blas-env",
+        action="store_true",
+        help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE if set (by default the run re-executes without them)",
+    )
     p.add_argument("--profile", metavar="MODEL", help="time minidl's ops for MODEL, numba kernels on vs off, and exit")
     p.add_argument("--top", type=int, default=20, help="rows of --profile output (default: 20)")
     p.add_argument(
@@ -137,6 +149,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         + (f", torch {info['torch']}" if use_torch else "")
         + f"; numba kernels {'on' if kernels.enabled() else 'off (MINIDL_NUMBA=0)'}"
     )
+    print(f"BLAS: {blas_summary(info)}")
     results = []
     for threads in args.threads:
         set_threads(threads)
@@ -160,4 +173,5 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
+    drop_blas_overrides(sys.argv[1:])
     main()

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import sys
 from typing import Any
 
@@ -21,6 +22,47 @@ BLAS_ENVIRONMENT = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
 )
+
+
+# set on some machines for older OpenBLAS builds; they force a kernel (or cache size) that slows a
+# current numpy, so the benchmark runs without them unless told to keep them (issue 16)
+BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+REMOVED_MARK = "MINIDL_BENCH_REMOVED_BLAS_ENV"  # what the re-executed process was started without
+
+
+def drop_blas_overrides(argv: list[str]) -> None:
+    """Re-execute this benchmark without ``BLAS_OVERRIDES`` (OpenBLAS reads them when numpy loads it,
+    so they cannot be unset in a running process); no-op if none is set or ``--keep-blas-env`` is given.
+    The JSON then records what was removed, and threadpoolctl's report names the kernel that ran."""
+    found = {k: os.environ[k] for k in BLAS_OVERRIDES if k in os.environ}
+    if not found or "--keep-blas-env" in argv:
+        return
+    env = {k: v for k, v in os.environ.items() if k not in found}
+    env[REMOVED_MARK] = json.dumps(found)
+    listed = ", ".join(f"{k}={v}" for k, v in found.items())
+    print(f"bench: running without {listed} (--keep-blas-env keeps them)", file=sys.stderr, flush=True)
+    os.execve(sys.executable, [sys.executable, "-m", "minidl.bench", *argv], env)
+
+
+def torch_info() -> dict[str, Any]:
+    """PyTorch's version, threads and the libraries its CPU kernels use (its BLAS, oneDNN, SIMD level),
+    from ``torch.__config__.show()``: threadpoolctl does not see a statically linked MKL."""
+    torch = sys.modules["torch"]
+    config = torch.__config__.show()
+    info: dict[str, Any] = {"version": torch.__version__, "threads": torch.get_num_threads()}
+    for line in config.splitlines():
+        line = line.strip(" -")
+        if "Math Kernel Library" in line:
+            info["mkl"] = line
+        elif "MKL-DNN" in line or "oneDNN" in line:
+            info["onednn"] = line
+    for key in ("BLAS_INFO", "LAPACK_INFO"):
+        found = re.search(rf"\b{key}=([^,\s]+)", config)
+        if found:
+            info[key.lower()] = found.group(1)
+    with contextlib.suppress(AttributeError):
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return info
 
 
 def load_average() -> tuple[float, float, float] | None:
@@ -60,11 +102,29 @@ def machine_info(argv: list[str] | None = None) -> dict[str, Any]:
         "load_average": load_average(),
         "blas": blas_info(),
         "environment": {k: os.environ[k] for k in BLAS_ENVIRONMENT if k in os.environ},
+        "environment_removed": json.loads(os.environ.get(REMOVED_MARK, "{}")),
         "command": [sys.executable, "-m", "minidl.bench", *(sys.argv[1:] if argv is None else argv)],
     }
     if "torch" in sys.modules:
         info["torch"] = sys.modules["torch"].__version__
+        info["torch_libraries"] = torch_info()
     return info
+
+
+def blas_summary(info: dict[str, Any]) -> str:
+    """One line: numpy's BLAS (library, version, kernel, threads), PyTorch's, and any environment removed."""
+    parts = [
+        f"numpy {lib['internal_api']} {lib['version']} ({lib['architecture']} kernels, {lib['num_threads']} threads)"
+        for lib in info["blas"]
+        if lib["user_api"] == "blas"
+    ] or ["numpy: threadpoolctl not installed, BLAS unknown"]
+    t = info.get("torch_libraries")
+    if t:
+        parts.append(f"torch {t.get('blas_info', '?')}, {t.get('cpu_capability', '?')}, {t['threads']} threads")
+    removed = info.get("environment_removed")
+    if removed:
+        parts.append("run without " + ", ".join(f"{k}={v}" for k, v in removed.items()))
+    return "; ".join(parts)
 
 
 def write_json(path: str, payload: dict[str, Any]) -> None:

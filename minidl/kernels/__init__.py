@@ -10,7 +10,10 @@ here, under the same name, with the same inputs and outputs:
                           its slow path: 10x)
 ``softmax``               softmax over the last axis (attention), forward and backward
 ``pooling``               max pooling (values and argmax positions) and its scatter-add
-                          backward, average pooling and its adjoint
+                          backward, average pooling and its adjoint, the row scatter of an
+                          embedding's backward
+``conv``                  col2im of conv2d's input gradient, straight into NCHW (small planes:
+                          numpy's per-row overhead)
 ``loss``                  softmax cross-entropy forward and backward, one pass over the logits
 ``normalization``         batch norm and layer norm: statistics, normalise + affine, backward
 ``optim``                 SGD (momentum, Nesterov), Adam/AdamW (AMSGrad), LARS and LAMB updates
@@ -18,8 +21,8 @@ here, under the same name, with the same inputs and outputs:
 ``allocator``             not a kernel: keeps freed memory for reuse (no page faults per step)
 ========================  =====================================================================
 
-GEMMs stay in numpy's BLAS, and so do im2col and col2im, where numba lost to numpy's strided
-copies (measured; see docs/performance.md). conv2d's GEMMs write NCHW directly, so it
+GEMMs stay in numpy's BLAS, and so does im2col, where numba lost to numpy's strided copies
+(measured; see docs/performance.md). conv2d's GEMMs write NCHW directly, so it
 needs no layout kernel. Every kernel is compiled with ``nogil=True``
 (a communication thread runs beside it) and ``cache=True``, for float32 and float64 only, and
 runs on the calling thread (no ``parallel=True``: a rank's threads belong to BLAS); see
@@ -42,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-KERNEL_MODULES = ("activation", "loss", "normalization", "optim", "pooling", "softmax")
+KERNEL_MODULES = ("activation", "conv", "loss", "normalization", "optim", "pooling", "softmax")
 
 
 def _flag_from_env() -> bool:

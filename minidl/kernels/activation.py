@@ -36,6 +36,9 @@ def _relu_backward(grad, mask, out):  # pragma: no cover (compiled)
 
 def relu(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(max(a, 0), a > 0)``; NaN maps to 0 like the reference's ``where(a > 0, a, 0)``."""
+    if a.flags.f_contiguous and not a.flags.c_contiguous:  # column-major (a Linear's output): same layout out
+        out, mask = relu(a.T)
+        return out.T, mask.T
     a = contiguous(a)
     out = np.empty_like(a)
     mask = np.empty(a.shape, dtype=np.bool_)
@@ -45,6 +48,8 @@ def relu(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def relu_backward(grad: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``grad`` where ``mask`` holds, else 0."""
+    if grad.flags.f_contiguous and not grad.flags.c_contiguous and mask.flags.f_contiguous:
+        return relu_backward(grad.T, mask.T).T
     grad = contiguous(grad)
     out = np.empty_like(grad)
     _relu_backward(grad.reshape(-1), contiguous(mask).reshape(-1), out.reshape(-1))

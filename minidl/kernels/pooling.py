@@ -121,6 +121,15 @@ def _scatter_add(grad, index, out):  # pragma: no cover (compiled)
         out[index[k]] += grad[k]
 
 
+@kernel(lambda f: void(ro(f[:, ::1]), ro(int64[::1]), f[:, ::1]))
+def _scatter_add_rows(values, index, out):  # pragma: no cover (compiled)
+    out[:, :] = 0
+    for k in range(index.size):
+        row, src = out[index[k]], values[k]
+        for j in range(src.size):
+            row[j] += src[j]
+
+
 @kernel(lambda f: void(ro(f[:, :, :, ::1]), f[:, :, :, ::1], ro(float64[:, ::1]), *_GEOM))
 def _avg_pool(x, out, divisor, kh, kw, sh, sw, dh, dw, top, left, ho, wo):  # pragma: no cover (compiled)
     n, c, h, w = x.shape
@@ -181,6 +190,14 @@ def scatter_add(grad: np.ndarray, index: np.ndarray, shape: tuple[int, ...]) -> 
     grad = contiguous(grad).reshape(-1)
     out = np.empty(shape, dtype=grad.dtype)
     _scatter_add(grad, contiguous(index, dtype=np.int64), out.reshape(-1))
+    return out
+
+
+def scatter_add_rows(values: np.ndarray, index: np.ndarray, rows: int) -> np.ndarray:
+    """(rows, D) zeros with ``out[index[k]] += values[k]`` (an embedding's backward; ``np.add.at``
+    took about 1 ms for the transformer's 1024 ids). ``index`` holds valid non-negative rows."""
+    out = np.empty((rows, values.shape[1]), dtype=values.dtype)
+    _scatter_add_rows(contiguous(values), contiguous(index, dtype=np.int64), out)
     return out
 
 

@@ -11,6 +11,7 @@ from minidl import functional as F
 from minidl.nn import init
 from minidl.nn.linear import Linear
 from minidl.nn.module import Module, Parameter
+from minidl.ops.attention import self_attention
 from minidl.tensor import DEFAULT_DTYPE, Tensor
 
 
@@ -22,6 +23,26 @@ def _mask_array(mask: Any, dtype: np.dtype, name: str) -> np.ndarray:
     if arr.dtype.kind == "f":
         return arr.astype(dtype, copy=False)
     raise TypeError(f"MultiheadAttention: {name} must be boolean or floating point, got {arr.dtype}")
+
+
+def _additive_mask(
+    attn_mask: Any, key_padding_mask: Any, dtype: np.dtype, n: int, h: int, tgt: int, src: int
+) -> np.ndarray | None:
+    """``attn_mask`` ((L, S) or (N * H, L, S)) plus ``key_padding_mask`` ((N, S)) as one additive
+    array broadcastable to the scores (N, H, L, S), or None when there is neither."""
+    total = None
+    if attn_mask is not None:
+        mask = _mask_array(attn_mask, dtype, "attn_mask")
+        if mask.shape not in ((tgt, src), (n * h, tgt, src)):
+            raise ValueError(f"MultiheadAttention: attn_mask shape {mask.shape}, expected {(tgt, src)}")
+        total = mask.reshape((n, h, tgt, src) if mask.ndim == 3 else (tgt, src))
+    if key_padding_mask is not None:
+        mask = _mask_array(key_padding_mask, dtype, "key_padding_mask")
+        if mask.shape != (n, src):
+            raise ValueError(f"MultiheadAttention: key_padding_mask shape {mask.shape}, expected {(n, src)}")
+        mask = mask.reshape(n, 1, 1, src)
+        total = mask if total is None else total + mask
+    return total
 
 
 class MultiheadAttention(Module):
@@ -77,6 +98,8 @@ class MultiheadAttention(Module):
                 raise ValueError(
                     f"MultiheadAttention: {name} must be 3-D with {self.embed_dim} features last, got {t.shape}"
                 )
+        # self-attention whose weights nobody asks for: one projection and one fused op
+        fused = query is key is value and not need_weights and not (self.training and self.dropout > 0)
         if not self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         n, tgt, e = query.shape
@@ -87,6 +110,10 @@ class MultiheadAttention(Module):
             )
         h, d = self.num_heads, self.head_dim
         w, b = self.in_proj_weight, self.in_proj_bias
+        mask = _additive_mask(attn_mask, key_padding_mask, query.dtype, n, h, tgt, src)
+        if fused:
+            out = self.out_proj(self_attention(F.linear(query, w, b), h, 1.0 / math.sqrt(d), mask))
+            return (out if self.batch_first else out.transpose(0, 1)), None
 
         def project(x: Tensor, i: int, length: int) -> Tensor:
             part = F.linear(x, w[i * e : (i + 1) * e], None if b is None else b[i * e : (i + 1) * e])
@@ -96,16 +123,8 @@ class MultiheadAttention(Module):
         k = project(key, 1, src)
         v = project(value, 2, src)
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d))  # (N, H, L, S)
-        if attn_mask is not None:
-            mask = _mask_array(attn_mask, scores.dtype, "attn_mask")
-            if mask.shape not in ((tgt, src), (n * h, tgt, src)):
-                raise ValueError(f"MultiheadAttention: attn_mask shape {mask.shape}, expected {(tgt, src)}")
-            scores = scores + mask.reshape((n, h, tgt, src) if mask.ndim == 3 else (tgt, src))
-        if key_padding_mask is not None:
-            mask = _mask_array(key_padding_mask, scores.dtype, "key_padding_mask")
-            if mask.shape != (n, src):
-                raise ValueError(f"MultiheadAttention: key_padding_mask shape {mask.shape}, expected {(n, src)}")
-            scores = scores + mask.reshape(n, 1, 1, src)
+        if mask is not None:
+            scores = scores + mask
         weights = F.softmax(scores, dim=-1)
         if self.training and self.dropout > 0:
             weights = F.dropout(weights, self.dropout, True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward
 from minidl.grad_mode import is_grad_enabled
 from minidl.tensor import Tensor
@@ -87,9 +88,10 @@ class Conv2d(Function):
 
 
 # bytes of im2col columns alive at once: the batch is processed in chunks of images whose columns
-# fit, which bounds a conv's extra memory (LeNet-5's peak is its first conv's columns) and keeps
-# each chunk's columns in cache between the copy and the GEMM (measured in docs/performance.md)
-COLUMN_BUDGET = 1 << 21
+# fit, which bounds a conv's extra memory and keeps each chunk's columns in cache between the copy
+# and the GEMM (measured in docs/performance.md). 1 MiB: at 2 MiB LeNet-5's step peak was its second
+# conv's chunk of weight-gradient or input-gradient columns on top of the held activations
+COLUMN_BUDGET = 1 << 20
 
 
 def _chunks(n: int, image_bytes: int) -> list[slice]:
@@ -192,13 +194,23 @@ def transposed_input_grad(g: np.ndarray, weight: np.ndarray, geom: Geometry, gro
 
 
 def col2im_input_grad(gy: np.ndarray, weight: np.ndarray, geom: Geometry, groups: int, c: int) -> np.ndarray:
-    """Input gradient as the column gradient ``w^T @ gy`` folded back by col2im (any stride)."""
+    """Input gradient as the column gradient ``w^T @ gy`` folded back by col2im (any stride), in
+    chunks of images whose column gradients fit COLUMN_BUDGET: for the whole batch at once they were
+    LeNet-5's step peak (3.8 MB for its second conv)."""
     o = weight.shape[0]
-    n = gy.shape[-1] // (geom.ho * geom.wo)
-    dcols = np.matmul(weight.reshape(groups, o // groups, -1).transpose(0, 2, 1), gy)  # (g, C/g*kh*kw, N*Ho*Wo)
-    # fold in (C, N) order, where each kernel offset's slice is one contiguous block
-    dcols = dcols.reshape(c, geom.kh, geom.kw, n, geom.ho, geom.wo).transpose(0, 3, 1, 2, 4, 5)
-    return np.ascontiguousarray(col2im(dcols, geom).transpose(1, 0, 2, 3))
+    hw = geom.ho * geom.wo
+    n = gy.shape[-1] // hw
+    wt = weight.reshape(groups, o // groups, -1).transpose(0, 2, 1)  # (g, C/g*kh*kw, O/g)
+    gx = np.empty((n, c, geom.h, geom.w), dtype=np.result_type(gy, weight))
+    for s in _chunks(n, groups * wt.shape[1] * hw * gx.itemsize):
+        dcols = np.matmul(wt, gy[:, :, s.start * hw : s.stop * hw])  # (g, C/g*kh*kw, images*Ho*Wo)
+        dcols = dcols.reshape(c, geom.kh, geom.kw, s.stop - s.start, geom.ho, geom.wo)
+        if kernels.wanted(dcols):  # numba: summed straight into the NCHW chunk
+            kernels.conv.col2im_into(dcols, gx[s], geom)
+        else:  # fold in (C, N) order, where each kernel offset's slice is one contiguous block
+            gx[s] = col2im(dcols.transpose(0, 3, 1, 2, 4, 5), geom).transpose(1, 0, 2, 3)
+        del dcols  # before the next chunk's product: one chunk of columns alive at a time
+    return gx
 
 
 def conv2d_reference(

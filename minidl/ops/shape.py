@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from minidl import kernels
 from minidl.autograd import Context, Function
 from minidl.tensor import Tensor
 
@@ -100,11 +101,29 @@ class GetItem(Function):
         return IndexAdd.apply(grad, shape=ctx.shape, index=ctx.kwargs["index"])
 
 
+def _integer_rows(index: Any, values: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether ``index`` is one integer array picking whole rows (first-axis entries) of ``shape``."""
+    return (
+        isinstance(index, np.ndarray)
+        and index.dtype.kind in "iu"
+        and len(shape) >= 2
+        and values.shape == index.shape + tuple(shape[1:])
+    )
+
+
 class IndexAdd(Function):
     """Zeros of ``shape`` with ``values`` added at ``index`` (repeated indices accumulate): getitem's adjoint."""
 
     @staticmethod
     def forward(ctx: Context, values: np.ndarray, shape: tuple[int, ...], index: Any) -> np.ndarray:
+        if _integer_rows(index, values, shape) and kernels.wanted(values):  # e.g. an embedding's backward
+            n = shape[0]
+            if index.size and (index.min() < -n or index.max() >= n):
+                raise IndexError(f"index_add: indices must be in [-{n}, {n}), got [{index.min()}, {index.max()}]")
+            idx = index.reshape(-1)
+            idx = np.where(idx < 0, idx + n, idx) if idx.size and idx.min() < 0 else idx
+            width = math.prod(shape[1:])
+            return kernels.pooling.scatter_add_rows(values.reshape(idx.size, width), idx, n).reshape(shape)
         out = np.zeros(shape, dtype=values.dtype)
         if _is_basic(index):
             out[index] = values

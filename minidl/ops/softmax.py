@@ -26,23 +26,36 @@ def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
     return x - np.where(np.isfinite(m), m, np.zeros((), x.dtype))
 
 
+def softmax_array(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax of an array along a valid ``axis`` (the numba kernel for the last axis)."""
+    axis = axis % x.ndim if x.ndim else 0
+    if kernels.wanted(x) and axis == x.ndim - 1 and x.shape[-1]:  # numba: one row at a time
+        return kernels.softmax.softmax(x)
+    e = np.exp(_shifted(x, axis))
+    return e / e.sum(axis=axis if x.ndim else None, keepdims=True)
+
+
+def softmax_grad_array(s: np.ndarray, grad: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``s * (grad - sum(grad * s))`` along ``axis``: softmax's backward from its output ``s``."""
+    if kernels.wanted(grad) and axis % grad.ndim == grad.ndim - 1 and grad.shape[-1]:
+        return kernels.softmax.softmax_backward(s, grad)
+    return s * (grad - (grad * s).sum(axis=axis, keepdims=True))
+
+
 class Softmax(Function):
     save_output = True
 
     @staticmethod
     def forward(ctx: Context, x: np.ndarray, axis: int = -1) -> np.ndarray:
         ctx.axis = _check_axis("softmax", x, axis)
-        if kernels.wanted(x) and ctx.axis == x.ndim - 1 and x.shape[-1]:  # numba: one row at a time
-            return kernels.softmax.softmax(x)
-        e = np.exp(_shifted(x, ctx.axis))
-        return e / e.sum(axis=ctx.axis if x.ndim else None, keepdims=True)
+        return softmax_array(x, ctx.axis)
 
     @staticmethod
     def backward(ctx: Context, grad: Tensor) -> Tensor:
         # d softmax: s * (g - sum(g * s)), written with the output so it is itself differentiable
         s = ctx.output()
-        if kernels.wanted(grad.data) and not is_grad_enabled() and ctx.axis == grad.ndim - 1 and grad.shape[-1]:
-            return Tensor._make(kernels.softmax.softmax_backward(s.data, grad.data))
+        if not is_grad_enabled() and grad.ndim:
+            return Tensor._make(softmax_grad_array(s.data, grad.data, ctx.axis))
         return s * (grad - (grad * s).sum(axis=ctx.axis, keepdims=True))
 
 

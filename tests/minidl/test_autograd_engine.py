@@ -300,6 +300,31 @@ def test_each_leaf_gets_its_own_gradient_array():
     np.testing.assert_allclose(b.grad.data, 1.0)
 
 
+def test_gradients_taken_without_a_copy_are_still_private():
+    # Linear declares fresh_grads: the engine keeps its arrays as .grad instead of copying them
+    x = f64(4, 3)
+    w1, b1, w2, b2 = f64(5, 3, seed=1), f64(5, seed=2), f64(2, 5, seed=3), f64(2, seed=4)
+    F.linear(F.linear(x, w1, b1).tanh(), w2, b2).sum().backward()
+    grads = [t.grad.data for t in (x, w1, b1, w2, b2)]
+    for i, g in enumerate(grads):
+        assert g.flags.c_contiguous and g.flags.writeable
+        for h in grads[i + 1 :]:
+            assert not np.shares_memory(g, h)
+    expected_b2 = np.full(2, 4.0)  # d(sum)/d(b2): one per row
+    w1.grad.data[...] = 7  # an in-place update of one gradient touches no other
+    np.testing.assert_allclose(b2.grad.data, expected_b2)
+
+
+def test_a_gradient_a_hook_has_seen_is_copied_into_dot_grad():
+    x, w = f64(4, 3), f64(2, 3, seed=1)
+    seen = []
+    w.register_hook(lambda g: seen.append(g))
+    F.linear(x, w).sum().backward()
+    np.testing.assert_allclose(seen[0].data, w.grad.data)
+    w.grad.data[...] = 0  # e.g. an in-place allreduce: the hook's tensor keeps its values
+    np.testing.assert_allclose(seen[0].data, np.tile(x.data.sum(axis=0), (2, 1)))
+
+
 def test_gradient_has_the_dtype_of_its_tensor():
     w = minidl.ones(3, requires_grad=True)
     (w * np.arange(3.0)).sum().backward()  # float64 constant promotes the product

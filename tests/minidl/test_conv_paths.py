@@ -134,3 +134,27 @@ def test_image_chunks_give_the_same_conv(budget, stride, monkeypatch):
         x.grad.data, adjoint_oracle(gy, w.data, x.shape, (stride,) * 2, (1,) * 4, (1, 1), 1), atol=1e-10
     )
     assert gradcheck(lambda x, w: F.conv2d(x, w, None, stride, 1), [x, w])
+
+
+def test_col2im_input_grad_holds_one_chunk_of_columns_at_a_time(monkeypatch):
+    import tracemalloc
+
+    n, c, o, size, k = 16, 2, 3, 16, 5
+    geom = geometry("conv2d", (n, c, size, size), (k, k), (2, 2), (2, 2, 2, 2), (1, 1))
+    chunk = 4 * c * k * k * geom.ho * geom.wo * 4  # four images' float32 column gradients
+    monkeypatch.setattr(conv, "COLUMN_BUDGET", chunk)
+    rng = np.random.default_rng(0)
+    gy = rng.standard_normal((1, o, n * geom.ho * geom.wo)).astype(np.float32)
+    w = rng.standard_normal((o, c, k, k)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        gx = conv.col2im_input_grad(gy, w, geom, 1, c)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    folded = 4 * c * geom.hp * geom.wp * 4  # one chunk's padded image sum
+    assert peak < gx.nbytes + 1.5 * chunk + 2 * folded  # two chunks alive would be gx + 2 * chunk + ...
+    want = adjoint_oracle(
+        gy.reshape(o, n, geom.ho, geom.wo).transpose(1, 0, 2, 3), w, gx.shape, (2, 2), (2,) * 4, (1, 1), 1
+    )
+    np.testing.assert_allclose(gx, want, rtol=1e-4, atol=1e-4)

@@ -153,6 +153,43 @@ def test_max_pool_strided_input_and_scatter_add(dtype, spy):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_backward_scatters_rows(dtype, spy):
+    calls = spy(kernels.pooling, "scatter_add_rows")
+    ids = np.random.default_rng(0).integers(0, 5, (4, 7))  # repeated ids accumulate
+    check(lambda w: F.embedding(ids, w), [rand((5, 3), dtype)], dtype, calls)
+    check(lambda w: w[ids - 5], [rand((5, 2, 3), dtype)], dtype, calls)  # negative ids, wider rows
+    grad = rand((6, 3), dtype)
+    index = np.array([2, 0, 2, 2, 3, 0])
+    want = np.zeros((4, 3), dtype)
+    for k, row in enumerate(index):  # the oracle: one row at a time
+        want[row] += grad[k]
+    np.testing.assert_allclose(kernels.pooling.scatter_add_rows(grad, index, 4), want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "xs, ws, kw",
+    [
+        ((3, 6, 14, 14), (16, 6, 5, 5), {}),  # LeNet-5's second conv: more output than input channels
+        ((2, 4, 9, 8), (6, 2, 3, 2), dict(stride=2, padding=(2, 1), dilation=(1, 2), groups=2)),
+        ((2, 3, 7, 7), (2, 3, 3, 3), dict(stride=(3, 2), padding=1)),
+    ],
+)
+def test_conv_input_gradient_col2im(xs, ws, kw, dtype, spy, monkeypatch):
+    from minidl.ops import conv
+
+    monkeypatch.setattr(conv, "COLUMN_BUDGET", 1)  # one image per chunk: every chunk's slice of gx written
+    calls = spy(kernels.conv, "col2im_into")
+    check(lambda x, w: F.conv2d(x, w, None, **kw), [rand(xs, dtype), rand(ws, dtype, seed=2)], dtype, calls)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_on_a_column_major_linear_output(dtype, spy):
+    calls = spy(kernels.activation, "relu")
+    check(lambda x, w: F.relu(F.linear(x, w)), [rand((5, 3), dtype), rand((4, 3), dtype, seed=2)], dtype, calls)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "shape, k, s, p, ceil, include_pad, divisor",
     [

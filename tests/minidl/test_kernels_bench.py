@@ -6,6 +6,7 @@ No timing is asserted (the machine is shared); only that the comparison is betwe
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,23 @@ def test_op_overhead_runs_and_records_the_machine(tmp_path):
     assert [row["chain"] for row in data["op_overhead"]] == list(CHAINS)
     assert data["machine"]["command"][-2:] == ["--json", str(out)]
     assert "blas" in data["machine"] and "load_average" in data["machine"]
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_blas_overrides_are_dropped_and_the_kernel_recorded(tmp_path, keep):
+    pytest.importorskip("threadpoolctl")
+    out = tmp_path / "overhead.json"
+    cmd = [sys.executable, "-m", "minidl.bench", "--op-overhead", "--no-torch", "--rounds", "1", "--steps", "1"]
+    cmd += ["--length", "2", "--size", "2", "--json", str(out)] + (["--keep-blas-env"] if keep else [])
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Haswell"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr
+    machine = json.loads(out.read_text())["machine"]
+    (blas,) = [lib for lib in machine["blas"] if lib["user_api"] == "blas"]
+    if keep:  # the forced kernel ran, and the record says so
+        assert machine["environment"]["OPENBLAS_CORETYPE"] == "Haswell" and not machine["environment_removed"]
+        assert blas["architecture"] == "Haswell"
+    else:
+        assert machine["environment_removed"] == {"OPENBLAS_CORETYPE": "Haswell"}
+        assert "OPENBLAS_CORETYPE" not in machine["environment"]
+        assert "running without OPENBLAS_CORETYPE=Haswell" in proc.stderr

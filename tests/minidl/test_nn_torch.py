@@ -139,6 +139,42 @@ def test_multihead_attention_with_masks(batch_first):
     np.testing.assert_allclose(mw.data, tw.detach().numpy(), rtol=1e-9)
 
 
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("masks", [False, True])
+def test_self_attention_takes_the_fused_path_and_matches(batch_first, masks, monkeypatch):
+    from minidl.ops import attention
+
+    calls = []
+    fused = attention.SelfAttention.apply
+    monkeypatch.setattr(attention.SelfAttention, "apply", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    tm, mm = tnn.MultiheadAttention(8, 2, batch_first=batch_first), nn.MultiheadAttention(8, 2, batch_first=batch_first)
+    attn_mask = np.zeros((5, 5), dtype=bool)
+    attn_mask[0, 1] = attn_mask[3, 4] = True
+    kpm = np.zeros((3, 5), dtype=bool)
+    kpm[1, 3] = True
+    kw_t = dict(attn_mask=torch.tensor(attn_mask), key_padding_mask=torch.tensor(kpm)) if masks else {}
+    kw_m = dict(attn_mask=attn_mask, key_padding_mask=kpm) if masks else {}
+
+    class T(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = tm
+
+        def forward(self, x):
+            return self.m(x, x, x, need_weights=False, **kw_t)
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = mm
+
+        def forward(self, x):
+            return self.m(x, x, x, need_weights=False, **kw_m)
+
+    check(T(), M(), rand(3, 5, 8) if batch_first else rand(5, 3, 8))
+    assert calls, "self-attention without weights did not take the fused op"
+
+
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_transformer_encoder(norm_first):
     kw = dict(dim_feedforward=16, dropout=0.0, batch_first=True, norm_first=norm_first)

@@ -21,6 +21,7 @@ from hypothesis.extra.numpy import mutually_broadcastable_shapes
 import minidl
 import minidl.functional as F
 from minidl import gradcheck, gradgradcheck
+from minidl.ops.attention import self_attention
 
 # var/std over a single element divides by zero on purpose (the result must be NaN, as in numpy)
 pytestmark = pytest.mark.filterwarnings(
@@ -382,9 +383,52 @@ SOFTMAX_CASES = [
 ]
 CASES += SOFTMAX_CASES
 
+
+def _np_self_attention(qkv: np.ndarray, heads: int, scale: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per batch entry and head: softmax(q k^T scale + mask) v, written out with loops."""
+    n, length, three_e = qkv.shape
+    e = three_e // 3
+    d = e // heads
+    out = np.zeros((n, length, e))
+    for b in range(n):
+        for h in range(heads):
+            q, k, v = (qkv[b, :, i * e + h * d : i * e + (h + 1) * d] for i in range(3))
+            s = q @ k.T * scale + (0 if mask is None else np.broadcast_to(mask, (n, heads, length, length))[b, h])
+            p = np.exp(s - s.max(axis=1, keepdims=True))
+            out[b, :, h * d : (h + 1) * d] = (p / p.sum(axis=1, keepdims=True)) @ v
+    return out
+
+
+_ATTENTION_MASK = np.where(np.random.default_rng(5).random((2, 1, 4, 4)) < 0.3, -np.inf, 0.0)
+_ATTENTION_MASK[..., 0] = 0.0  # every row keeps one key
+
 LAYER_CASES = [
+    Case(
+        "self_attention",
+        lambda x: self_attention(x, 2, 0.7),
+        lambda x: _np_self_attention(x, 2, 0.7),
+        [(2, 4, 12)],
+        double=True,
+    ),
+    Case(
+        "self_attention_masked",
+        lambda x: self_attention(x, 3, 0.5, _ATTENTION_MASK),
+        lambda x: _np_self_attention(x, 3, 0.5, _ATTENTION_MASK),
+        [(2, 4, 9)],
+        double=True,
+    ),
     Case("linear", F.linear, lambda x, w, b: x @ w.T + b, [(4, 3), (2, 3), (2,)], double=True),
     Case("linear_nobias_3d", lambda x, w: F.linear(x, w), lambda x, w: x @ w.T, [(2, 4, 3), (5, 3)]),
+    Case("linear_3d", F.linear, lambda x, w, b: x @ w.T + b, [(2, 4, 3), (5, 3), (5,)], double=True),
+    Case("linear_empty_batch", F.linear, lambda x, w, b: x @ w.T + b, [(0, 3), (2, 3), (2,)]),
+    Case("linear_no_features", F.linear, lambda x, w, b: x @ w.T + b, [(4, 0), (2, 0), (2,)]),
+    Case(  # the second layer's input is the first's column-major output
+        "linear_chain",
+        lambda x, w1, b1, w2, b2: F.linear(F.linear(x, w1, b1).tanh(), w2, b2),
+        lambda x, w1, b1, w2, b2: np.tanh(x @ w1.T + b1) @ w2.T + b2,
+        [(3, 4), (5, 4), (5,), (2, 5), (2,)],  # 3 rows <= 4 features: a column-major first output
+        double=True,
+    ),
     Case("conv2d", F.conv2d, _np_conv2d, [(2, 3, 5, 5), (4, 3, 3, 3), (4,)], double=True),
     Case(
         "conv2d_stride_pad_dil_groups",
