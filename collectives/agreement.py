@@ -222,11 +222,12 @@ class Exchange:
         self.ufunc = op.ufunc if op is not None else None
         self.steps = tuple(zip(mailbox.legs, mailbox.receives))
         self.copy_out = self.fused and mailbox.legs[-1].source is None  # the result does not end in a receive
+        self.received = mailbox.inbox[:HEADER_BYTES]  # the partner's combination so far
+        self.isend, self.name = mailbox.comm.Isend, names["collective"]
 
     def __call__(self, flat: np.ndarray | None, ctx: CommContext, timeout: float, error: Any = None) -> bool:
-        mailbox, packed, work, incoming, ufunc = self.mailbox, self.packed, self.work, self.incoming, self.ufunc
-        received, expected, fused = mailbox.inbox[:HEADER_BYTES], self.expected, self.fused
-        isend, wait, name, seq = mailbox.comm.Isend, watchdog.wait, self.names["collective"], ctx.calls
+        packed, work, incoming, ufunc, fused = self.packed, self.work, self.incoming, self.ufunc, self.fused
+        received, expected, isend, wait, seq = self.received, self.expected, self.isend, watchdog.wait, ctx.calls
         if fused:
             work[...] = flat
         agreed = True
@@ -235,10 +236,10 @@ class Exchange:
                 receive.Start()
             if dest is not None:
                 send = isend(packed, dest, tag)
-            if source is not None:
-                wait(receive, ctx, name, seq, timeout)
-            if dest is not None:
-                wait(send, ctx, name, seq, timeout)  # before the message's buffer changes below
+            if source is not None and not receive.Test():
+                wait(receive, ctx, self.name, seq, timeout)
+            if dest is not None and not send.Test():
+                wait(send, ctx, self.name, seq, timeout)  # before the message's buffer changes below
             if source is None:
                 continue
             if agreed and received.tobytes() == expected:  # the sender and all it heard made this call
@@ -255,7 +256,7 @@ class Exchange:
             combined = self.header.copy()
             self.header[...] = self.sig  # the next call starts from this rank's own signature again
             verify(combined, self.names, error)
-            raise CollectiveMismatchError(f"{name}: the ranks' calls differ")  # not reached: verify raised
+            raise CollectiveMismatchError(f"{self.name}: the ranks' calls differ")  # not reached: verify raised
         if self.copy_out:
             flat[...] = work
         return fused
