@@ -160,7 +160,9 @@ class Leg(NamedTuple):
     dest: int | None  # the rank this rank's message goes to, if any
     source: int | None  # the rank whose message this rank receives, if any
     tag: int
-    last: bool  # the last step: a received result may go straight into the user's buffer
+    # The last step: the message it receives carries every rank's signature, so if it agrees every rank
+    # agreed, and the result may go straight into the user's buffer (tests/collectives/test_agreement_route.py)
+    last: bool
     replace: bool = False  # the message received is the finished result (unfolding), not a partial one
 
 
