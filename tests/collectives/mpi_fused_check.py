@@ -157,6 +157,20 @@ CASES = [
 for what, mine, odd, text in CASES:
     mismatch(what, mine, odd, text)
 
+# another collective on one rank while the others' allreduce is fused
+for odd_rank in range(size):
+    buf = np.arange(4.0)
+    try:
+        if rank == odd_rank:
+            collectives.broadcast(buf, 0, comm)
+        else:
+            collectives.allreduce(buf, comm, "sum", "auto")
+    except collectives.CollectiveMismatchError as e:
+        if "disagree on the collective" not in str(e):
+            fail(f"broadcast on rank {odd_rank}: {e}")
+    else:
+        fail(f"broadcast on rank {odd_rank}, allreduce elsewhere: no error")
+
 # an invalid buffer on one rank while the others' calls are fused: its own error there, a clear one elsewhere
 for odd_rank in range(size):
     bad = np.zeros((4, 4))[:, ::2] if rank == odd_rank else np.zeros(8)
