@@ -12,6 +12,7 @@ from collectives.agreement import CollectiveMismatchError, set_checks
 from collectives.algorithms import ALGORITHMS, AlgorithmSpec, Constraints, Cost, algorithm_names, register, unregister
 from collectives.algorithms.chunking import chunk_bounds
 from collectives.api import allgather, allreduce, broadcast, explain, reduce, reduce_scatter
+from collectives.hierarchical import hierarchical_allreduce
 from collectives.link import Link, parse_link
 from collectives.ops import OPS, ReduceOp
 from collectives.watchdog import CollectiveTimeoutError, set_timeout
@@ -57,6 +58,7 @@ __all__ = [
     "broadcast",
     "chunk_bounds",
     "explain",
+    "hierarchical_allreduce",
     "iallreduce",
     "parse_link",
     "reduce",

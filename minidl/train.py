@@ -16,6 +16,7 @@ gradients stops the run, naming the step and the first parameter affected, unles
 Examples:
   mpiexec -n 4 python -m minidl.train --model lenet --epochs 10
   mpiexec -n 2 python -m minidl.train --link 10Gbps,50us --profile step.png
+  mpiexec -n 2 python -m minidl.train --link 1Gbps,100us --bucket-mb auto --trace trace.json
   mpiexec -n 4 python -m minidl.train --dataset synthetic-images --model resnet --optimizer lars \\
       --lr 0.1 --base-batch 128 --warmup-epochs 2 --schedule cosine --metrics runs/r.jsonl
 """
@@ -44,6 +45,7 @@ from minidl.data import DataLoader, DistributedSampler
 from minidl.distributed import DistributedDataParallel, GradientNoiseScale
 from minidl.distributed.finite import first_nonfinite
 from minidl.distributed.timing import StepTimer, StepTiming, summarize
+from minidl.distributed.trace import StepTracer, split_exposed
 from minidl.experiments import build_model, load_dataset
 from minidl.metrics import MetricsWriter
 from minidl.optim import lr_scheduler
@@ -57,6 +59,23 @@ PRINTED_SKIPS = 3  # skipped steps announced one by one; later ones are only cou
 class TrainingError(Exception):
     """The run cannot go on (a non-finite gradient, a non-finite model to checkpoint); raised on
     every rank at the same step, so the job ends cleanly with one message."""
+
+
+class UnpaddedShard(DistributedSampler):
+    """Rank r's samples without the padding: every sample once per epoch; shards differ by at most one sample."""
+
+    def indices(self) -> np.ndarray:
+        return super().indices()[: len(self)]  # positions r, r + R, ... below n come first; the rest is padding
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.num_replicas))
+
+
+def _most_steps(local_steps: int, comm: Any) -> int:
+    """The largest number of steps any rank has in an epoch (what the schedule is laid out for)."""
+    most = np.array([local_steps], np.int64)
+    dist.all_reduce(most, "max", comm=comm)
+    return int(most[0])
 
 
 def parse_args(argv: list[str] | None = None, comm: Any = None) -> argparse.Namespace:
@@ -189,9 +208,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = dist.convert_sync_batchnorm(model, comm)
     config = run_config(args, size)
     global_batch, lr = config["global_batch"], config["scaled_lr"]
-    sampler = DistributedSampler(len(train_set), num_replicas=size, rank=rank, shuffle=True, seed=args.seed)
-    loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True)
-    steps_per_epoch = len(loader) // args.accumulation
+    shard = UnpaddedShard if args.uneven else DistributedSampler
+    sampler = shard(len(train_set), num_replicas=size, rank=rank, shuffle=True, seed=args.seed)
+    loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=not args.uneven)
+    local_steps = len(loader) // args.accumulation  # with --uneven, ranks may differ: the schedule follows the most
+    steps_per_epoch = _most_steps(local_steps, comm) if args.uneven else local_steps
     if steps_per_epoch < 1:
         raise TrainingError(
             f"{len(train_set)} training samples give no full step of {args.batch_size} x {size} ranks x "
@@ -208,19 +229,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             say(f"  {line}", always=True)
     step = (start_epoch - 1) * steps_per_epoch
     schedule = make_schedule(args, opt, steps_per_epoch, done=step)
-    noise = GradientNoiseScale(args.batch_size * args.accumulation, global_batch) if size > 1 else None
+    # The noise scale compares local and averaged gradient norms; a lossy hook's average is not the average.
+    exact = args.comm_hook == "none"
+    noise = GradientNoiseScale(args.batch_size * args.accumulation, global_batch) if size > 1 and exact else None
     series = _checkpoints(args, say) if rank == 0 and args.checkpoint_dir else None
     profile_at = _profile_step(args, step, steps_per_epoch, say)
+    bucket_plan, bucket_mb = _bucket_size(args, model, loader, comm, noise is not None, say)
 
     ddp = DistributedDataParallel(
         model,
         comm,
         algorithm=args.algorithm,
-        bucket_cap_mb=args.bucket_mb,
+        bucket_cap_mb=bucket_mb,
         overlap=not args.no_overlap,
-        measure_noise_scale=size > 1,
+        measure_noise_scale=noise is not None,
         link=args.link,
+        ranks_per_node=args.ranks_per_node,
     )
+    hook_state, hook = dist.make_comm_hook(args.comm_hook)
+    if hook is not None:  # not with --zero-stage 2, whose reduce-scatter is a hook of its own (train_options)
+        ddp.register_comm_hook(hook_state, hook)
+    if args.zero_stage:  # shard the plain optimizer: its groups (the schedule drives them) and any resumed state
+        opt = dist.ZeroRedundancyOptimizer.from_optimizer(opt, ddp, args.zero_stage)
     say(
         f"minidl.train: {args.model} on {args.dataset} ({len(train_set)} train / {len(test_set)} test), "
         f"{size} rank(s), global batch {global_batch} = {args.batch_size} x {size} ranks x {args.accumulation}, "
@@ -228,6 +258,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"overlap={'off' if args.no_overlap else 'on'}, {threads} thread(s)/rank"
         + (", SyncBatchNorm" if args.sync_bn else "")
         + (f", link {args.link}" if args.link else "")
+        + (f", comm hook {args.comm_hook}" if args.comm_hook != "none" else "")
+        + (f", {args.ranks_per_node} rank(s) per node" if args.ranks_per_node else "")
+        + (", uneven shards (join)" if args.uneven else "")
     )
     say(
         f"{'epoch':>5} {'loss':>8} {'train acc':>9} {'test acc':>8} {'samples/s':>10} {'comm s':>8} "
@@ -241,49 +274,59 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             writer = open_metrics(args.metrics, append=bool(args.resume_from), config=config)
             cleanup.callback(writer.close)
         comm.Barrier()
-        timer = StepTimer()
+        timer = StepTimer(keep_intervals=bool(args.trace))
+        tracer = StepTracer(timer.origin, args.trace_steps) if args.trace else None
         history: list[StepTiming] = []
         test_acc = float("nan")
         skipped = 0
+        wire = np.zeros(3)  # synchronised steps, bytes the hooks sent, bytes of gradient they reduced (this rank)
         for epoch in range(start_epoch, args.epochs + 1):
             sampler.set_epoch(epoch)
             batches = iter(loader)
             epoch_steps: list[StepTiming] = []
             stats = np.zeros(3)  # loss sum, correct, samples (this rank, steps not skipped)
             bar = progress(
-                range(steps_per_epoch),
+                range(local_steps),
                 rank == 0 and not (args.quiet or args.no_progress),
                 f"epoch {epoch}/{args.epochs}",
-                steps_per_epoch,
+                local_steps,
             )
-            for _ in bar:
-                step += 1
-                profile_now = step == profile_at
-                if profile_now:
-                    comm.Barrier()  # line the ranks' clocks up for the timeline
-                    timer = StepTimer(keep_intervals=True)
-                timing = timer.start_step()
-                loss_value, step_stats, bad_loss = _forward_backward(args, ddp, batches, timer, timing, size)
-                if size > 1:  # backward's last moments were spent waiting for communication
-                    exposed = ddp.stats.exposed_seconds
-                    timing.backward -= exposed
-                    timing.exposed_comm += exposed
-                    timing.comm = ddp.stats.comm_seconds
-                skip = _update(
-                    args, ddp, model, opt, schedule, timer, f"step {step} (epoch {epoch})", bad_loss, skipped, say
-                )
-                if skip:
-                    skipped += 1
-                else:
-                    stats += step_stats
-                    if noise is not None:
-                        noise.update(ddp.stats.local_sq_norm, ddp.stats.global_sq_norm)
-                history.append(timing)
-                epoch_steps.append(timing)
-                if profile_now:
-                    _save_profile(args.profile, timer, ddp, comm, step, say)
-                if writer is not None:
-                    writer.write(_step_row(epoch, step, loss_value, opt, timing, noise, skip))
+            joining = ddp.join(optimizer=opt) if args.uneven else contextlib.nullcontext()
+            with joining:  # a rank out of batches shadows the others' allreduces until all are done
+                for _ in bar:
+                    step += 1
+                    profile_now = step == profile_at
+                    if profile_now:
+                        comm.Barrier()  # line the ranks' clocks up for the timeline
+                        timer = StepTimer(keep_intervals=True)
+                    timing = timer.start_step()
+                    loss_value, step_stats, bad_loss = _forward_backward(args, ddp, batches, timer, timing, size)
+                    if size > 1:  # backward's last moments were spent waiting for communication
+                        exposed = ddp.stats.exposed_seconds
+                        timing.backward -= exposed
+                        timing.exposed_comm += exposed
+                        timing.comm = ddp.stats.comm_seconds
+                        wire += (1, ddp.stats.wire_bytes, ddp.stats.bytes)
+                    skip = _update(
+                        args, ddp, model, opt, schedule, timer, f"step {step} (epoch {epoch})", bad_loss, skipped, say
+                    )
+                    if skip:
+                        skipped += 1
+                    else:
+                        stats += step_stats
+                        if noise is not None:
+                            noise.update(ddp.stats.local_sq_norm, ddp.stats.global_sq_norm)
+                    history.append(timing)
+                    epoch_steps.append(timing)
+                    if tracer is not None:
+                        tracer.record(step, timing.intervals, timer.origin, ddp)
+                    if profile_now:
+                        _save_profile(args.profile, timer, ddp, comm, step, say)
+                    if writer is not None:
+                        writer.write(_step_row(epoch, step, loss_value, opt, timing, noise, skip))
+            for _ in range(steps_per_epoch - local_steps):  # a rank that joined early: its schedule catches up
+                schedule.step()
+            step += steps_per_epoch - local_steps
             dist.all_reduce(stats, comm=comm)
             test_acc = evaluate(model, test_set, comm)
             ep = summarize(epoch_steps)
@@ -310,7 +353,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
             if args.checkpoint_dir and (epoch % args.checkpoint_every == 0 or epoch == args.epochs):
                 _checkpoint(series, model, opt, epoch, step, config, say)
-    return _summary(args, size, global_batch, lr, history, test_acc, noise, launch, skipped, say)
+        if tracer is not None:
+            _save_trace(args, tracer, ddp, comm, say)
+    memory = _optimizer_memory(opt, comm)
+    result = _summary(args, size, global_batch, lr, history, test_acc, noise, launch, skipped, say, memory, bucket_plan)
+    if wire[0]:
+        result.update(_wire_summary(args.comm_hook, *wire, say))
+    return result
+
+
+def _wire_summary(hook: str, steps: float, sent: float, reduced: float, say: Printer) -> dict[str, Any]:
+    """The bytes per step a rank put on the wire (as its hook reports them) against the plain allreduce's."""
+    per_step, plain = sent / steps, reduced / steps
+    line = f"  on the wire per step: {per_step / 2**10:.1f} KiB"
+    if hook != "none":
+        line += f" with comm hook {hook}, {plain / 2**10:.1f} KiB uncompressed ({plain / per_step:.1f}x less)"
+    say(line, always=True)
+    return {"comm_hook": hook, "wire_bytes_per_step": per_step, "uncompressed_bytes_per_step": plain}
 
 
 def _update(
@@ -328,10 +387,12 @@ def _update(
     """Apply the step's averaged gradients; if they hold NaN or Inf, stop the run (TrainingError) or,
     with --skip-nonfinite, skip the update and return True. Every rank holds the same gradients, so
     every rank makes the same choice."""
-    bad = ddp.first_nonfinite_gradient()
+    bad = (opt if args.zero_stage else ddp).first_nonfinite_gradient()  # ZeRO 2: only the shard is averaged
     if bad is None:
         with timer.phase("optimizer"):
-            if args.clip_grad_norm:
+            if args.clip_grad_norm and args.zero_stage:
+                opt.clip_grad_norm_(args.clip_grad_norm)
+            elif args.clip_grad_norm:
                 minidl.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad_norm)
             opt.step()
             opt.zero_grad()
@@ -404,6 +465,8 @@ def _checkpoint(series: Any, model: Any, opt: Any, epoch: int, step: int, config
         raise TrainingError(
             f"epoch {epoch}: parameter {bad!r} holds NaN or Inf; no checkpoint written over the last good one"
         )
+    if isinstance(opt, dist.ZeroRedundancyOptimizer):  # every rank sends its shard; the file holds the whole state
+        opt.consolidate_state_dict(to=0)
     if series is not None:
         path = series.save(epoch, model=model, optimizer=opt, step=step, rng=False, extra={"config": config})
         say(f"checkpoint {path}")
@@ -441,13 +504,7 @@ def _step_row(epoch: int, step: int, loss: float, opt: Any, t: StepTiming, noise
 def _save_profile(path: str, timer: StepTimer, ddp: Any, comm: Any, step: int, say: Printer) -> None:
     from minidl.distributed.timeline import plot_step_timeline
 
-    intervals = list(timer.current.intervals)
-    exposed = ddp.stats.exposed_seconds
-    last_backward = max((i for i, iv in enumerate(intervals) if iv[0] == "backward"), default=None)
-    if last_backward is not None and exposed > 0:  # split backward's final wait out as exposed comm
-        _, start, end = intervals[last_backward]
-        intervals[last_backward] = ("backward", start, end - exposed)
-        intervals.append(("exposed_comm", end - exposed, end))
+    intervals = split_exposed(timer.current.intervals, ddp.stats.exposed_seconds)
     intervals += [(f"bucket {b}", s - timer.origin, e - timer.origin) for b, s, e in ddp.stats.intervals]
     gathered = comm.gather(intervals, root=0)  # once per run: a small pickle is fine here
     if comm.Get_rank() == 0:
@@ -457,6 +514,44 @@ def _save_profile(path: str, timer: StepTimer, ddp: Any, comm: Any, step: int, s
             title=f"step {step}: {ddp.algorithm} allreduce, {len(ddp.buckets)} bucket(s), {comm.Get_size()} ranks",
         )
         say(f"timeline of step {step} written to {out}")
+
+
+def _bucket_size(
+    args: argparse.Namespace, model: Any, loader: Any, comm: Any, spare: bool, say: Printer
+) -> tuple[Any, float]:
+    """``--bucket-mb``, or with ``auto`` the predicted best (and its plan; None when given or on one rank);
+    ``spare``: the last bucket carries the noise scale's extra element."""
+    if args.bucket_mb != "auto":
+        return None, args.bucket_mb
+    if comm.Get_size() == 1:
+        say("--bucket-mb auto: one rank, nothing to communicate: 25 MiB buckets")
+        return None, 25.0
+    from minidl.distributed.autobucket import choose_bucket_mb
+
+    x, y = next(iter(loader))  # this rank's first batch: the measurement passes do not train
+    spare_bytes = next(iter(model.parameters())).data.itemsize if spare else 0
+    plan = choose_bucket_mb(
+        model, lambda: F.cross_entropy(model(x), y), comm, args.algorithm, args.link, not args.no_overlap, spare_bytes
+    )
+    say(
+        f"--bucket-mb auto: {plan.cap_mb:.4g} MiB -> {len(plan.buckets)} bucket(s); on {args.link} the predicted "
+        f"allreduce time per step is {1e3 * plan.comm:.2f} ms, {1e3 * plan.exposed:.2f} ms of it exposed"
+    )
+    return plan, plan.cap_mb
+
+
+def _save_trace(args: argparse.Namespace, tracer: StepTracer, ddp: Any, comm: Any, say: Printer) -> None:
+    overlapped = ddp.world_size > 1 and ddp.overlap
+    path = tracer.write(
+        args.trace,
+        comm,
+        comm_thread="comm thread" if overlapped else "allreduce (main thread, --no-overlap)",
+        algorithm=ddp.algorithm,
+        link=str(ddp.link) if ddp.link else None,
+        buckets=[b.nbytes for b in ddp.buckets],
+    )
+    if path is not None:
+        say(f"trace of {tracer.steps} step(s) written to {path} (open it in https://ui.perfetto.dev)")
 
 
 def _summary(
@@ -470,6 +565,8 @@ def _summary(
     launch: float,
     skipped: int,
     say: Printer,
+    memory: dict[str, int] | None = None,
+    bucket_plan: Any = None,
 ) -> dict[str, Any]:
     total = summarize(history)
     wall = time.perf_counter() - launch
@@ -506,8 +603,34 @@ def _summary(
         lines.append(f"  gradient noise scale B_simple ~ {result['b_simple']:.0f} (global batch {global_batch})")
     if "scaling_efficiency" in result:
         lines.append(f"  scaling efficiency vs 1 rank: {100 * result['scaling_efficiency']:.0f}%")
+    if bucket_plan is not None:
+        from minidl.distributed.autobucket import compare
+
+        found, line = compare(bucket_plan, history)
+        result.update(found)
+        lines.append(line)
+    if memory is not None:
+        result.update(memory)
+        stage = f"ZeRO stage {args.zero_stage}, sharded over {size} rank(s)" if args.zero_stage else "not sharded"
+        lines.append(
+            f"  optimizer state per rank: {memory['optimizer_state_bytes']:,} B ({stage}); averaged gradient kept "
+            f"per rank: {memory['gradient_bytes_kept']:,} B (largest rank)"
+        )
     say("\n".join(lines), always=True)
     return result
+
+
+def _optimizer_memory(opt: Any, comm: Any) -> dict[str, int]:
+    """Bytes of optimizer state and of averaged gradient each rank keeps, the largest over ranks (shards are uneven)."""
+    if isinstance(opt, dist.ZeroRedundancyOptimizer):
+        mem = opt.memory()
+        state, grads = mem["optimizer_state"], mem["averaged_gradient"]
+    else:
+        state = sum(v.nbytes for s in opt.state.values() for v in s.values() if isinstance(v, np.ndarray))
+        grads = sum(p.data.nbytes for g in opt.param_groups for p in g["params"])
+    largest = np.array([state, grads], dtype=np.int64)
+    dist.all_reduce(largest, "max", comm=comm)
+    return {"optimizer_state_bytes": int(largest[0]), "gradient_bytes_kept": int(largest[1])}
 
 
 def cli(argv: list[str] | None = None) -> int:

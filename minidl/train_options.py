@@ -29,6 +29,7 @@ OPTIMIZERS = ("sgd", "lars", "lamb", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 METRICS_SUFFIXES = (".jsonl", ".csv")
 PROFILE_SUFFIXES = (".png", ".svg", ".pdf")
+TRACE_SUFFIXES = (".json",)
 
 # Flags that must be at least 1, and floats that must be finite and positive or non-negative.
 AT_LEAST_ONE = (
@@ -42,6 +43,7 @@ AT_LEAST_ONE = (
     "train_size",
     "base_batch",
     "profile_step",
+    "trace_steps",
 )
 POSITIVE = ("lr", "bucket_mb", "baseline_throughput", "clip_grad_norm")
 NON_NEGATIVE = ("momentum", "weight_decay", "warmup_epochs", "timeout")
@@ -140,7 +142,13 @@ def build_parser(description: str) -> Parser:
         metavar="NAME",
         help=f"allreduce algorithm for the gradients: {', '.join(dist.algorithms())} (default: ring)",
     )
-    g.add_argument("--bucket-mb", type=float, default=25.0, help="gradient bucket size in MiB (default: 25)")
+    g.add_argument(
+        "--bucket-mb",
+        type=bucket_size,
+        default=25.0,
+        help="gradient bucket size in MiB, or 'auto': the size that the measured backward and the simulated "
+        "allreduce on --link predict hides the most communication (default: 25)",
+    )
     g.add_argument("--no-overlap", action="store_true", help="allreduce after backward instead of during it")
     g.add_argument(
         "--sync-bn",
@@ -149,16 +157,32 @@ def build_parser(description: str) -> Parser:
     )
     g.add_argument("--link", help="emulate a slower link: BANDWIDTH,LATENCY such as '10Gbps,20us', or a preset name")
     g.add_argument(
+        "--comm-hook",
+        default="none",
+        metavar="NAME[:KEY=VALUE,...]",
+        help=f"what crosses the wire for each gradient bucket: {dist.hook_names()} (default: none, the plain "
+        "allreduce); e.g. powersgd:rank=2, topk:ratio=0.01, fp16, bf16",
+    )
+    g.add_argument(
         "--timeout",
         type=float,
         help="seconds a collective waits for every rank before raising, naming the missing ones "
         "(default: $COLLECTIVES_TIMEOUT or 300; 0: wait for ever)",
     )
 
+    add_zero_options(p)
+    add_node_options(p)
+
     g = p.add_argument_group("output")
     g.add_argument("--metrics", help="write per-step metrics to this .jsonl or .csv file (rank 0)")
     g.add_argument("--profile", help="save a per-rank timeline of one step to this .png/.svg/.pdf")
     g.add_argument("--profile-step", type=int, default=5, help="which step to profile (default: 5)")
+    g.add_argument(
+        "--trace",
+        help="write a Chrome trace (.json) of the first --trace-steps steps, every rank and its communication "
+        "thread, for https://ui.perfetto.dev or chrome://tracing (rank 0)",
+    )
+    g.add_argument("--trace-steps", type=int, default=20, help="steps recorded by --trace (default: 20)")
     g.add_argument("--baseline-throughput", type=float, help="samples/s of a 1-rank run, for scaling efficiency")
     g.add_argument(
         "--checkpoint-dir",
@@ -203,7 +227,7 @@ def check_values(args: argparse.Namespace) -> list[str]:
             errors.append(f"{flag(name)} must be at least 1, got {value}")
     for name in POSITIVE + NON_NEGATIVE:
         value = getattr(args, name)
-        if value is None:
+        if value is None or value == "auto":
             continue
         if not math.isfinite(value) or value < 0 or (value == 0 and name in POSITIVE):
             what = "a positive number" if name in POSITIVE else "a number >= 0"
@@ -226,6 +250,8 @@ def check_values(args: argparse.Namespace) -> list[str]:
         args.link = dist.resolve_link(args.link)
     except ValueError as e:
         errors.append(str(e))
+    errors += check_comm_hook(args)
+    errors += check_node_options(args)
     args.model = args.model or DEFAULT_MODEL[args.dataset]
     if why := fit_problem(args.model, args.dataset):
         errors.append(why)
@@ -239,7 +265,30 @@ def check_values(args: argparse.Namespace) -> list[str]:
         errors.append(f"--metrics {args.metrics}: the file name must end in .jsonl or .csv")
     if args.profile and Path(args.profile).suffix not in PROFILE_SUFFIXES:
         errors.append(f"--profile {args.profile}: the file name must end in .png, .svg or .pdf")
+    if args.trace and Path(args.trace).suffix not in TRACE_SUFFIXES:
+        errors.append(f"--trace {args.trace}: the file name must end in .json")
+    if args.bucket_mb == "auto" and args.link is None:
+        errors.append(
+            "--bucket-mb auto predicts each bucket's allreduce on the link: give --link (BANDWIDTH,LATENCY "
+            "such as 10Gbps,50us, or a preset name)"
+        )
+    errors += check_zero(args)
     return errors
+
+
+def check_comm_hook(args: argparse.Namespace) -> list[str]:
+    """--comm-hook: a known hook with known keys and sensible values; rewritten in its canonical spelling
+    (every key shown) so that the run's configuration records exactly what ran."""
+    try:
+        args.comm_hook = dist.format_comm_hook(*dist.parse_comm_hook(args.comm_hook))
+    except ValueError as e:
+        return [str(e)]
+    if args.comm_hook != "none" and args.zero_stage == 2:
+        return [
+            f"--comm-hook {args.comm_hook} with --zero-stage 2: stage 2 reduce-scatters the gradients with a "
+            "communication hook of its own; use --zero-stage 1 or --comm-hook none"
+        ]
+    return []
 
 
 def check_paths(args: argparse.Namespace, found: dict[str, Any]) -> list[str]:
@@ -247,9 +296,10 @@ def check_paths(args: argparse.Namespace, found: dict[str, Any]) -> list[str]:
     errors = []
     if args.data_dir and not Path(args.data_dir).is_dir():
         errors.append(f"--data-dir {args.data_dir}: no such directory")
-    for name in ("metrics", "profile"):
+    suffixes = {"metrics": METRICS_SUFFIXES, "profile": PROFILE_SUFFIXES, "trace": TRACE_SUFFIXES}
+    for name in ("metrics", "profile", "trace"):
         path = getattr(args, name)
-        if path and Path(path).suffix in (METRICS_SUFFIXES if name == "metrics" else PROFILE_SUFFIXES):
+        if path and Path(path).suffix in suffixes[name]:
             if why := _unwritable_file(Path(path)):
                 errors.append(f"{flag(name)} {path}: {why}")
     if args.checkpoint_dir:
@@ -296,6 +346,50 @@ def _unwritable_file(path: Path) -> str | None:
     return None
 
 
+def bucket_size(text: str) -> float | str:
+    """``--bucket-mb``: MiB as a number (checked with the other numbers), or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MiB (such as 25 or 0.5) or 'auto', got {text!r}") from None
+
+
+# --------------------------------------------------------------------------- sharded optimizer (ZeRO)
+ZERO_OPTIMIZERS = ("sgd", "adam", "adamw")  # elementwise updates: a shard may cut a parameter anywhere
+
+
+def add_zero_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sharded optimizer (ZeRO)")
+    g.add_argument(
+        "--zero-stage",
+        type=int,
+        default=0,
+        choices=(0, 1, 2),
+        help="1: each rank keeps and updates 1/ranks of the optimizer state, then allgathers the parameters; "
+        "2: also reduce-scatters the gradients, keeping only its shard averaged; 0: off (default)",
+    )
+
+
+def check_zero(args: argparse.Namespace) -> list[str]:
+    """The combinations ZeRO cannot honour, one message each."""
+    if not args.zero_stage:
+        return []
+    errors = []
+    if args.optimizer not in ZERO_OPTIMIZERS:
+        errors.append(
+            f"--zero-stage {args.zero_stage} cuts parameters into flat shards, and --optimizer {args.optimizer} "
+            f"needs per-parameter norms: use --optimizer {', '.join(ZERO_OPTIMIZERS)} or --zero-stage 0"
+        )
+    if args.link is not None:
+        errors.append(
+            f"--zero-stage {args.zero_stage} with --link: the parameter allgather (and stage 2's reduce-scatter) "
+            "cannot be slowed to an emulated link, so the timings would flatter ZeRO; drop one of them"
+        )
+    return errors
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -331,8 +425,11 @@ def run_config(args: argparse.Namespace, ranks: int) -> dict[str, Any]:
         "schedule": args.schedule,
         "warmup_epochs": args.warmup_epochs,
         "clip_grad_norm": args.clip_grad_norm,
+        "sync_bn": bool(args.sync_bn),
+        "comm_hook": args.comm_hook,
         "epochs": args.epochs,
         "seed": args.seed,
+        "zero_stage": args.zero_stage,
     }
 
 
@@ -350,7 +447,10 @@ def resume_refusals(saved: dict[str, Any], current: dict[str, Any]) -> list[str]
 def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """What changed since the checkpoint (flags that may change) and what each change does to the run."""
     keys = [
-        k for k in current if k not in FIXED and k not in ("global_batch", "scaled_lr") and saved.get(k) != current[k]
+        k
+        for k in current
+        # a key missing from the checkpoint's config predates the flag: nothing is known to have changed
+        if k not in FIXED and k not in ("global_batch", "scaled_lr") and k in saved and saved[k] != current[k]
     ]
     if not keys:
         return []
@@ -368,6 +468,13 @@ def resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
         lines.append("the learning-rate schedule is rebuilt for the new run length and resumed at its position")
     if {"momentum", "weight_decay", "clip_grad_norm"} & set(keys):
         lines.append("the optimizer's hyperparameters apply from the next step")
+    if "comm_hook" in keys:
+        lines.append("the gradients are communicated with the new hook from the next step (its state starts empty)")
+    if "sync_bn" in keys:
+        where = "across all ranks (SyncBatchNorm)" if current["sync_bn"] else "on each rank's own batch"
+        lines.append(f"batch-norm statistics are now computed {where}; the running statistics carry over")
+    if "zero_stage" in keys:
+        lines.append("the optimizer state (saved whole) is sharded anew: the updates are the same numbers")
     return lines
 
 
@@ -381,3 +488,52 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def add_node_options(p: argparse.ArgumentParser) -> None:
+    """Hierarchical allreduce and uneven shards (minidl.distributed: ranks_per_node, join)."""
+    g = p.add_argument_group("nodes and uneven inputs")
+    g.add_argument(
+        "--ranks-per-node",
+        metavar="N|host",
+        help="hierarchical gradient allreduce: reduce inside each node of N consecutive ranks (host: the ranks "
+        "sharing a host), --algorithm among the node leaders, broadcast inside each node; --link then "
+        "applies between nodes only",
+    )
+    g.add_argument(
+        "--uneven",
+        action="store_true",
+        help="shard the training set without padding (every sample once per epoch, the last batch may be "
+        "partial); ranks with fewer batches join the others until all are done (needs --accumulation 1)",
+    )
+
+
+def check_node_options(args: argparse.Namespace) -> list[str]:
+    """Errors in the node options; turns --ranks-per-node into an int or "host"."""
+    errors = []
+    value = args.ranks_per_node
+    if value is not None and value != "host":
+        try:
+            args.ranks_per_node = int(value)
+        except ValueError:
+            args.ranks_per_node = None
+            errors.append(f"--ranks-per-node must be a positive integer or 'host', got {value!r}")
+        else:
+            if args.ranks_per_node < 1:
+                errors.append(f"--ranks-per-node must be a positive integer or 'host', got {value}")
+    if args.uneven and args.accumulation != 1:
+        errors.append(f"--uneven needs --accumulation 1 (got {args.accumulation}): a rank may run out mid-step")
+    hook = args.comm_hook != "none"
+    if args.ranks_per_node is not None and (hook or args.zero_stage == 2):
+        what = f"--comm-hook {args.comm_hook}" if hook else "--zero-stage 2"
+        errors.append(
+            f"--ranks-per-node with {what}: the hierarchical allreduce replaces DDP's default allreduce, and "
+            f"{what} reduces the gradients with a hook of its own; drop one of them"
+        )
+    if args.uneven and (hook or args.zero_stage):
+        what = f"--comm-hook {args.comm_hook}" if hook else f"--zero-stage {args.zero_stage}"
+        errors.append(
+            f"--uneven with {what}: a rank out of batches shadows DDP's default allreduce only, not the "
+            f"collectives of {what}; drop one of them"
+        )
+    return errors

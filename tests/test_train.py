@@ -369,3 +369,16 @@ def _arrays(tree, prefix=""):
     for key, value in items:
         found.update(_arrays(value, f"{prefix}/{key}"))
     return found
+
+
+def test_resume_announces_a_sync_bn_change_and_ignores_flags_the_checkpoint_predates():
+    from minidl.train_options import resume_changes
+
+    saved = {"lr": 0.1, "sync_bn": False, "global_batch": 64, "scaled_lr": 0.1}
+    lines = resume_changes(saved, {**saved, "sync_bn": True})
+    assert lines == [
+        "changed since the checkpoint: --sync-bn False -> True",
+        "batch-norm statistics are now computed across all ranks (SyncBatchNorm); the running statistics carry over",
+    ]
+    older = {k: v for k, v in saved.items() if k != "sync_bn"}  # a checkpoint written before --sync-bn existed
+    assert resume_changes(older, {**saved, "sync_bn": False}) == []

@@ -17,6 +17,7 @@ EPILOG = """\
 examples:
   python -m collectives.sim check ring                 # real data, symbolic proof, counters, formula
   python -m collectives.sim run ring --ranks 16 --size 256M --timeline ring.png
+  python -m collectives.sim run ring --ranks 8 --size 1M --trace ring.json   # open in ui.perfetto.dev
   python -m collectives.sim run all --ranks 64 --size 1M --topology torus:8x8 --link ib-hdr
   python -m collectives.sim sweep --ranks 2..4096 --sizes 1K..1G --topology fattree:k=16,oversub=2 --plot map.png
   python -m collectives.sim calibrate --out profile.json      # launches mpiexec -n 2, 3, 4
@@ -115,6 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from collectives.sim.units import format_bandwidth, format_size, format_time, parse_ranks, parse_size
 
     names = _algorithms(args.algorithm)  # before any output: a bad name is the only line printed
+    if args.trace and args.method == "formula":
+        raise ValueError("run: --trace needs the simulation (--method simulate): a closed form has no events")
     machine = _machine(args)
     nbytes = parse_size(args.size)
     itemsize = 4 if args.dtype == "float32" else __import__("numpy").dtype(args.dtype).itemsize
@@ -134,7 +137,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 continue
             start = time.perf_counter()
             res = simulate(
-                spec, p, nbytes, model=model, topology=topology, dtype=args.dtype, timeline=bool(args.timeline)
+                spec,
+                p,
+                nbytes,
+                model=model,
+                topology=topology,
+                dtype=args.dtype,
+                timeline=bool(args.timeline or args.trace),
             )
             wall = time.perf_counter() - start
             rows.append((name, res, formula))
@@ -176,6 +185,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                     path = path.with_name(f"{path.stem}-{name}-p{p}{path.suffix}")
                 plot(res, path)
                 print(f"    timeline: {path}  ({text_summary(res)})")
+            if args.trace:
+                from collectives.sim.trace import write_sim_trace
+
+                path = Path(args.trace)
+                if len(names) > 1 or len(parse_ranks(args.ranks)) > 1:
+                    path = path.with_name(f"{path.stem}-{name}-p{p}{path.suffix}")
+                path, what = write_sim_trace(res, path)
+                print(f"    trace: {path}  ({what}; open in https://ui.perfetto.dev or chrome://tracing)")
         if args.method == "formula" or len(rows) > 1:
             print(f"  {'algorithm':<20}{'predicted':>13} {'closed form':>13} {'algbw':>14} {'busbw':>14}")
             for name, res, formula in sorted(rows, key=lambda r: r[1].time if r[1] else r[2]):
@@ -380,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", help="element type (default float32)")
     p.add_argument("--method", default="simulate", choices=["simulate", "formula"], help="formula: closed forms only")
     p.add_argument("--timeline", help="write a Gantt chart (.png or .svg)")
+    p.add_argument(
+        "--trace",
+        help="write a Chrome trace (.json) for Perfetto or chrome://tracing: a track per rank, every message a slice "
+        "(more than 64 ranks: an even sample of them)",
+    )
     p.add_argument("--links", type=int, default=3, help="busiest links to list (default 3)")
     p.add_argument("--per-rank", action="store_true", help="print every rank's counters")
     p.add_argument("-v", "--verbose", action="store_true", help="details for every algorithm")

@@ -21,12 +21,14 @@ import numpy as np
 import collectives
 from collectives import CollectiveTimeoutError, Link, abort_on_error, parse_link, set_timeout
 from collectives.algorithms import resolve
+from collectives.algorithms.chunking import chunk_bounds
 
 __all__ = [
     "CollectiveTimeoutError",
     "Link",
     "abort_on_error",
     "algorithms",
+    "all_gather",
     "all_reduce",
     "barrier",
     "broadcast",
@@ -34,8 +36,10 @@ __all__ = [
     "get_rank",
     "get_world_size",
     "parse_link",
+    "reduce_scatter",
     "resolve_link",
     "set_timeout",
+    "shard_bounds",
     "world",
 ]
 
@@ -70,19 +74,57 @@ def all_reduce(
     *,
     link: Link | str | None = None,
     check: bool | None = None,
+    ranks_per_node: int | str | None = None,
 ) -> np.ndarray:
     """Reduce ``array`` elementwise across ranks, in place, with a hand-written allreduce; returns it.
 
     ``op`` is "sum", "avg", "prod", "max" or "min"; ``algorithm`` one of :func:`algorithms`;
     ``link`` emulates a slower interconnect (a :class:`Link`, a preset name or "10Gbps,20us");
-    ``check`` overrides the cross-rank agreement check for this call.
+    ``check`` overrides the cross-rank agreement check for this call. ``ranks_per_node`` (an int,
+    or "host" for the hosts MPI reports) makes it hierarchical: reduce in each node, ``algorithm``
+    among the node leaders, broadcast in each node; ``link`` then applies between nodes only.
     """
+    if ranks_per_node is not None:
+        from collectives.hierarchical import hierarchical_allreduce
+
+        grouping = None if ranks_per_node == "host" else ranks_per_node
+        return hierarchical_allreduce(
+            array, comm or world(), op, algorithm, ranks_per_node=grouping, link=resolve_link(link), check=check
+        )
     return collectives.allreduce(array, comm or world(), op, algorithm, check=check, link=resolve_link(link))
 
 
 def broadcast(array: np.ndarray, src: int = 0, comm: Any = None, *, check: bool | None = None) -> np.ndarray:
     """Copy rank ``src``'s ``array`` into ``array`` on every rank, in place; returns it."""
     return collectives.broadcast(array, src, comm or world(), check=check)
+
+
+def reduce_scatter(
+    array: np.ndarray, op: str = "sum", comm: Any = None, *, algorithm: str = "ring", check: bool | None = None
+) -> np.ndarray:
+    """Reduce ``array`` across ranks, leaving chunk r (:func:`shard_bounds`) reduced on rank r; returns that chunk.
+
+    Like ``torch.distributed.reduce_scatter_tensor`` on a flat buffer, in place: the returned
+    chunk is a view into ``array``, whose other elements are left as workspace (not the result).
+    ``algorithm`` is "ring" (any rank count) or "halving" (a power of two).
+    """
+    return collectives.reduce_scatter(array, comm or world(), op, algorithm, check=check)
+
+
+def all_gather(
+    array: np.ndarray, comm: Any = None, *, algorithm: str = "ring", check: bool | None = None
+) -> np.ndarray:
+    """Fill chunk i (:func:`shard_bounds`) of ``array`` on every rank from rank i's chunk i, in place; returns it.
+
+    Like ``torch.distributed.all_gather_into_tensor`` on a flat buffer. ``algorithm`` is "ring"
+    (any rank count) or "doubling" (a power of two).
+    """
+    return collectives.allgather(array, comm or world(), algorithm, check=check)
+
+
+def shard_bounds(n: int, p: int) -> list[int]:
+    """The chunks of ``reduce_scatter`` and ``all_gather``: chunk i is ``[b[i], b[i+1])``, the first n % p longer."""
+    return chunk_bounds(n, p)
 
 
 def algorithms() -> list[str]:

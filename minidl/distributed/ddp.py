@@ -12,6 +12,10 @@ communication, the part overlap failed to hide.
 
 As with PyTorch's ``gradient_as_bucket_view=True``, a gradient array kept across steps is
 overwritten by the next step's gradient.
+
+What happens to a bucket is a *communication hook* (:mod:`minidl.distributed.hooks`), as in
+PyTorch: by default an allreduce; ``register_comm_hook`` swaps in compression or any other
+scheme without touching the bucketing, the overlap or the measurements.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from minidl import autograd
 from minidl.distributed import comm as dist
 from minidl.distributed.buckets import Bucket, build_buckets
 from minidl.distributed.finite import first_nonfinite
+from minidl.distributed.hooks import CommHook, GradBucket, allreduce_hook
+from minidl.distributed.join import CHECK_REPLICAS, SYNC_BUFFERS, SYNC_GRADS, Join
 from minidl.distributed.replicas import check_same_layout, checksum, layout
 from minidl.nn.module import Module, Parameter
 from minidl.tensor import Tensor
@@ -44,8 +50,9 @@ class SyncStats:
 
     comm_seconds: float = 0.0  # time the comm thread spent in allreduce calls
     exposed_seconds: float = 0.0  # time backward waited for communication at its end
-    messages: int = 0  # allreduce calls (one per bucket)
-    bytes: int = 0  # bytes reduced
+    messages: int = 0  # hook calls (one per bucket)
+    bytes: int = 0  # bytes of gradient reduced
+    wire_bytes: int = 0  # bytes this rank sent as the hooks report them (== bytes without compression)
     local_sq_norm: float = float("nan")  # rank-averaged squared norm of the local gradients
     global_sq_norm: float = float("nan")  # squared norm of the averaged gradient
     intervals: list[tuple[int, float, float]] = field(default_factory=list)  # (bucket, perf_counter start, end)
@@ -69,7 +76,11 @@ class DistributedDataParallel(Module):
     synchronised steps and raises if replicas have drifted; ``broadcast_buffers`` copies rank
     0's buffers (BatchNorm running statistics) to all ranks at every forward, as PyTorch does,
     so replicas stay identical (each rank still normalises with its own batch statistics); ``measure_noise_scale`` also
-    computes the squared norms the gradient noise scale needs (one extra tiny allreduce).
+    computes the squared norms the gradient noise scale needs (one extra tiny allreduce);
+    ``ranks_per_node`` (an int, or "host" for the hosts MPI reports) makes the gradient allreduce
+    hierarchical: reduce in each node, ``algorithm`` among the node leaders (over ``link``, if
+    given), broadcast in each node (``collectives.hierarchical``). ``join()`` lets ranks with
+    different numbers of batches finish together (:mod:`minidl.distributed.join`).
     """
 
     def __init__(
@@ -84,9 +95,13 @@ class DistributedDataParallel(Module):
         broadcast_buffers: bool = True,
         measure_noise_scale: bool = False,
         link: dist.Link | str | None = None,
+        ranks_per_node: int | str | None = None,
     ) -> None:
         super().__init__()
         dist.check_algorithm(algorithm)
+        if ranks_per_node is not None and ranks_per_node != "host":
+            if isinstance(ranks_per_node, bool) or not isinstance(ranks_per_node, int) or ranks_per_node < 1:
+                raise ValueError(f"ranks_per_node must be a positive integer, 'host' or None, got {ranks_per_node!r}")
         if check_every < 0:
             raise ValueError(f"check_every must be >= 0, got {check_every}")
         self.module = module
@@ -102,6 +117,7 @@ class DistributedDataParallel(Module):
         self.broadcast_buffers = broadcast_buffers
         self.measure_noise_scale = measure_noise_scale
         self.link = dist.resolve_link(link)
+        self.ranks_per_node = ranks_per_node
 
         # Different models on different ranks would make the broadcast below fail obscurely (or hang).
         check_same_layout(layout(self._state_arrays()), self.comm, "DistributedDataParallel")
@@ -145,6 +161,11 @@ class DistributedDataParallel(Module):
         self._closed = False
         self.steps = 0
         self.stats = SyncStats()
+        self._hook: CommHook = allreduce_hook
+        self._hook_state: Any = None
+        self._hook_registered = False
+        self._join: Join | None = None
+        self._divisor: int | None = None  # inside join(): what this step's summed gradients are divided by
 
     # ------------------------------------------------------------------ set-up
     def _broadcast_state(self) -> None:
@@ -184,11 +205,18 @@ class DistributedDataParallel(Module):
                 "DistributedDataParallel: forward() called again before the previous backward() finished "
                 "its gradient sync; call loss.backward() once per forward (or run forward under no_grad())"
             )
-        if self.broadcast_buffers and self.world_size > 1 and self.module.training:
+        sync_buffers = self.broadcast_buffers and self.world_size > 1 and self.module.training
+        check = bool(self.check_every) and self._require_sync and self.steps % self.check_every == 0
+        sync_grads = autograd.is_grad_enabled() and self._require_sync and self.world_size > 1
+        if self._join is not None:  # tell the ranks that have run out of data what to shadow
+            counts = self._join.exchange(np.array([1, sync_grads, sync_buffers, check], np.int64))
+            self._join.active_steps += 1
+            self._divisor = self._join.divisor(counts)
+        if sync_buffers:
             self._sync_buffers()
-        if self.check_every and self._require_sync and self.steps % self.check_every == 0:
+        if check:
             self.check_replicas()
-        if autograd.is_grad_enabled() and self._require_sync and self.world_size > 1:
+        if sync_grads:
             self._arm()
         return self.module(*args, **kwargs)
 
@@ -215,6 +243,68 @@ class DistributedDataParallel(Module):
             yield
         finally:
             self._require_sync = prev
+
+    def register_comm_hook(self, state: Any, hook: CommHook) -> None:
+        """Reduce each bucket with ``hook(state, bucket)`` instead of the default allreduce.
+
+        See :mod:`minidl.distributed.hooks` for the contract. Register once, before the first
+        backward, with the same hook on every rank.
+        """
+        if not callable(hook):
+            raise TypeError(f"DistributedDataParallel.register_comm_hook: hook must be callable, got {hook!r}")
+        if self._hook_registered:
+            raise RuntimeError("DistributedDataParallel.register_comm_hook: a communication hook is already registered")
+        if self.ranks_per_node is not None:
+            raise RuntimeError(
+                "DistributedDataParallel.register_comm_hook: ranks_per_node (hierarchical allreduce) applies to the "
+                "default allreduce only; a hook reduces its buckets itself"
+            )
+        if self.steps or self._armed:
+            raise RuntimeError(
+                "DistributedDataParallel.register_comm_hook: register the hook before the first backward "
+                f"({self.steps} step(s) already synchronised)"
+            )
+        self._hook, self._hook_state, self._hook_registered = hook, state, True
+
+    # ------------------------------------------------------------------ uneven inputs
+    def join(self, divide_by_initial_world_size: bool = False, optimizer: Any = None, enable: bool = True) -> Join:
+        """A context manager for loops whose ranks have different numbers of batches (PyTorch's ``Join``).
+
+        ``with ddp.join(optimizer=opt): for batch in my_shard: ...``: a rank that runs out of data
+        shadows the others' collectives with zero gradients until every rank is done; each step's
+        gradient is the mean over the ranks still active (``divide_by_initial_world_size=True``:
+        over all ranks, PyTorch's default); at the end every rank copies the model (and
+        ``optimizer``'s state) of the last rank to finish. See :mod:`minidl.distributed.join`.
+        """
+        return Join(self, divide_by_initial_world_size=divide_by_initial_world_size, optimizer=optimizer, enable=enable)
+
+    def _enter_join(self, join: Join) -> None:
+        if self._join is not None:
+            raise RuntimeError("DistributedDataParallel.join: already inside a join() block")
+        if self._hook_registered:
+            raise RuntimeError(
+                "DistributedDataParallel.join: a communication hook is registered; join shadows the default "
+                "allreduce only"
+            )
+        self._join = join
+
+    def _leave_join(self) -> None:
+        self._join = None
+        self._divisor = None
+
+    def _shadow_step(self, counts: np.ndarray) -> None:
+        """On a rank that has joined: take part in the collectives the active ranks announced, with zeros."""
+        self._divisor = self._join.divisor(counts)
+        if counts[SYNC_BUFFERS]:
+            self._sync_buffers()
+        if counts[CHECK_REPLICAS]:
+            self.check_replicas(shadow=True)
+        if counts[SYNC_GRADS]:
+            self.stats = SyncStats()
+            for b in self.buckets:  # the same buckets in the same order as the active ranks, holding zeros
+                b.flat[...] = 0
+                self._reduce(b)
+            self.steps = self.steps + 1
 
     # ------------------------------------------------------------------ backward
     def _make_binder(self, p: Parameter, view: np.ndarray) -> Any:
@@ -253,7 +343,7 @@ class DistributedDataParallel(Module):
 
     def _launch(self, bucket: Bucket) -> None:
         if self.measure_noise_scale:
-            grads = bucket.flat[: bucket.flat.size - 1] if bucket is self.buckets[-1] else bucket.flat
+            grads = self._grads(bucket)
             self._local_sq += float(np.vdot(grads, grads).real)
             if bucket is self.buckets[-1]:  # launched last: the local sum is complete
                 bucket.flat[-1] = self._local_sq
@@ -262,6 +352,12 @@ class DistributedDataParallel(Module):
         else:
             self._futures.append(self._executor.submit(self._reduce, bucket))
 
+    def _grads(self, bucket: Bucket) -> np.ndarray:
+        """The gradients of ``bucket``: its flat buffer without the noise scale's spare element."""
+        if self.measure_noise_scale and bucket is self.buckets[-1]:
+            return bucket.flat[: bucket.flat.size - 1]
+        return bucket.flat
+
     def _reduce(self, bucket: Bucket) -> None:
         """Average one bucket across ranks (runs on the comm thread when overlapping)."""
         start = time.perf_counter()
@@ -269,13 +365,46 @@ class DistributedDataParallel(Module):
         # (proving the buckets agree); later steps the first bucket only, where the watchdog of
         # collectives notices a rank that never arrives (the others raise instead of waiting for ever).
         check = self.steps == 0 or bucket.index == 0
-        dist.all_reduce(bucket.flat, "avg", self.algorithm, self.comm, link=self.link, check=check)
+        if not self._hook_registered:  # the default: one allreduce, the noise scale's spare element included
+            # Inside join() with ranks missing: the sum, divided by the ranks still active.
+            divisor = self._divisor if self._divisor not in (None, self.world_size) else None
+            dist.all_reduce(
+                bucket.flat, "avg" if divisor is None else "sum", self.algorithm, self.comm,
+                link=self.link, check=check, ranks_per_node=self.ranks_per_node,
+            )  # fmt: skip
+            if divisor is not None:
+                bucket.flat /= divisor
+            wire = bucket.nbytes
+        else:
+            wire = self._run_hook(bucket, check)
         end = time.perf_counter()
         s = self.stats
         s.comm_seconds += end - start
         s.messages += 1
         s.bytes += bucket.nbytes
+        s.wire_bytes += wire
         s.intervals.append((bucket.index, start, end))
+
+    def _run_hook(self, bucket: Bucket, check: bool) -> int:
+        """Hand the bucket's gradients to the registered hook; returns the bytes it reports sending."""
+        buffer = self._grads(bucket)
+        last = bucket is self.buckets[-1]
+        grad_bucket = GradBucket(
+            bucket.index, buffer, bucket.params, bucket.views, last, self.steps,
+            self.comm, self.algorithm, self.link, check, wire_bytes=buffer.nbytes,
+        )  # fmt: skip
+        result = self._hook(self._hook_state, grad_bucket)
+        if result is not None and result is not buffer:
+            result = np.asarray(result)
+            if result.shape != buffer.shape:
+                raise ValueError(
+                    f"DistributedDataParallel: the communication hook returned shape {result.shape} for bucket "
+                    f"{bucket.index}, expected {buffer.shape}"
+                )
+            np.copyto(buffer, result)
+        if last and buffer.size < bucket.flat.size:  # the noise scale's local norm: not the hook's to compress
+            dist.all_reduce(bucket.flat[-1:], "avg", self.algorithm, self.comm, link=self.link, check=False)
+        return int(grad_bucket.wire_bytes)
 
     def _finish(self) -> None:
         """End of backward: reduce what is left, wait for everything, expose the wait time."""
@@ -303,12 +432,11 @@ class DistributedDataParallel(Module):
 
     def _norms(self) -> None:
         """Squared norms for the noise scale: the global one here, the local mean from the spare slot."""
-        last = self.buckets[-1]
         total = 0.0
         for b in self.buckets:
-            grads = b.flat[: b.flat.size - 1] if b is last else b.flat
+            grads = self._grads(b)
             total += float(np.vdot(grads, grads).real)
-        self.stats.local_sq_norm = float(last.flat[-1].real)  # already divided by the rank count
+        self.stats.local_sq_norm = float(self.buckets[-1].flat[-1].real)  # already divided by the rank count
         self.stats.global_sq_norm = total
 
     # ------------------------------------------------------------------ consistency
@@ -323,14 +451,20 @@ class DistributedDataParallel(Module):
         grads = ((self.param_names[id(p)], None if p.grad is None else p.grad.data) for p in self._params)
         return first_nonfinite(grads)
 
-    def check_replicas(self) -> None:
-        """Raise on every rank if any parameter differs bitwise between ranks."""
+    def check_replicas(self, shadow: bool = False) -> None:
+        """Raise on every rank if any parameter differs bitwise between ranks.
+
+        ``shadow``: this rank has joined (its model is known to be behind) and contributes
+        values that neither the max nor the min can pick.
+        """
         names, sums = [], []
         for _, name, arr in self._state_arrays():
             names.append(name)
             sums.append(checksum(arr))
         local = np.array(sums, dtype=np.uint64)
         high, low = local.copy(), local.copy()
+        if shadow:
+            high[...], low[...] = 0, np.iinfo(np.uint64).max
         dist.all_reduce(high, "max", comm=self.comm)
         dist.all_reduce(low, "min", comm=self.comm)
         differ = np.nonzero(high != low)[0]
@@ -362,7 +496,11 @@ class DistributedDataParallel(Module):
 
     def extra_repr(self) -> str:
         sizes = ", ".join(f"{b.nbytes / 2**20:.2f}" for b in self.buckets)
-        return f"ranks={self.world_size}, algorithm={self.algorithm!r}, overlap={self.overlap}, buckets=[{sizes}] MiB"
+        nodes = "" if self.ranks_per_node is None else f", ranks_per_node={self.ranks_per_node!r}"
+        return (
+            f"ranks={self.world_size}, algorithm={self.algorithm!r}{nodes}, overlap={self.overlap}, "
+            f"buckets=[{sizes}] MiB"
+        )
 
 
 def _point_grad_at(p: Parameter, view: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collectives import ALGORITHMS, algorithm_names, parse_link
+from collectives import ALGORITHMS, Link, algorithm_names, parse_link
 from collectives.algorithms import resolve
 from collectives.sim import CostModel, SimulationError, simulate
 from collectives.sim.machine import Machine, machine_from_options
@@ -39,7 +39,7 @@ def presets() -> list[str]:
 def machine(
     preset: str = "ib-edr",
     topology: str = "full",
-    link: str | None = None,
+    link: str | Link | None = None,
     device: str = "cpu",
     profile: str | None = None,
 ) -> Machine:
@@ -111,9 +111,28 @@ def sync_time(
     if not overlap:
         return SyncPrediction(times, sum(times))
     total = float(sum(buckets)) or 1.0
-    done, produced = 0.0, 0.0
-    for nbytes, t in zip(buckets, times):
-        produced += nbytes
-        ready = min(backward, backward * produced / total)  # the last bucket: when backward ends, not 1 ulp after
-        done = max(done, ready) + t
-    return SyncPrediction(times, max(0.0, done - backward))
+    produced = np.cumsum(np.asarray(buckets, dtype=float))
+    ready = [
+        min(backward, backward * float(b) / total) for b in produced
+    ]  # the last: when backward ends, not 1 ulp after
+    return SyncPrediction(times, exposed_after(ready, times, backward))
+
+
+def comm_finish(ready: Sequence[float], seconds: Sequence[float]) -> list[float]:
+    """When each bucket's allreduce ends, one communication thread running them in order.
+
+    Bucket k starts when it is ready and every earlier bucket has been launched and finished
+    (``DistributedDataParallel`` launches strictly in index order), and takes ``seconds[k]``.
+    """
+    finish, done, launched = [], 0.0, 0.0
+    for r, t in zip(ready, seconds):
+        launched = max(launched, r)
+        done = max(done, launched) + t
+        finish.append(done)
+    return finish
+
+
+def exposed_after(ready: Sequence[float], seconds: Sequence[float], backward: float) -> float:
+    """Seconds the step waits after a backward pass of ``backward`` seconds for the buckets' allreduces."""
+    finish = comm_finish(ready, seconds)
+    return max(0.0, finish[-1] - backward) if finish else 0.0

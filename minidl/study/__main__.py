@@ -73,6 +73,19 @@ def add_batch_scaling(sub: Any) -> None:
     p.add_argument("--no-sharpness", action="store_true", help="skip the Hessian eigenvalue of each run")
     p.add_argument("--sweep", help="also sweep width=W1,W2,... or train-size=N1,N2,... at a fixed batch")
     p.add_argument("--sweep-batch", type=int, help="batch for --sweep (default: the smallest)")
+    p.add_argument(
+        "--comm-hook",
+        action="append",
+        metavar="NAME[:KEY=VALUE,...]",
+        help="also run every recipe with this communication hook (repeatable; e.g. powersgd:rank=2, "
+        "topk:ratio=0.01, fp16, bf16) on --hook-ranks virtual ranks, to compare steps to target",
+    )
+    p.add_argument("--hook-ranks", type=int, default=4, help="virtual ranks for --comm-hook runs (default 4)")
+    p.add_argument(
+        "--link",
+        help="with --comm-hook: also time a step of each hook with the trainer under mpiexec on --hook-ranks "
+        "ranks over this emulated link (e.g. 1Gbps,50us) and report time to target",
+    )
     p.add_argument("--threads", type=int, default=1, help="BLAS/numba threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_batch_scaling, parser=p)
@@ -85,7 +98,8 @@ def cmd_batch_scaling(args: argparse.Namespace) -> int:
     from minidl.study.report import headline
     from minidl.threads import configure_threads
 
-    for name in ("lrs", "seeds", "min_steps", "eval_size", "threads", "train_size"):
+    hooks = comm_hook_specs(args.comm_hook or [])
+    for name in ("lrs", "seeds", "min_steps", "eval_size", "threads", "train_size", "hook_ranks"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise StudyError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -116,8 +130,12 @@ def cmd_batch_scaling(args: argparse.Namespace) -> int:
         sharpness=not args.no_sharpness,
         sweep=args.sweep,
         sweep_batch=args.sweep_batch,
+        comm_hooks=("none", *hooks),
+        hook_ranks=args.hook_ranks,
         **base,
     )
+    if args.link and not hooks:
+        raise StudyError("--link times the --comm-hook runs: give at least one --comm-hook")
     start = time.perf_counter()
     outcome = run_study(config, args.out, resume=args.resume, progress=not args.no_progress)
     print(
@@ -126,8 +144,28 @@ def cmd_batch_scaling(args: argparse.Namespace) -> int:
     )
     for line in headline(outcome):
         print("  " + line)
+    if hooks:
+        from minidl.study.hook_timing import hook_table
+
+        for line in hook_table(outcome, args.link):
+            print("  " + line)
     print(f"report: {outcome.out / 'report.md'}")
     return 0
+
+
+def comm_hook_specs(given: list[str]) -> list[str]:
+    """The --comm-hook values in canonical spelling, "none" and repeats dropped; a bad one is a StudyError."""
+    from minidl.distributed import format_comm_hook, parse_comm_hook
+
+    specs = []
+    for text in given:
+        try:
+            spec = format_comm_hook(*parse_comm_hook(text))
+        except ValueError as e:
+            raise StudyError(str(e)) from None
+        if spec != "none" and spec not in specs:
+            specs.append(spec)
+    return specs
 
 
 def build_parser() -> argparse.ArgumentParser:

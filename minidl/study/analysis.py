@@ -16,7 +16,7 @@ import numpy as np
 
 from minidl.study.regimes import McCandlishFit, Regimes, find_regimes, fit_mccandlish, steps_to_target
 from minidl.study.results import noise_at
-from minidl.study.training import RunRecord
+from minidl.study.training import RunRecord, run_label
 
 TARGET_FRACTION = 0.98  # the automatic target: 98% of the smallest batch's final accuracy, rounded down
 
@@ -25,7 +25,8 @@ def choose_target(records: list[RunRecord], batch: int, recipe: str) -> float:
     """A target the smallest batch reaches comfortably: 98% of its best median final accuracy."""
     finals: dict[float, list[float]] = defaultdict(list)
     for r in records:
-        if r.spec["batch"] == batch and r.spec["recipe"] == recipe and not r.spec.get("sweep"):
+        plain = r.spec.get("comm_hook", "none") == "none"
+        if r.spec["batch"] == batch and r.spec["recipe"] == recipe and plain and not r.spec.get("sweep"):
             finals[r.spec["lr"]].append(r.final_test_accuracy)
     if not finals:
         raise ValueError(f"no run of {recipe} at batch {batch} to choose a target from")
@@ -76,7 +77,7 @@ def summarize(records: list[RunRecord], target: float, n_train: int) -> list[Rec
     )
     for r in records:
         if not r.spec.get("sweep"):
-            groups[r.spec["recipe"]][r.spec["batch"]][r.spec["lr"]].append(r)
+            groups[run_label(r.spec)][r.spec["batch"]][r.spec["lr"]].append(r)
     out = []
     for recipe, by_batch in groups.items():
         points = []

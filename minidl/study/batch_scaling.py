@@ -47,10 +47,13 @@ class StudyConfig:
     sharpness: bool = True
     sweep: str | None = None  # "width=16,64,256" or "train-size=200,800"
     sweep_batch: int | None = None
+    comm_hooks: tuple[str, ...] = ("none",)  # each recipe also runs with these hooks (canonical specs) ...
+    hook_ranks: int = 4  # ... on this many virtual ranks
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["hidden"], d["batches"], d["recipes"] = list(self.hidden), list(self.batches), list(self.recipes)
+        d["comm_hooks"] = list(self.comm_hooks)
         return d
 
 
@@ -108,6 +111,11 @@ def plan_runs(config: StudyConfig, recipes: list[Recipe], data: StudyData) -> li
             for lr in recipe.lr_grid(batch, config.lr_points, config.lr_spacing):
                 for seed in range(config.seeds):
                     specs.append(_spec(config, recipe, batch, lr, seed, data.n, config.hidden, noise_batch))
+                    for hook in config.comm_hooks:
+                        if hook != "none":
+                            spec = _spec(config, recipe, batch, lr, seed, data.n, config.hidden, None)
+                            spec.comm_hook, spec.ranks = hook, config.hook_ranks
+                            specs.append(spec)
     if config.sweep:
         kind, values = parse_sweep(config.sweep)
         batch = config.sweep_batch or min(config.batches)
@@ -185,6 +193,12 @@ def run_study(
     )
     config.model = data.model
     check_batches(tuple(config.batches), data.n, config.dataset)
+    if any(h != "none" for h in config.comm_hooks):
+        uneven = [b for b in config.batches if b % config.hook_ranks]
+        if config.hook_ranks < 1 or uneven:
+            raise StudyError(
+                f"--hook-ranks {config.hook_ranks} must be at least 1 and divide every batch (not {uneven})"
+            )
     if config.target is not None and not 0 < config.target <= 1:
         raise StudyError(f"--target {config.target} must be an accuracy in (0, 1]")
     specs = plan_runs(config, recipes, data)

@@ -111,7 +111,8 @@ def steps_from_study(study: str | Path, recipe: str | None = None, target: float
 
     out = Path(study)
     config = read_config(out)
-    records = read_runs(out)
+    # the plain runs: a communication hook's runs are a comparison, not a recipe the planner can scale
+    records = [r for r in read_runs(out) if r.spec.get("comm_hook", "none") == "none"]
     if not records:
         raise StudyError(f"{out} holds no finished runs; run 'batch-scaling --out {out}' (or --resume it)")
     recipes = config["recipes"]

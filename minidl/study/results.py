@@ -24,6 +24,8 @@ RUNS = "runs.jsonl"
 CSV_FIELDS = (
     "sweep",
     "recipe",
+    "comm_hook",
+    "ranks",
     "batch",
     "lr",
     "seed",
@@ -106,6 +108,8 @@ def result_row(record: RunRecord, target: float | None) -> dict[str, Any]:
     return {
         "sweep": spec.get("sweep") or "grid",
         "recipe": spec["recipe"],
+        "comm_hook": spec.get("comm_hook", "none"),  # not "none": on ``ranks`` virtual ranks
+        "ranks": spec.get("ranks", 1),
         "batch": batch,
         "lr": spec["lr"],
         "seed": spec["seed"],

@@ -22,7 +22,8 @@ import numpy as np
 
 import minidl
 import minidl.functional as F
-from minidl.distributed import GradientNoiseScale
+from minidl.distributed import GradientNoiseScale, make_comm_hook
+from minidl.distributed.local_group import reduce_with_hook
 from minidl.experiments import DATASETS, DEFAULT_MODEL, MODELS, build_model, load_dataset
 from minidl.study.errors import StudyError
 from minidl.study.recipes import Recipe
@@ -157,12 +158,21 @@ class RunSpec:
     measure_noise: bool = False
     sharpness: bool = True
     sweep: str = ""  # "" for the batch grid; "width" or "train-size" for the fixed-batch sweep
+    comm_hook: str = "none"  # a communication hook spec; not "none": the batch is split over ``ranks`` virtual ranks
+    ranks: int = 1
 
     @property
     def key(self) -> str:
         width = "x".join(map(str, self.hidden))
         where = f"{self.sweep or 'grid'}/{self.recipe}/B{self.batch}"
-        return f"{where}/lr{self.lr:.6g}/s{self.seed}/w{width}/n{self.train_size}"
+        hooked = "" if self.comm_hook == "none" else f"/hook={self.comm_hook}/p{self.ranks}"
+        return f"{where}/lr{self.lr:.6g}/s{self.seed}/w{width}/n{self.train_size}{hooked}"
+
+
+def run_label(spec: dict[str, Any]) -> str:
+    """What a run is grouped and reported under: its recipe, plus its communication hook if it has one."""
+    hook = spec.get("comm_hook", "none")
+    return spec["recipe"] if hook == "none" else f"{spec['recipe']} + {hook} (p={spec['ranks']})"
 
 
 @dataclass
@@ -178,6 +188,7 @@ class RunRecord:
     sharpness: float | None
     noise: list[tuple[int, float]] = field(default_factory=list)  # (step, B_simple)
     wall_seconds: float = 0.0
+    wire_bytes_per_step: float | None = None  # with a communication hook: what a rank sent, mean over steps
 
 
 def train_run(spec: RunSpec, recipe: Recipe, data: StudyData) -> RunRecord:
@@ -195,6 +206,8 @@ def train_run(spec: RunSpec, recipe: Recipe, data: StudyData) -> RunRecord:
     curve: list[tuple[int, float]] = []
     noise_curve: list[tuple[int, float]] = []
     loss_value, diverged = math.nan, False
+    hooked = HookedGradient(spec.comm_hook, spec.ranks, spec.batch) if spec.comm_hook != "none" else None
+    wire = 0
     for step in range(1, spec.steps + 1):
         if spec.warmup_steps and step <= spec.warmup_steps:  # linear from lr/10 to lr
             factor = 0.1 + 0.9 * (step - 1) / spec.warmup_steps
@@ -202,9 +215,13 @@ def train_run(spec: RunSpec, recipe: Recipe, data: StudyData) -> RunRecord:
                 group["lr"] = spec.lr * factor
         idx = stream.next()
         model.train()
-        loss = F.cross_entropy(model(Tensor(data.x[idx])), Tensor(data.y[idx]))
         opt.zero_grad()
-        loss.backward()
+        if hooked is None:
+            loss = F.cross_entropy(model(Tensor(data.x[idx])), Tensor(data.y[idx]))
+            loss.backward()
+        else:
+            loss, sent = hooked.step(model, params, data.x[idx], data.y[idx], step - 1)
+            wire += sent
         opt.step()
         loss_value = float(loss.item())
         if not math.isfinite(loss_value):
@@ -233,7 +250,43 @@ def train_run(spec: RunSpec, recipe: Recipe, data: StudyData) -> RunRecord:
         sharpness=sharp,
         noise=noise_curve,
         wall_seconds=time.perf_counter() - start,
+        wire_bytes_per_step=wire / step if hooked is not None else None,
     )
+
+
+class HookedGradient:
+    """The averaged gradient as ``ranks`` data-parallel ranks with a communication hook would apply it.
+
+    The batch is split into equal shares, each share's gradient is one virtual rank's bucket (all
+    parameters, as DDP's default 25 MiB bucket holds the study's models), and the hook reduces
+    them with one state per rank (:func:`minidl.distributed.local_group.reduce_with_hook`).
+    """
+
+    def __init__(self, spec: str, ranks: int, batch: int) -> None:
+        if batch % ranks:
+            raise StudyError(f"batch {batch} does not split evenly over --hook-ranks {ranks}")
+        try:
+            states_and_hooks = [make_comm_hook(spec) for _ in range(ranks)]
+        except ValueError as e:
+            raise StudyError(str(e)) from None
+        self.states = [state for state, _ in states_and_hooks]
+        self.hook = states_and_hooks[0][1]
+        self.ranks = ranks
+
+    def step(self, model: Any, params: list[Any], x: np.ndarray, y: np.ndarray, step: int) -> tuple[Any, int]:
+        """Leave the hooked average in every ``p.grad``; returns (the mean loss, the bytes a rank sent)."""
+        buffers, losses = [], []
+        for xs, ys in zip(np.split(x, self.ranks), np.split(y, self.ranks)):
+            loss = F.cross_entropy(model(Tensor(xs)), Tensor(ys))
+            grads = minidl.grad(loss, params)
+            buffers.append(np.concatenate([g.data.reshape(-1) for g in grads]))
+            losses.append(float(loss.item()))
+        result, sent = reduce_with_hook(self.hook, self.states, buffers, [p.shape for p in params], step)
+        offset = 0
+        for p in params:
+            p.grad = Tensor(result[offset : offset + p.size].reshape(p.shape).copy())
+            offset += p.size
+        return Tensor(np.array(np.mean(losses))), sent
 
 
 def _noise_norms(model: Any, params: list[Any], data: StudyData, stream: BatchStream) -> tuple[float, float]:
