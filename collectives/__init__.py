@@ -12,7 +12,6 @@ from collectives.agreement import CollectiveMismatchError, set_checks
 from collectives.algorithms import ALGORITHMS, AlgorithmSpec, Constraints, Cost, algorithm_names, register, unregister
 from collectives.algorithms.chunking import chunk_bounds
 from collectives.api import allgather, allreduce, broadcast, explain, reduce, reduce_scatter
-from collectives.hierarchical import hierarchical_allreduce
 from collectives.link import Link, parse_link
 from collectives.ops import OPS, ReduceOp
 from collectives.watchdog import CollectiveTimeoutError, set_timeout
@@ -23,6 +22,14 @@ def iallreduce(buf, comm=None, op="sum", algorithm="ring", *, progress=None, che
     from collectives.nonblocking import iallreduce as start
 
     return start(buf, comm, op, algorithm, progress=progress, check=check, timeout=timeout)
+
+
+def hierarchical_allreduce(buf, comm=None, op="sum", algorithm="ring", **kwargs):
+    """Allreduce node by node (reduce in a node, ``algorithm`` among node leaders, broadcast in a node);
+    see :mod:`collectives.hierarchical`. Keyword arguments: ``ranks_per_node``, ``link``, ``check``, ``timeout``."""
+    from collectives.hierarchical import hierarchical_allreduce as run
+
+    return run(buf, comm, op, algorithm, **kwargs)
 
 
 def wrap(comm, algorithm="ring", *, check=None, timeout=None):

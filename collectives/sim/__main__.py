@@ -144,6 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 topology=topology,
                 dtype=args.dtype,
                 timeline=bool(args.timeline or args.trace),
+                engine=args.engine,
             )
             wall = time.perf_counter() - start
             rows.append((name, res, formula))
@@ -175,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     print(f"    link {lname}: {msgs} messages, {format_size(lbytes)}B, busy {util:.0%} of the time")
                 print(
                     f"    simulated {res.messages} messages ({res.steps} steps) in {wall:.2f} s "
-                    f"({res.cpu:.2f} s of CPU)"
+                    f"({res.cpu:.2f} s of CPU), {res.engine} engine"
                 )
             if args.timeline:
                 from collectives.sim.timeline import plot, text_summary
@@ -240,27 +241,44 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from collectives.sim import calibrate as cal
     from collectives.sim.units import parse_ranks
 
+    rounds = args.rounds if args.rounds is not None else (2 if args.quick else 3)
+    if rounds < 1:
+        raise ValueError(f"calibrate: --rounds must be at least 1, got {rounds}")
     if args.worker:
-        cal.calibrate_worker(args.out, args.quick)
+        cal.calibrate_worker(args.out, args.quick, rounds)
         return 0
     if cal.under_mpiexec():
         from mpi4py import MPI
 
         size = MPI.COMM_WORLD.Get_size()
         part = Path(args.out).with_suffix(".part.json")
-        cal.calibrate_worker(str(part), args.quick)
+        load_before = cal.load_average()  # already includes this job's ranks (they are running)
+        cal.calibrate_worker(str(part), args.quick, rounds)
         if MPI.COMM_WORLD.Get_rank() == 0:
             import json
 
-            profile = cal.merge_profile([json.loads(part.read_text())])
+            profile = cal.merge_profile([json.loads(part.read_text())], args.max_spread)
+            profile["load_before"] = load_before
             part.unlink()
+            if args.strict and not profile["trusted"]:
+                print(cal.describe_profile(profile))
+                print("calibrate: --strict: no profile written", file=sys.stderr)
+                return 3
             Path(args.out).write_text(json.dumps(profile, indent=1))
-            print(f"measured on {size} ranks; wrote {args.out}")
+            print(f"measured on {size} ranks, {rounds} rounds; wrote {args.out}")
             print(cal.describe_profile(profile))
         return 0
     nprocs = parse_ranks(args.nprocs)
-    print(f"calibrating with mpiexec -n {', '.join(map(str, nprocs))} ...", flush=True)
-    profile = cal.calibrate(nprocs, args.out, quick=args.quick)
+    print(f"calibrating with mpiexec -n {', '.join(map(str, nprocs))}, {rounds} rounds each ...", flush=True)
+    try:
+        profile = cal.calibrate(
+            nprocs, args.out, quick=args.quick, rounds=rounds, max_spread=args.max_spread, strict=args.strict
+        )
+    except RuntimeError as e:
+        if not str(e).startswith("calibrate: the measurements disagree"):
+            raise
+        print(e, file=sys.stderr)
+        return 3
     print(f"wrote {args.out}")
     print(cal.describe_profile(profile))
     return 0
@@ -396,6 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", required=True, help="bytes per rank, e.g. 64M")
     p.add_argument("--dtype", default="float32", help="element type (default float32)")
     p.add_argument("--method", default="simulate", choices=["simulate", "formula"], help="formula: closed forms only")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", "fast", "reference"],
+        help="fast: record the schedule once, time it with the compiled loop (same numbers); reference: the "
+        "generator-driven scheduler; auto (default): fast where it applies, else the reference (and it says why)",
+    )
     p.add_argument("--timeline", help="write a Gantt chart (.png or .svg)")
     p.add_argument(
         "--trace",
@@ -432,11 +457,23 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_calibrate,
         "measure alpha, beta, gamma on this machine and write a profile (uses mpiexec)",
         "Measure alpha and beta (ring exchanges through the project's transport) and gamma, delta "
-        "(numpy reductions and copies on all ranks at once), per rank count, and write a JSON profile. Run it "
-        "plainly (it launches mpiexec -n for each of --nprocs) or under mpiexec (it measures that rank count).",
+        "(numpy reductions and copies on all ranks at once), per rank count, --rounds times, and write a JSON "
+        "profile of the rounds' medians with the spread of every parameter; warn loudly (--strict: refuse) when "
+        "the rounds disagree by more than --max-spread. Run it plainly (it launches mpiexec -n for each of "
+        "--nprocs) or under mpiexec (it measures that rank count).",
     )
     p.add_argument("--out", default="profile.json", help="where to write the profile (default profile.json)")
-    p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (and 2 rounds unless --rounds)")
+    p.add_argument(
+        "--rounds", type=int, help="independent measurements per rank count, combined by their median (default 3)"
+    )
+    p.add_argument(
+        "--max-spread",
+        type=float,
+        default=0.25,
+        help="largest (max - min) / median of alpha, beta, gamma, delta over the rounds that is trusted (0.25)",
+    )
+    p.add_argument("--strict", action="store_true", help="refuse (exit status 3, no profile) when the spread is larger")
     _launch_options(p, "measure")
 
     p = _command(

@@ -20,7 +20,12 @@ which captures what a straight line cannot on a real machine (protocol switches 
 sizes, caches); alpha, beta and gamma are the straight-line summary.
 
 Both depend on how many processes share the machine, so the profile records one model per
-rank count measured (``by_ranks``), and predictions for p ranks use the nearest one.
+rank count measured (``by_ranks``), and predictions for p ranks use the nearest one, stretched
+by the change in ranks per core (:mod:`collectives.sim.trust`).
+
+The whole measurement is repeated in rounds (``--rounds``); the profile keeps the rounds' median,
+the spread of every fitted parameter and a verdict, and the command warns loudly (``--strict``:
+refuses) when the rounds disagree too much to trust (:mod:`collectives.sim.trust`).
 
 Every timing is repeated, the repetitions interleaved over all cases (a burst of load from other
 processes then spoils one sample of each case, not every sample of one), and summarised by its
@@ -49,6 +54,17 @@ from typing import Any
 import numpy as np
 
 from collectives.sim.cost_model import CostModel, curve_time
+from collectives.sim.trust import (
+    MAX_SPREAD,
+    QUIET_ADVICE,
+    busy_machine,
+    core_share,
+    describe_spread,
+    median_model,
+    parameter_spread,
+    untrusted,
+    usable_cores,
+)
 from collectives.sim.units import format_size
 
 EXCHANGE_SIZES = [0, 256, 4 << 10, 16 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20, 2 << 20, 8 << 20]
@@ -224,37 +240,74 @@ def _mpi_library() -> str:
         return "unknown"
 
 
-def calibrate_worker(out: str, quick: bool) -> None:
-    """Under mpiexec: measure, and rank 0 writes the partial profile to ``out``."""
+def calibrate_worker(out: str, quick: bool, rounds: int = 1) -> None:
+    """Under mpiexec: measure ``rounds`` times, and rank 0 writes the partial profile to ``out``."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     if comm.Get_size() < 2:
         raise SystemExit("calibrate: needs at least 2 MPI ranks (mpiexec -n 2 python -m collectives.sim calibrate)")
-    data = measure(comm, quick)
+    data = {"ranks": comm.Get_size(), "rounds": [measure(comm, quick) for _ in range(rounds)]}
     if comm.Get_rank() == 0:
         data["mpi"] = _mpi_library()
         Path(out).write_text(json.dumps(data))
 
 
-def merge_profile(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One profile from measurements at several rank counts; the smallest rank count is the default model."""
+def merge_profile(
+    parts: list[dict[str, Any]], max_spread: float = MAX_SPREAD, load_before: list[float] | None = None
+) -> dict[str, Any]:
+    """One profile from measurements at several rank counts, each repeated in rounds.
+
+    Each rank count's model is the median of its rounds (:func:`collectives.sim.trust.median_model`);
+    the spread of every fitted parameter is kept, with the verdict (``trusted``, and the reasons in
+    ``untrusted``). The smallest rank count is the default model. ``cores`` (usable cores) and each
+    rank count's ``core_share`` let predictions for other rank counts account for ranks sharing cores.
+    ``load_before`` (the load average before measuring) adds a problem when the machine was busy.
+    """
     parts = sorted(parts, key=lambda d: d["ranks"])
+    rounds = {d["ranks"]: d.get("rounds", [d]) for d in parts}  # a part without rounds is one round
+    by_ranks = {str(p): median_model([r["model"] for r in rs]) for p, rs in rounds.items()}
+    spreads = {str(p): parameter_spread([r["model"] for r in rs]) for p, rs in rounds.items()}
+    problems = untrusted(spreads, max_spread)
+    cores = usable_cores()
+    busy = busy_machine(load_before, cores)
+    if busy:
+        problems.append(busy)
+    first = str(parts[0]["ranks"])
     return {
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "host": platform.node(),
         "cpus": os.cpu_count(),
+        "cores": cores,
+        "core_share": {str(p): core_share(p, cores) for p in rounds},
+        "load_before": load_before,
+        "load": load_average(),
         "python": platform.python_version(),
         "mpi": parts[0].get("mpi", "unknown"),
         "method": "ring sendrecv via MPITransport (alpha, beta); numpy add/copyto on all ranks at once (gamma, delta)",
         "statistic": STATISTIC,
-        "model": parts[0]["model"],
-        "by_ranks": {str(d["ranks"]): d["model"] for d in parts},
+        "rounds": min(len(rs) for rs in rounds.values()),
+        "max_spread": max_spread,
+        "trusted": not problems,
+        "untrusted": problems,
+        "spread": spreads,
+        "model": by_ranks[first],
+        "by_ranks": by_ranks,
         "measurements": {
-            str(d["ranks"]): {k: d[k] for k in ("exchange", "exchange_reduce", "exchange_3calls", "reduce", "copy")}
-            for d in parts
+            str(p): [
+                {k: r[k] for k in ("exchange", "exchange_reduce", "exchange_3calls", "reduce", "copy")} for r in rs
+            ]
+            for p, rs in rounds.items()
         },
     }
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def run_mpi_module(nprocs: int, args: list[str], timeout: float) -> None:
@@ -264,16 +317,38 @@ def run_mpi_module(nprocs: int, args: list[str], timeout: float) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
 
 
-def calibrate(nprocs: list[int], out: str | Path, quick: bool = False, timeout: float = 600) -> dict[str, Any]:
-    """Measure at each rank count (launching mpiexec), merge, write ``out``; returns the profile."""
+def calibrate(
+    nprocs: list[int],
+    out: str | Path,
+    quick: bool = False,
+    timeout: float = 600,
+    rounds: int = 3,
+    max_spread: float = MAX_SPREAD,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Measure ``rounds`` times at each rank count (launching mpiexec), merge, write ``out``; returns the profile.
+
+    With ``strict``, a profile whose spread exceeds ``max_spread`` is not written and a
+    RuntimeError says why and how to measure quietly.
+    """
+    if rounds < 1:
+        raise ValueError(f"calibrate: --rounds must be at least 1, got {rounds}")
     parts = []
+    load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         for p in nprocs:
             part = Path(tmp) / f"p{p}.json"
-            args = ["calibrate", "--worker", "--out", str(part)] + (["--quick"] if quick else [])
-            run_mpi_module(p, args, timeout)
+            args = ["calibrate", "--worker", "--out", str(part), "--rounds", str(rounds)]
+            run_mpi_module(p, args + (["--quick"] if quick else []), timeout * rounds)
             parts.append(json.loads(part.read_text()))
-    profile = merge_profile(parts)
+    profile = merge_profile(parts, max_spread, load_before)
+    if strict and not profile["trusted"]:
+        raise RuntimeError(
+            "calibrate: the measurements disagree too much to trust; no profile written:\n  "
+            + "\n  ".join(profile["untrusted"])
+            + "\n"
+            + QUIET_ADVICE.format(load=profile["load_before"])
+        )
     Path(out).write_text(json.dumps(profile, indent=1))
     return profile
 
@@ -286,8 +361,25 @@ def describe_profile(profile: dict[str, Any]) -> str:
             f"1/gamma {1 / max(m['gamma'], 1e-30) / 1e9:.2f} GB/s, 1/delta {1 / max(m['delta'], 1e-30) / 1e9:.2f} GB/s,"
             f" {m.get('call_overhead', 0) * 1e6:.2f} us per transport call"
         )
+    if "spread" in profile:
+        lines += describe_spread(profile["spread"], profile.get("rounds", 1))
+    if "cores" in profile:
+        shares = ", ".join(f"p={p}: {s:g}" for p, s in sorted(profile["core_share"].items(), key=lambda kv: int(kv[0])))
+        lines.append(
+            f"  {profile['cores']} usable core(s): ranks per core {shares}; predictions for other rank counts "
+            "scale the nearest measured model by the ratio of ranks per core"
+        )
     m = profile["model"]
     lines.append(f"  for collectives.select: COLLECTIVES_MODEL={m['alpha']:.3g},{m['beta']:.3g},{m['gamma']:.3g}")
+    if profile.get("untrusted"):
+        bar = "!" * 78
+        lines += [bar, "WARNING: this calibration is NOT trustworthy: repeated rounds disagree:"]
+        lines += [f"  {problem}" for problem in profile["untrusted"]]
+        lines += [
+            "predictions from it (run, sweep, validate, select) are unreliable.",
+            QUIET_ADVICE.format(load=profile.get("load_before") or profile.get("load")),
+            bar,
+        ]
     return "\n".join(lines)
 
 
@@ -340,11 +432,23 @@ def validate(
     repeats: int = 7,
     timeout: float = 900,
 ) -> dict[str, Any]:
-    """Measure for real and predict from the profile; returns rows and per-algorithm median errors."""
-    from collectives.sim.machine import machine_from_options
+    """Measure for real and predict from the profile; returns rows and per-algorithm median errors.
+
+    For rank counts above the profile's cores, each row also has ``predicted_core_share``: the
+    prediction from the models measured with at most one rank per core, stretched by the ranks
+    per core (:mod:`collectives.sim.trust`), i.e. what the profile predicts for p without having
+    measured p; ``median_abs_error_core_share`` summarises those rows per algorithm.
+    """
+    from dataclasses import replace
+
+    from collectives.sim.machine import load_profile, machine_from_options
     from collectives.sim.simulate import simulate
 
     machine = machine_from_options(profile=profile_path)
+    data = load_profile(profile_path)
+    cores = machine.cores
+    one_per_core = {q: m for q, m in machine.by_ranks.items() if cores and q <= cores}
+    shared = replace(machine, by_ranks=one_per_core) if one_per_core else None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for p in nprocs:
@@ -354,27 +458,64 @@ def validate(
             run_mpi_module(p, args, timeout)
             measured = json.loads(part.read_text())
             model, topology = machine.build(p)
+            scaled = shared.build(p) if shared is not None and cores and p > cores else None
             for name in algorithms:
                 for n in sizes:
                     predicted = simulate(name, p, n, model=model, topology=topology, dtype="float64").time
                     real = measured[name][str(n)]
-                    rows.append({"algorithm": name, "p": p, "bytes": n, "measured": real, "predicted": predicted})
+                    row = {"algorithm": name, "p": p, "bytes": n, "measured": real, "predicted": predicted}
+                    if scaled is not None:
+                        row["predicted_core_share"] = simulate(
+                            name, p, n, model=scaled[0], topology=scaled[1], dtype="float64"
+                        ).time
+                    rows.append(row)
+    report: dict[str, Any] = {
+        "rows": rows,
+        "median_abs_error": _median_errors(rows, algorithms, "predicted"),
+        "cores": cores,
+        "profile_trusted": data.get("trusted"),
+        "profile_untrusted": data.get("untrusted", []),
+    }
+    if any("predicted_core_share" in r for r in rows):
+        report["median_abs_error_core_share"] = _median_errors(rows, algorithms, "predicted_core_share")
+    return report
+
+
+def _median_errors(rows: list[dict[str, Any]], algorithms: list[str], key: str) -> dict[str, float]:
+    """Median |predicted - measured| / measured per algorithm, over the rows that have ``key``."""
     errors = {}
     for name in algorithms:
-        errs = [abs(r["predicted"] - r["measured"]) / r["measured"] for r in rows if r["algorithm"] == name]
-        errors[name] = float(np.median(errs))
-    return {"rows": rows, "median_abs_error": errors}
+        errs = [abs(r[key] - r["measured"]) / r["measured"] for r in rows if r["algorithm"] == name and key in r]
+        if errs:
+            errors[name] = float(np.median(errs))
+    return errors
 
 
 def validation_table(report: dict[str, Any]) -> str:
-    lines = [f"{'algorithm':<20}{'p':>3}{'size':>8}{'measured':>12}{'predicted':>12}{'error':>8}"]
+    shared = "median_abs_error_core_share" in report
+    head = f"{'algorithm':<20}{'p':>3}{'size':>8}{'measured':>12}{'predicted':>12}{'error':>8}"
+    lines = [head + (f"{'core-shared':>13}{'error':>8}" if shared else "")]
     for r in report["rows"]:
         err = (r["predicted"] - r["measured"]) / r["measured"]
-        lines.append(
+        line = (
             f"{r['algorithm']:<20}{r['p']:>3}{format_size(r['bytes']):>8}{r['measured'] * 1e6:>10.1f}us"
             f"{r['predicted'] * 1e6:>10.1f}us{err:>+8.0%}"
         )
+        if "predicted_core_share" in r:
+            c = r["predicted_core_share"]
+            line += f"{c * 1e6:>11.1f}us{(c - r['measured']) / r['measured']:>+8.0%}"
+        lines.append(line)
     lines.append("median absolute error per algorithm:")
     for name, e in report["median_abs_error"].items():
         lines.append(f"  {name:<20}{e:>6.1%}{'  (target <= 20%)' if e > 0.2 else ''}")
+    if shared:
+        lines.append(
+            f"with more ranks than the profile's {report['cores']} core(s), predicted from the one-rank-per-core "
+            "models stretched by ranks per core (median absolute error, those rank counts only):"
+        )
+        for name, e in report["median_abs_error_core_share"].items():
+            lines.append(f"  {name:<20}{e:>6.1%}{'  (target <= 30%)' if e > 0.3 else ''}")
+    if report.get("profile_untrusted"):
+        lines.append("WARNING: the profile's calibration rounds disagreed (not trustworthy); errors above mean little:")
+        lines += [f"  {problem}" for problem in report["profile_untrusted"]]
     return "\n".join(lines)

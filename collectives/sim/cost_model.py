@@ -103,6 +103,15 @@ class CostModel:
     def replace(self, **changes: Any) -> CostModel:
         return replace(self, **changes)
 
+    def scaled(self, factor: float) -> CostModel:
+        """This model with every time cost stretched by ``factor`` (ranks sharing cores: see
+        :mod:`collectives.sim.trust`); the eager limit and the model's kind stay."""
+        from collectives.sim.trust import scale_model
+
+        if not factor > 0:
+            raise ValueError(f"CostModel.scaled: the factor must be positive, got {factor!r}")
+        return self if factor == 1 else CostModel.from_dict(scale_model(self.to_dict(), factor))
+
     @property
     def message_latency(self) -> float:
         """Time of an empty message between neighbours on the default network, end to end."""

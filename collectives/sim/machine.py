@@ -32,13 +32,24 @@ class Machine:
     intra: Link | None = None  # inside a node (hierarchical topologies)
     by_ranks: dict[int, CostModel] = field(default_factory=dict)
     source: str = ""
+    cores: int | None = None  # usable cores where the profile was measured (None: not recorded)
 
     def model_for(self, p: int) -> CostModel:
-        """The calibrated model for p ranks if there is one (else the nearest p), else the model."""
+        """The calibrated model for p ranks if there is one, else the nearest rank count's, else the model.
+
+        When the profile knows how many cores it was measured on, the nearest model is stretched
+        by the change in ranks per core (``core_share(p) / core_share(q)``, :mod:`collectives.sim.trust`):
+        4 ranks on 2 cores run each rank half the time, which a model measured at 2 ranks does not know.
+        """
         if not self.by_ranks:
             return self.model
         nearest = min(self.by_ranks, key=lambda q: (abs(q - p), q))
-        return self.by_ranks[nearest]
+        model = self.by_ranks[nearest]
+        if self.cores:
+            from collectives.sim.trust import core_share
+
+            model = model.scaled(core_share(p, self.cores) / core_share(nearest, self.cores))
+        return model
 
     def build(self, p: int) -> tuple[CostModel, Topology | None]:
         """(cost model, topology) for p ranks; topology None means the model's own fully connected network."""
@@ -133,6 +144,7 @@ def machine_from_options(
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
     by_ranks: dict[int, CostModel] = {}
+    cores: int | None = None
     overrides: dict[str, Any] = {}
     if alpha is not None:
         overrides["alpha"] = parse_time(alpha)
@@ -151,6 +163,7 @@ def machine_from_options(
             for p, m in data.get("by_ranks", {}).items()
         }
         source = f"profile {Path(profile).name}"
+        cores = data.get("cores")
         net: Link | None = None
         if bandwidth is not None or latency is not None:
             net = Link(
@@ -170,7 +183,7 @@ def machine_from_options(
         base_model = _model(model, fields["alpha"], net.per_byte, fields["gamma"], fields["delta"], o, g)
     if intra is None and topology.split(":")[0] in ("hier", "hierarchical", "cluster"):
         intra = "nvlink4"
-    return Machine(base_model, topology, net, intra_link(intra) if intra else None, by_ranks, source)
+    return Machine(base_model, topology, net, intra_link(intra) if intra else None, by_ranks, source, cores)
 
 
 def _with_kind(m: CostModel, kind: str, o: Any, g: Any) -> CostModel:

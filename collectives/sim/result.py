@@ -40,6 +40,7 @@ class SimResult:
     model: str = ""
     topology: str = ""
     cpu: float = 0.0  # CPU seconds the simulation took (what it costs on a machine shared with others)
+    engine: str = "reference"  # "fast" (recorded schedule, compiled replay) or "reference (... why not fast)"
 
     @classmethod
     def from_simulator(cls, sim: Simulator, finish: list[float], steps: int, wall: float) -> SimResult:
@@ -98,6 +99,7 @@ class SimResult:
             f"  busiest rank: sends {b['messages_sent']:.0f} messages / {format_size(b['bytes_sent'])}B, "
             f"receives {b['messages_received']:.0f} / {format_size(b['bytes_received'])}B, "
             f"reduces {format_size(b['bytes_reduced'])}B",
-            f"  simulated {self.messages} messages in {self.wall:.2f} s ({self.cpu:.2f} s of CPU)",
+            f"  simulated {self.messages} messages in {self.wall:.2f} s ({self.cpu:.2f} s of CPU), "
+            f"{self.engine} engine",
         ]
         return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,6 +43,9 @@ def elements(nbytes: int, dtype: Any) -> int:
     return nbytes // itemsize
 
 
+ENGINES = ("auto", "fast", "reference")
+
+
 def simulate(
     algorithm: AlgorithmLike,
     p: int,
@@ -54,6 +58,7 @@ def simulate(
     op: str | ReduceOp = "sum",
     seed: int | None = None,
     timeline: bool = False,
+    engine: str = "auto",
 ) -> SimResult:
     """Predict the time of one allreduce of ``nbytes`` per rank on ``p`` ranks, without any data.
 
@@ -64,7 +69,15 @@ def simulate(
     The algorithm runs message by message on payload-free buffers (sizes-only mode); the result
     carries the predicted time, algbw/busbw, per-rank and per-link counters and, with
     ``timeline=True``, every message and reduction for :func:`collectives.sim.timeline.plot`.
+
+    ``engine``: "fast" records the algorithm's schedule once and times it with the compiled loop
+    (:mod:`collectives.sim.replay`; the same numbers as the reference, many times faster);
+    "reference" drives the generators with :class:`Simulator`; "auto" (default) is fast where
+    the fast engine applies (no ``seed``, an algorithm that records cleanly) and the reference
+    elsewhere. ``result.engine`` says which ran and, on a fallback, why.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"simulate: engine must be one of {list(ENGINES)}, got {engine!r}")
     name, run, _ = resolve(algorithm)
     n = elements(nbytes, dtype)
     if model is None:
@@ -73,12 +86,56 @@ def simulate(
         topology = topology or default_topology
     elif link is not None:
         raise ValueError("simulate: pass a link or a model, not both (the link builds the model)")
+    reduce_op = get_op(op)
+    why_not = ""
+    if engine == "fast" and seed is not None:
+        raise ValueError("simulate: engine='fast' cannot take a seed (random tie-breaking is the reference's)")
+    if engine != "reference":
+        result, why_not = _fast(run, p, n, dtype, reduce_op, model, topology, seed, timeline)
+        if result is not None:
+            result.nbytes, result.algorithm = nbytes, name
+            return result
     payload = SizesPayload()
     sim = Simulator(p, payload, model, topology, seed=seed, timeline=timeline)
     buffers = [payload.buffer(n, dtype) for _ in range(p)]
-    result = sim.run(run, buffers, get_op(op))
+    result = sim.run(run, buffers, reduce_op)  # raises the algorithm's error, if that is why the fast engine declined
+    if engine == "fast":
+        raise ValueError(f"simulate: the fast engine cannot run this simulation: {why_not}")
     result.nbytes, result.algorithm = nbytes, name
+    result.engine = "reference" + (f" (fast engine not used: {why_not})" if why_not else "")
     return result
+
+
+def _fast(
+    run: Callable[..., Iterator[Any]],
+    p: int,
+    n: int,
+    dtype: Any,
+    op: ReduceOp,
+    model: CostModel | None,
+    topology: Topology | None,
+    seed: int | None,
+    timeline: bool,
+) -> tuple[SimResult | None, str]:
+    """(the fast engine's result, "") or (None, why it does not apply)."""
+    from collectives.sim.record import NotRecordable, record
+    from collectives.sim.replay import replay
+
+    if seed is not None:
+        return None, "a seed randomises tie-breaking, which only the reference scheduler does"
+    if p < 1:
+        return None, "no ranks"
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        schedule = record(run, p, n, dtype, op)
+    except NotRecordable as e:
+        return None, f"the recording stopped: {e}"
+    result = replay(schedule, model, topology, timeline)
+    if result is None:
+        return None, "ranks are left blocked (a deadlock)"
+    result.wall, result.cpu = time.perf_counter() - wall, time.process_time() - cpu
+    result.engine = "fast"
+    return result, ""
 
 
 def exact_inputs(p: int, n: int, dtype: Any, op: str, seed: int = 0) -> list[np.ndarray]:

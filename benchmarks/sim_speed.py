@@ -1,0 +1,148 @@
+"""How fast the simulator runs big collectives message by message: the reference scheduler vs the fast engine.
+
+    python benchmarks/sim_speed.py [--cases ring:1024:64M,double_tree:4096:64M,rabenseifner:4096:64M]
+                                   [--repeats 1] [--no-reference] [--out benchmarks/results/sim_speed]
+
+For each case (algorithm:ranks:bytes per rank, the default machine of ``python -m collectives.sim
+run``) it runs ``simulate`` with ``engine="reference"`` (the generator-driven scheduler) and
+``engine="fast"`` (the schedule recorded once, timed by the compiled loop), alternating which
+goes first in each repeat, and reports CPU seconds (``time.process_time``, which a shared
+machine disturbs less than wall time), wall seconds, and messages per CPU second; for the fast
+engine also how the CPU splits between recording the schedule and replaying it. It checks that
+both give the same predicted time and finish times (exit status 1 otherwise), and writes the raw
+numbers with the machine, its load before and after, the versions and the command to
+``--out``/sim_speed-<date>.json. The first fast run of a process loads (or compiles) the numba
+loop: that cost is measured once apart ("warm-up") and left out of the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from collectives.bench.runinfo import _cpu_model, git_commit, load_average
+from collectives.sim import simulate
+from collectives.sim.units import parse_size
+
+DEFAULT_CASES = "ring:1024:64M,double_tree:4096:64M,rabenseifner:4096:64M"
+
+
+def parse_case(text: str) -> tuple[str, int, int]:
+    try:
+        name, ranks, size = text.split(":")
+        return name, int(ranks), parse_size(size)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"case {text!r}: expected ALGORITHM:RANKS:BYTES such as ring:1024:64M") from e
+
+
+def run_once(name: str, p: int, nbytes: int, engine: str) -> dict:
+    """One simulation; CPU and wall seconds measured around the whole call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = simulate(name, p, nbytes, engine=engine)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return {
+        "engine": result.engine,
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "messages": result.messages,
+        "messages_per_cpu_s": result.messages / cpu if cpu else None,
+        "predicted_s": result.time,
+        "finish": result.finish,
+    }
+
+
+def fast_split(name: str, p: int, nbytes: int) -> dict:
+    """The fast engine's CPU split: recording the schedule, then replaying it."""
+    import numpy as np
+
+    from collectives.algorithms import ALGORITHMS
+    from collectives.ops import get_op
+    from collectives.sim.machine import DEFAULT_MACHINE
+    from collectives.sim.record import record
+    from collectives.sim.replay import replay
+
+    cpu = time.process_time()
+    schedule = record(ALGORITHMS[name].run, p, nbytes // 4, np.float32, get_op("sum"))
+    recorded = time.process_time() - cpu
+    model, topology = DEFAULT_MACHINE.build(p)
+    cpu = time.process_time()
+    replay(schedule, model, topology)
+    return {"record_cpu_s": recorded, "replay_cpu_s": time.process_time() - cpu}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default=DEFAULT_CASES, help=f"comma separated (default {DEFAULT_CASES})")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each engine per case (default 1)")
+    parser.add_argument("--no-reference", action="store_true", help="time the fast engine only")
+    parser.add_argument("--out", default="benchmarks/results/sim_speed", help="directory for the raw JSON")
+    args = parser.parse_args(argv)
+    cases = [parse_case(c) for c in args.cases.split(",") if c]
+    engines = ["fast"] if args.no_reference else ["reference", "fast"]
+    info = {
+        "machine": {"host": platform.node(), "cpu": _cpu_model(), "cores": os.cpu_count()},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "load_before": load_average(),
+        "versions": {"python": platform.python_version(), "collectives": git_commit()},
+        "command": " ".join(["python", "benchmarks/sim_speed.py", *(argv if argv is not None else sys.argv[1:])]),
+    }
+    cpu = time.process_time()
+    simulate("ring", 4, 1 << 10, engine="fast")  # loads (or compiles) the compiled loop
+    info["warm_up_cpu_s"] = time.process_time() - cpu
+    print(f"load {info['load_before']}; fast engine warm-up {info['warm_up_cpu_s']:.2f} s of CPU")
+    rows, status = [], 0
+    for name, p, nbytes in cases:
+        runs: dict[str, list[dict]] = {e: [] for e in engines}
+        for k in range(args.repeats):
+            for engine in engines if k % 2 == 0 else engines[::-1]:  # alternate which engine goes first
+                runs[engine].append(run_once(name, p, nbytes, engine))
+        split = fast_split(name, p, nbytes)
+        row = {"algorithm": name, "ranks": p, "bytes": nbytes, "runs": runs, "fast_split": split}
+        for engine, got in runs.items():
+            cpus = [r["cpu_s"] for r in got]
+            walls = ", ".join(f"{r['wall_s']:.2f}" for r in got)
+            row[f"{engine}_cpu_s_median"] = statistics.median(cpus)
+            print(
+                f"{name} p={p} {nbytes >> 20} MiB, {engine:>9}: {got[0]['messages']} messages, CPU "
+                f"{', '.join(f'{c:.2f}' for c in cpus)} s (wall {walls} s), "
+                f"{got[0]['messages'] / statistics.median(cpus):,.0f} messages per CPU second"
+            )
+        print(
+            f"    fast engine split: record {split['record_cpu_s']:.2f} s, replay {split['replay_cpu_s']:.2f} s of CPU"
+        )
+        if "reference" in runs:
+            ref, fast = runs["reference"][0], runs["fast"][0]
+            same = ref["predicted_s"] == fast["predicted_s"] and ref["finish"] == fast["finish"]
+            row["same_result"] = same
+            row["cpu_ratio_reference_over_fast"] = [
+                r["cpu_s"] / f["cpu_s"] for r, f in zip(runs["reference"], runs["fast"])
+            ]
+            print(
+                f"    reference / fast CPU: {', '.join(f'{x:.1f}x' for x in row['cpu_ratio_reference_over_fast'])}; "
+                f"same predicted time and finish times: {same}"
+            )
+            status |= not same
+        for got in runs.values():
+            for r in got:
+                del r["finish"]  # thousands of numbers; the comparison above is what matters
+        rows.append(row)
+    info["load_after"] = load_average()
+    info["cases"] = rows
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"sim_speed-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(info, indent=1))
+    print(f"load after {info['load_after']}; wrote {path}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Time a recorded schedule (:mod:`collectives.sim.record`) under a cost model and a topology, fast.
+
+The reference :class:`collectives.sim.scheduler.Simulator` drives p Python generators and spends
+microseconds of Python per message; a schedule recorded once is replayed here by a compiled loop
+(:mod:`collectives.sim.replay_loop`) that applies the same rules in the same order, so the times,
+counters, link statistics and timeline are the reference's, bit for bit (the tests compare them on
+every algorithm, model and topology). Everything that depends only on a size (a message's time on
+a link, a reduction's) is computed here by the reference's own objects and expressions.
+"""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+from collectives.sim.cost_model import CostModel, curve_time
+from collectives.sim.network import Network, PairwiseNetwork, make_network
+from collectives.sim.record import SEND_KIND, Schedule
+from collectives.sim.result import SimResult
+from collectives.sim.scheduler import COPY, MSG, REDUCE, default_topology
+from collectives.sim.topology import Topology
+
+PORTS = {"multi": 0, "one": 1, "nic": 2}
+EVENT_NAMES = (MSG, REDUCE, COPY)
+
+
+def replay(
+    schedule: Schedule, model: CostModel | None = None, topology: Topology | None = None, timeline: bool = False
+) -> SimResult | None:
+    """The reference scheduler's result for ``schedule``, computed by the compiled loop; None on a deadlock."""
+    from collectives.sim.replay_loop import REQUEST, STEP
+    from collectives.sim.replay_loop import replay as loop
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    p = schedule.p
+    model = model or CostModel()
+    if topology is not None and topology.p != p:
+        raise ValueError(f"the topology has {topology.p} ranks but the simulation has {p}")
+    topology = topology or default_topology(p, model)
+    network = make_network(topology, model)
+    sends = np.flatnonzero(schedule.req_kind == SEND_KIND)
+    src, dst, nbytes = schedule.req_rank[sends], schedule.req_peer[sends], schedule.req_bytes[sends]
+    msg_link = np.full(schedule.req_kind.size, -1, np.int64)
+    msg_x = np.zeros(schedule.req_kind.size)
+    empty_i, empty_f = np.zeros(1, np.int64), np.zeros(0)
+    if isinstance(network, PairwiseNetwork):
+        pairs = src * p + dst
+        used, link_of = np.unique(np.where(src == dst, -1, pairs), return_inverse=True)
+        offset = 1 if used.size and used[0] == -1 else 0  # self-messages use no link
+        msg_link[sends] = link_of.reshape(-1) - offset
+        msg_x[sends] = _per_size(nbytes, lambda m: _pair_time(network, m))
+        keys = used[offset:]
+        routing = (empty_i, empty_i, empty_f, empty_f, empty_f)
+        nlinks = keys.size
+        fp = [network.alpha, network.latency]
+    else:
+        pairs, route_of = np.unique(src * p + dst, return_inverse=True)
+        msg_link[sends] = route_of.reshape(-1)
+        routing = _routes(network, pairs, p)
+        nlinks = len(topology.link_per_byte)
+        fp = [model.alpha, 0.0]
+    local = schedule.local_bytes
+    local_dt = _per_size(local, lambda m: _local_time(model, m))
+    fp += [model.o, model.g, model.call_overhead, float(model.eager_limit)]
+    ip = [PORTS[model.ports], int(model.sync_send), int(not isinstance(network, PairwiseNetwork)), int(timeline)]
+    max_events = (sends.size + local.size) if timeline else 0
+    out = loop(
+        schedule.ops, schedule.op_base, schedule.req_kind, schedule.req_rank, schedule.req_bytes,
+        schedule.req_base, schedule.partner, schedule.waits, schedule.wait_base, schedule.step_base,
+        local_dt, schedule.local_base, msg_link, msg_x, *routing, nlinks,
+        np.array(fp, dtype=np.float64), np.array(ip, dtype=np.int64), max_events,
+        np.empty(schedule.req_kind.size, REQUEST), np.empty(int(schedule.step_base[-1]), STEP),
+    )  # fmt: skip
+    status, finish, steps, link_msgs, link_bytes, link_busy = out[:6]
+    if status:
+        return None
+    if isinstance(network, PairwiseNetwork):
+        network.links = {
+            int(k): [0.0, m, b, busy]
+            for k, m, b, busy in zip(keys.tolist(), link_msgs.tolist(), link_bytes.tolist(), link_busy.tolist())
+        }
+    else:
+        network.msgs, network.bytes, network.busy = link_msgs.tolist(), link_bytes.tolist(), link_busy.tolist()
+    counters = _counters(schedule, src, dst, nbytes)
+    events = _events(out[6:], local) if timeline else None
+    state = SimpleNamespace(p=p, network=network, events=events, model=model, topology=topology, **counters)
+    result = SimResult.from_simulator(state, finish.tolist(), int(steps), time.perf_counter() - wall)  # type: ignore[arg-type]
+    result.cpu = time.process_time() - cpu
+    return result
+
+
+def _per_size(sizes: np.ndarray, cost) -> np.ndarray:
+    """``cost(m)`` for every entry of ``sizes``, evaluated once per distinct size (in Python, exactly)."""
+    if sizes.size == 0:
+        return np.zeros(0)
+    distinct, index = np.unique(sizes, return_inverse=True)
+    table = np.array([cost(int(m)) for m in distinct.tolist()], dtype=np.float64)
+    return table[index.reshape(-1)]
+
+
+def _pair_time(network: PairwiseNetwork, m: int) -> float:
+    """How long a message of m bytes holds its pair link (PairwiseNetwork.transfer's x)."""
+    if network.curve:
+        return curve_time(network.curve, m) - network.latency
+    return m * network.link_per_byte
+
+
+def _local_time(model: CostModel, m: int) -> float:
+    """Simulator.reduce / Simulator.copy's dt; copies are recorded as ~bytes (negative)."""
+    if m >= 0:
+        dt = curve_time(model.reduce_curve, m) if model.reduce_curve else m * model.gamma
+    else:
+        m = ~m
+        dt = curve_time(model.copy_curve, m) if model.copy_curve else m * model.delta
+    dt += model.call_overhead
+    return dt
+
+
+def _routes(network: Network, pairs: np.ndarray, p: int) -> tuple[np.ndarray, ...]:
+    """Each distinct (source, destination)'s links, latency and slowest link, from Network's own routing."""
+    ptr, links, latency, slowest = [0], [], [], []
+    for key in pairs.tolist():
+        route, lat, slow = network._route_info(key // p, key % p)
+        links.extend(route)
+        ptr.append(len(links))
+        latency.append(lat)
+        slowest.append(slow)
+    return (
+        np.array(ptr, np.int64),
+        np.array(links, np.int64),
+        np.array(latency, np.float64),
+        np.array(slowest, np.float64),
+        np.array(network.per_byte, np.float64),
+    )
+
+
+def _counters(schedule: Schedule, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> dict[str, list[int]]:
+    """Per-rank totals: every message was delivered and every local operation done, so they are sums."""
+    p = schedule.p
+
+    def total(where: np.ndarray, weights: np.ndarray | None = None) -> list[int]:
+        if weights is None:
+            return np.bincount(where, minlength=p).tolist()
+        # bincount sums in float64: exact while a rank's total stays below 2**53 bytes
+        return np.bincount(where, weights=weights, minlength=p).astype(np.int64).tolist()
+
+    local = schedule.local_bytes
+    local_rank = np.repeat(np.arange(p, dtype=np.int64), np.diff(schedule.local_base))
+    reduces = local >= 0
+    return {
+        "sent_msgs": total(src),
+        "sent_bytes": total(src, nbytes),
+        "recv_msgs": total(dst),
+        "recv_bytes": total(dst, nbytes),
+        "reduce_bytes": total(local_rank[reduces], local[reduces]),
+        "reduce_calls": total(local_rank[reduces]),
+        "copy_bytes": total(local_rank[~reduces], ~local[~reduces]),
+    }
+
+
+def _events(arrays: tuple[np.ndarray, ...], local: np.ndarray) -> list[tuple[str, int, int, float, float, int]]:
+    """The timeline as the reference records it: (kind, rank or source, -1 or destination, start, end, bytes)."""
+    kind, a, b, t0, t1, n = arrays
+    n = n.copy()
+    lo = n < 0  # local work: the size is looked up in the schedule
+    sizes = local[-1 - n[lo]]
+    n[lo] = np.where(sizes >= 0, sizes, ~sizes)
+    names = [EVENT_NAMES[k] for k in kind.tolist()]
+    return list(zip(names, a.tolist(), b.tolist(), t0.tolist(), t1.tolist(), n.tolist()))

@@ -1,0 +1,475 @@
+"""The compiled event loop that times a recorded schedule: the reference scheduler's rules, on arrays.
+
+:func:`replay` follows :class:`collectives.sim.scheduler.Simulator` step for step, in the same
+order, so it produces the same floating-point numbers: ranks run in order of (virtual time,
+insertion), a rank runs until its next yield, a step already complete continues without the heap
+when nobody is earlier, messages are timed when both sides are posted (``Simulator._match``), on
+private pair links (``PairwiseNetwork``) or routed links (``Network``), under the one-port, NIC or
+multi-port rules. Where the reference adds, this adds the same numbers in the same order; every
+value depending only on sizes (a message's transfer time, a reduction's) is computed once in
+Python by the reference's own expressions and passed in.
+
+Op codes and array layouts are :mod:`collectives.sim.record`'s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# The op codes of collectives.sim.record (numba needs them as plain globals).
+END, ISEND, IRECV, WAIT, YIELD, REDUCE, COPY, SENDRECV, SEND, RECV, YIELD_LAST = range(11)
+PORTS_MULTI, PORTS_ONE, PORTS_NIC = 0, 1, 2
+MSG_EVENT, REDUCE_EVENT, COPY_EVENT = 0, 1, 2
+NO_LIST = np.zeros(0, np.int64)
+# ctr: counters shared by the helpers
+HEAP_N, SEQ, EVENTS = 0, 1, 2
+# One record per request and per step, so that everything the loop reads about one sits in one cache
+# line (separate arrays per field cost a cache miss each on large runs).
+REQUEST = np.dtype(
+    [("time", "f8"), ("done", "f8"), ("x", "f8"), ("bytes", "i8"), ("partner", "i8"), ("step", "i8"),
+     ("rank", "i4"), ("link", "i4"), ("send", "i1"), ("posted", "i1"), ("isdone", "i1")],
+    align=True,
+)  # fmt: skip
+STEP = np.dtype([("ready", "f8"), ("pending", "i8"), ("rank", "i4"), ("yielded", "i1")], align=True)
+# fp: float parameters
+ALPHA, LATENCY, O, G, CALL, EAGER = range(6)
+# ip: int parameters
+PORTS, SYNC_SEND, ROUTED, TIMELINE = range(4)
+
+
+@njit(nogil=True, cache=True)
+def scan(ops, op_base, req_base, wait_base, waits):  # pragma: no cover - compiled
+    """Walk every rank's ops once: each request's kind (send 0, receive 1), where each rank's steps
+    start, the step each request is waited in and how often, and how often each step is yielded.
+
+    Yields of a step the rank has not made are counted in ``yields[-1]``, which the caller refuses.
+    """
+    p = op_base.size - 1
+    nreq = req_base[p]
+    kind = np.zeros(nreq, np.int64)
+    req_step = np.full(nreq, -1, np.int64)
+    waited = np.zeros(nreq, np.int64)
+    step_base = np.zeros(p + 1, np.int64)
+    s = 0
+    for r in range(p):  # first pass: the steps each rank makes
+        step_base[r] = s
+        pc = op_base[r]
+        while True:
+            code = ops[pc]
+            pc += 1
+            if code == END:
+                break
+            if code == WAIT or code == YIELD:
+                if code == WAIT:
+                    s += 1
+                pc += 1
+            elif code == SENDRECV or code == SEND or code == RECV:
+                s += 1
+    step_base[p] = s
+    yields = np.zeros(s + 1, np.int64)  # the last entry counts yields of steps a rank never made
+    bad = s
+    for r in range(p):
+        pc, q, w, s = op_base[r], req_base[r], wait_base[r], step_base[r]
+        while True:
+            code = ops[pc]
+            pc += 1
+            if code == END:
+                break
+            if code == ISEND or code == IRECV:
+                kind[q] = code == IRECV
+                q += 1
+            elif code == WAIT:
+                k = ops[pc]
+                pc += 1
+                for _ in range(k):
+                    waited[waits[w]] += 1
+                    req_step[waits[w]] = s
+                    w += 1
+                s += 1
+            elif code == YIELD or code == YIELD_LAST:
+                y = s - 1
+                if code == YIELD:
+                    y = ops[pc]
+                    pc += 1
+                yields[y if step_base[r] <= y < s else bad] += 1
+            elif code == SENDRECV:
+                kind[q + 1] = 1
+                waited[q] += 1
+                waited[q + 1] += 1
+                req_step[q] = s
+                req_step[q + 1] = s
+                q += 2
+                s += 1
+            elif code == SEND or code == RECV:
+                kind[q] = code == RECV
+                waited[q] += 1
+                req_step[q] = s
+                q += 1
+                s += 1
+    return kind, step_base, req_step, waited, yields
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _before(ta, ka, tb, kb):  # pragma: no cover - compiled
+    """(ta, ka) < (tb, kb): heapq's tuple order."""
+    return ta < tb or (ta == tb and ka < kb)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _push(heap, ctr, t, r, p):  # pragma: no cover - compiled
+    """heapq.heappush of (t, next sequence number, r), in a 4-ary heap of [time, seq * p + r] rows.
+
+    The key is exact in float64 below 2**53 (checked); any heap pops in the same order as heapq,
+    since no two entries have the same (time, seq). Four children share a cache line.
+    """
+    i = ctr[HEAP_N]
+    if i >= heap.shape[0]:
+        raise RuntimeError("replay: event heap overflow (a rank queued twice)")
+    ctr[HEAP_N] = i + 1
+    seq = ctr[SEQ]
+    ctr[SEQ] = seq + 1
+    if seq >= (1 << 53) // p:
+        raise RuntimeError("replay: too many events for exact keys")
+    key = float(seq * p + r)
+    while i > 0:  # move the hole up to where (t, key) belongs
+        parent = (i - 1) >> 2
+        if _before(heap[parent, 0], heap[parent, 1], t, key):
+            break
+        heap[i, 0] = heap[parent, 0]
+        heap[i, 1] = heap[parent, 1]
+        i = parent
+    heap[i, 0] = t
+    heap[i, 1] = key
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _pop(heap, ctr, p):  # pragma: no cover - compiled
+    """heapq.heappop: (time, rank) of the entry with the smallest (time, sequence)."""
+    t = heap[0, 0]
+    r = int(heap[0, 1]) % p
+    n = ctr[HEAP_N] - 1
+    ctr[HEAP_N] = n
+    lt, lk = heap[n, 0], heap[n, 1]  # the last entry, sifted down from the root
+    i = 0
+    while True:
+        first = 4 * i + 1
+        if first >= n:
+            break
+        c = first
+        for j in range(first + 1, min(first + 4, n)):
+            if _before(heap[j, 0], heap[j, 1], heap[c, 0], heap[c, 1]):
+                c = j
+        if _before(lt, lk, heap[c, 0], heap[c, 1]):
+            break
+        heap[i, 0] = heap[c, 0]
+        heap[i, 1] = heap[c, 1]
+        i = c
+    heap[i, 0] = lt
+    heap[i, 1] = lk
+    return t, r
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _complete(q, when, req, st, now, heap, ctr, p):  # pragma: no cover - compiled
+    """Simulator._complete: request q is done at ``when``; a step whose last request it was wakes its rank."""
+    req[q].done = when
+    req[q].isdone = 1
+    s = req[q].step
+    if s >= 0:
+        if when > st[s].ready:
+            st[s].ready = when
+        st[s].pending -= 1
+        if st[s].pending == 0 and st[s].yielded:
+            rk = st[s].rank
+            _push(heap, ctr, st[s].ready if st[s].ready > now[rk] else now[rk], rk, p)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _transfer(
+    src,
+    dst,
+    link,
+    x,
+    nbytes,
+    start,
+    fp,
+    routed,
+    route_ptr,
+    route_links,
+    route_lat,
+    route_slow,
+    link_pb,
+    link_free,
+    link_msgs,
+    link_bytes,
+    link_busy,
+):  # pragma: no cover - compiled
+    """Network.transfer / PairwiseNetwork.transfer: (begin, injected, arrival)."""
+    if not routed:
+        if src == dst:
+            return start, start, start + fp[ALPHA]
+        if link_free[link] > start:
+            start = link_free[link]
+        end = start + x
+        link_free[link] = end
+        link_msgs[link] += 1
+        link_bytes[link] += nbytes
+        link_busy[link] += x
+        return start, end, end + fp[LATENCY]
+    lo, hi = route_ptr[link], route_ptr[link + 1]  # ``link`` is the route's number here
+    latency = route_lat[link]
+    if lo == hi:
+        return start, start, start + latency
+    first = link_free[route_links[lo]]
+    begin = first if first > start else start
+    done = start + nbytes * route_slow[link]
+    injected = 0.0
+    for j in range(lo, hi):
+        i = route_links[j]
+        x = nbytes * link_pb[i]
+        served = (link_free[i] if link_free[i] > start else start) + x
+        link_free[i] = served
+        if served > done:
+            done = served
+        if not injected:
+            injected = served
+        link_msgs[i] += 1
+        link_bytes[i] += nbytes
+        link_busy[i] += x
+    return begin, injected, done + latency
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _make_step(r, listed, lo, hi, sc, req, st):  # pragma: no cover - compiled
+    """SimStep.__init__: rank r's next step, over requests ``listed[lo:hi]`` (or lo..hi-1 if ``listed``
+    is empty); counts those pending and takes the latest completion of the others."""
+    s = sc[r]
+    sc[r] += 1
+    pending = 0
+    ready = 0.0
+    direct = listed.size == 0
+    for j in range(lo, hi):
+        q = j if direct else listed[j]
+        req[q].step = s
+        if not req[q].isdone:
+            pending += 1
+        elif req[q].done > ready:
+            ready = req[q].done
+    st[s].pending = pending
+    st[s].ready = ready
+
+
+@njit(nogil=True, cache=True)
+def replay(
+    ops,
+    op_base,
+    req_kind,
+    req_rank,
+    req_bytes,
+    req_base,
+    partner,
+    waits,
+    wait_base,
+    step_base,
+    local_dt,
+    local_base,
+    msg_link,
+    msg_x,
+    route_ptr,
+    route_links,
+    route_lat,
+    route_slow,
+    link_pb,
+    nlinks,
+    fp,
+    ip,
+    max_events,
+    req,
+    st,
+):  # pragma: no cover - compiled
+    """Time the schedule; returns (status, finish, steps, link_msgs, link_bytes, link_busy, events...).
+
+    ``req`` and ``st`` are uninitialised REQUEST and STEP records, one per request and step.
+    status 0: every rank returned; 1: some ranks are blocked (a deadlock, which the reference
+    scheduler then reports in full).
+    """
+    p = op_base.size - 1
+    for q in range(req_base[p]):
+        req[q].time = 0.0
+        req[q].done = 0.0
+        req[q].x = msg_x[q]
+        req[q].bytes = req_bytes[q]
+        req[q].partner = partner[q]
+        req[q].step = -1
+        req[q].rank = req_rank[q]
+        req[q].link = msg_link[q]
+        req[q].send = req_kind[q] == 0
+        req[q].posted = 0
+        req[q].isdone = 0
+    for r in range(p):
+        for s in range(step_base[r], step_base[r + 1]):
+            st[s].ready = 0.0
+            st[s].pending = 0
+            st[s].rank = r
+            st[s].yielded = 0
+    now = np.zeros(p)
+    finish = np.zeros(p)
+    finished = np.zeros(p, np.bool_)
+    pc = op_base[:-1].copy()
+    rq = req_base[:-1].copy()
+    wl = wait_base[:-1].copy()
+    sc = step_base[:-1].copy()
+    lc = local_base[:-1].copy()
+    send_free = np.zeros(p)
+    recv_free = np.zeros(p)
+    link_free = np.zeros(nlinks)
+    link_msgs = np.zeros(nlinks, np.int64)
+    link_bytes = np.zeros(nlinks, np.int64)
+    link_busy = np.zeros(nlinks)
+    ev_kind = np.zeros(max_events, np.int64)
+    ev_a = np.zeros(max_events, np.int64)
+    ev_b = np.zeros(max_events, np.int64)
+    ev_t0 = np.zeros(max_events)
+    ev_t1 = np.zeros(max_events)
+    ev_n = np.zeros(max_events, np.int64)
+    heap = np.zeros((2 * p + 4, 2))  # at most one entry per rank is ever queued; twice that for safety
+    ctr = np.zeros(4, np.int64)
+    o, g, call, eager = fp[O], fp[G], fp[CALL], fp[EAGER]
+    ports, sync_send, routed, timeline = ip[PORTS], ip[SYNC_SEND], ip[ROUTED], ip[TIMELINE]
+    for r in range(p):
+        _push(heap, ctr, 0.0, r, p)
+    steps = 0
+    while ctr[HEAP_N] > 0:
+        t_pop, r = _pop(heap, ctr, p)
+        if t_pop > now[r]:
+            now[r] = t_pop
+        while True:
+            code = ops[pc[r]]
+            pc[r] += 1
+            if code == YIELD_LAST or code == YIELD:
+                if code == YIELD_LAST:
+                    s = sc[r] - 1
+                else:
+                    s = ops[pc[r]]
+                    pc[r] += 1
+                steps += 1
+                st[s].yielded = 1
+                if st[s].pending:
+                    break  # asleep until _complete finishes the step's last request
+                at = st[s].ready if st[s].ready > now[r] else now[r]
+                if ctr[HEAP_N] == 0 or heap[0, 0] >= at:
+                    now[r] = at  # already complete and nobody is earlier: go on without the heap
+                    continue
+                _push(heap, ctr, at, r, p)
+                break
+            if code == END:
+                finished[r] = True
+                finish[r] = now[r]
+                break
+            if code == REDUCE or code == COPY:
+                i = lc[r]
+                lc[r] += 1
+                dt = local_dt[i]
+                if dt:
+                    if timeline:
+                        e = ctr[EVENTS]
+                        ctr[EVENTS] = e + 1
+                        ev_kind[e] = REDUCE_EVENT if code == REDUCE else COPY_EVENT
+                        ev_a[e] = r
+                        ev_b[e] = -1
+                        ev_t0[e] = now[r]
+                        ev_t1[e] = now[r] + dt
+                        ev_n[e] = -1 - i  # the size is looked up afterwards
+                    now[r] += dt
+                continue
+            now[r] += call
+            if code == WAIT:
+                k = ops[pc[r]]
+                pc[r] += 1
+                first = wl[r]
+                wl[r] += k
+                _make_step(r, waits, first, first + k, sc, req, st)
+                continue
+            # ISEND, IRECV, SENDRECV, SEND, RECV: post one or two requests
+            nposts = 2 if code == SENDRECV else 1
+            q0 = rq[r]
+            rq[r] += nposts
+            for q in range(q0, q0 + nposts):
+                is_send = req[q].send
+                if is_send:
+                    now[r] += o  # post_send charges the sender's overhead o
+                req[q].time = now[r]
+                req[q].posted = 1
+                other = req[q].partner
+                if req[other].posted:
+                    s_req, r_req = (q, other) if is_send else (other, q)
+                    # --- Simulator._match ---
+                    nbytes = req[s_req].bytes
+                    src, dst = req[s_req].rank, req[r_req].rank
+                    start = req[s_req].time
+                    posted_at = req[r_req].time
+                    if nbytes > eager and posted_at > start:
+                        start = posted_at  # rendezvous: a large message waits for its receive
+                    if ports != PORTS_MULTI and send_free[src] > start:
+                        start = send_free[src]
+                    begin, injected, arrival = _transfer(
+                        src,
+                        dst,
+                        req[s_req].link,
+                        req[s_req].x,
+                        nbytes,
+                        start,
+                        fp,
+                        routed,
+                        route_ptr,
+                        route_links,
+                        route_lat,
+                        route_slow,
+                        link_pb,
+                        link_free,
+                        link_msgs,
+                        link_bytes,
+                        link_busy,
+                    )
+                    if ports == PORTS_ONE:
+                        send_free[src] = arrival
+                        held = arrival - start
+                        taken = recv_free[dst]
+                        if taken > start:
+                            arrival = taken + held
+                        recv_free[dst] = arrival
+                    elif ports == PORTS_NIC:
+                        send_free[src] = injected if injected > begin + g else begin + g
+                    if timeline:
+                        e = ctr[EVENTS]
+                        ctr[EVENTS] = e + 1
+                        ev_kind[e] = MSG_EVENT
+                        ev_a[e] = src
+                        ev_b[e] = dst
+                        ev_t0[e] = begin
+                        ev_t1[e] = arrival
+                        ev_n[e] = nbytes
+                    _complete(s_req, arrival if sync_send else injected, req, st, now, heap, ctr, p)
+                    _complete(r_req, (arrival if arrival > posted_at else posted_at) + o, req, st, now, heap, ctr, p)
+            if code != ISEND and code != IRECV:
+                _make_step(r, NO_LIST, q0, q0 + nposts, sc, req, st)
+    status = 0
+    for r in range(p):
+        if not finished[r]:
+            status = 1
+    n = ctr[EVENTS]
+    return (
+        status,
+        finish,
+        steps,
+        link_msgs,
+        link_bytes,
+        link_busy,
+        ev_kind[:n],
+        ev_a[:n],
+        ev_b[:n],
+        ev_t0[:n],
+        ev_t1[:n],
+        ev_n[:n],
+    )

@@ -1,0 +1,155 @@
+"""Whether a calibration can be trusted, and what ranks sharing cores do to it.
+
+``calibrate`` measures the machine several times (rounds) and fits alpha, beta, gamma, delta and
+the per-call cost each time. On a quiet machine the rounds agree within a few percent; on a
+shared one they do not (1/beta = 16 GB/s and 1.4 GB/s minutes apart were seen), and a profile
+built from one round then predicts garbage. So the profile keeps the median of the rounds, the
+spread of every fitted parameter ((max - min) / median), and a verdict: above ``MAX_SPREAD`` the
+numbers are not to be trusted, the command says so loudly (or refuses, with ``--strict``) and
+tells how to measure quietly.
+
+Ranks sharing cores: with more MPI ranks than usable cores, ranks take turns on the cores, and
+MPICH's ranks keep polling while they wait, so every rank runs about cores/p of the time and
+every cost it pays (messages through shared memory are CPU copies too) stretches by
+``core_share(p) = max(1, p / cores)``. A model measured at q ranks predicts p ranks after
+scaling by ``core_share(p) / core_share(q)`` (:meth:`collectives.sim.machine.Machine.model_for`),
+instead of pretending every rank had a core of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+# The fitted numbers whose spread decides (the per-call cost is small and noisy by nature: reported only).
+JUDGED = ("alpha", "beta", "gamma", "delta")
+REPORTED = (*JUDGED, "call_overhead")
+MAX_SPREAD = 0.25  # (max - min) / median over the rounds, above which a parameter is not trusted
+CURVES = ("message_curve", "reduce_curve", "copy_curve")
+
+QUIET_ADVICE = """\
+how to get a quiet measurement:
+  - stop other jobs on the machine (the load average was {load}; ideally below 0.5 per core) or use an idle node;
+  - measure at most one rank per core (--nprocs 2 on 2 cores); more ranks than cores are predicted by scaling;
+  - pin the ranks to cores (MPICH: mpiexec -bind-to core), keep the machine's power settings fixed;
+  - take more rounds (--rounds 5) and, once quiet, COLLECTIVES_SIM_STATISTIC=median;
+  - check with 'python -m collectives.sim calibrate' twice: the two profiles should agree within the spread."""
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def core_share(p: int, cores: int) -> float:
+    """How many ranks share each core when p ranks run on ``cores`` cores (1 when each has its own)."""
+    if p < 1 or cores < 1:
+        raise ValueError(f"core_share needs p >= 1 and cores >= 1, got p={p}, cores={cores}")
+    return max(1.0, p / cores)
+
+
+def parameter_spread(rounds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """For each fitted parameter over the rounds' models: median, min, max and spread = (max - min) / median.
+
+    A parameter that is zero in every round has spread 0; one that is zero in the median but not
+    everywhere has an infinite spread (it was not measured reliably).
+    """
+    if not rounds:
+        raise ValueError("parameter_spread needs at least one round")
+    out = {}
+    for key in REPORTED:
+        values = np.array([float(r.get(key, 0.0)) for r in rounds])
+        median, lo, hi = float(np.median(values)), float(values.min()), float(values.max())
+        if hi == lo:
+            spread = 0.0
+        elif median > 0:
+            spread = (hi - lo) / median
+        else:
+            spread = float("inf")
+        out[key] = {"median": median, "min": lo, "max": hi, "spread": spread}
+    return out
+
+
+def untrusted(spreads: dict[str, dict[str, dict[str, float]]], max_spread: float = MAX_SPREAD) -> list[str]:
+    """The judged parameters whose spread exceeds ``max_spread``, per rank count, in words (empty: trusted)."""
+    problems = []
+    for p, per in sorted(spreads.items(), key=lambda kv: int(kv[0])):
+        for key in JUDGED:
+            s = per[key]
+            if s["spread"] > max_spread:
+                problems.append(
+                    f"p={p}: {_label(key)} ranged {_range(key, s)} (spread {s['spread']:.0%} > {max_spread:.0%})"
+                )
+    return problems
+
+
+def busy_machine(load: list[float] | None, cores: int) -> str | None:
+    """A problem in words when the machine was already busy before calibrating (1-minute load above
+    its cores: other processes took the cores, and consistent rounds then describe a loaded machine)."""
+    if load and load[0] > cores:
+        return f"the load average was {load[0]:g} on {cores} core(s) before measuring: other processes held the cores"
+    return None
+
+
+def median_model(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One model (as a dict) from the rounds' models: every number the median over rounds, every
+    measured curve the pointwise median (the rounds measure the same sizes)."""
+    out = dict(rounds[0])
+    for key in REPORTED:
+        out[key] = float(np.median([float(r.get(key, 0.0)) for r in rounds]))
+    for key in CURVES:
+        curves = [r.get(key) for r in rounds]
+        if any(c is None for c in curves):
+            continue
+        sizes = [m for m, _ in curves[0]]
+        if any([m for m, _ in c] != sizes for c in curves):
+            raise ValueError(f"the rounds measured {key} at different sizes; they cannot be combined")
+        out[key] = [[m, float(np.median([c[i][1] for c in curves]))] for i, m in enumerate(sizes)]
+    return out
+
+
+def scale_model(model: dict[str, Any], factor: float) -> dict[str, Any]:
+    """The model (as a dict) with every time cost stretched by ``factor`` (ranks sharing cores)."""
+    if factor == 1:
+        return dict(model)
+    out = dict(model)
+    for key in (*REPORTED, "o", "g"):
+        if key in out:
+            out[key] = float(out[key]) * factor
+    for key in CURVES:
+        if out.get(key) is not None:
+            out[key] = [[m, float(t) * factor] for m, t in out[key]]
+    return out
+
+
+def _label(key: str) -> str:
+    return {"beta": "1/beta", "gamma": "1/gamma", "delta": "1/delta"}.get(key, key)
+
+
+def _value(key: str, x: float) -> str:
+    if key in ("beta", "gamma", "delta"):
+        return "inf" if x <= 0 else f"{1 / x / 1e9:.3g} GB/s"
+    return f"{x * 1e6:.3g} us"
+
+
+def _range(key: str, s: dict[str, float]) -> str:
+    """The range in the units shown, smallest first (the largest beta is the smallest bandwidth)."""
+    lo, hi = (s["max"], s["min"]) if key in ("beta", "gamma", "delta") else (s["min"], s["max"])
+    return f"{_value(key, lo)} .. {_value(key, hi)}"
+
+
+def describe_spread(spreads: dict[str, dict[str, dict[str, float]]], rounds: int) -> list[str]:
+    """Lines for the report: every parameter's median and range over the rounds, per rank count."""
+    lines = [f"spread over {rounds} rounds ((max - min) / median; above {MAX_SPREAD:.0%} is not trusted):"]
+    for p, per in sorted(spreads.items(), key=lambda kv: int(kv[0])):
+        parts = []
+        for key in REPORTED:
+            s = per[key]
+            parts.append(f"{_label(key)} {_value(key, s['median'])} [{_range(key, s)}, {s['spread']:.0%}]")
+        lines.append(f"  p={p}: " + "; ".join(parts))
+    return lines
