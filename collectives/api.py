@@ -77,16 +77,14 @@ def allreduce(
             except (KeyError, TypeError, ValueError):  # a new call, an unhashable or a bad argument: the full path
                 plan = None
             if plan is not None:
-                run, reduce_op, average, exchange, combined, expected, names = plan
+                run, reduce_op, average, exchange = plan
                 ctx.calls += 1
-                if exchange is not None and (agreement.enabled if check is None else check):
-                    watchdog.wait(exchange(), ctx, "allreduce", ctx.calls, limit)
-                    if combined.tobytes() != expected:
-                        agreement.verify(combined, names, None)  # raises, naming the field
                 flat = buf if buf.ndim == 1 else buf.ravel("K")
-                t = ctx.transport
-                t.used = 0  # what t.run does, without its frame: every step is complete when yielded
-                drain(run(t, flat, reduce_op))
+                checked = exchange is not None and (agreement.enabled if check is None else check)
+                if not (checked and exchange(flat, ctx, limit)):  # True: the check carried out the allreduce
+                    t = ctx.transport
+                    t.used = 0  # what t.run does, without its frame: every step is complete when yielded
+                    drain(run(t, flat, reduce_op))
                 if average:
                     reduce_op.finalize(flat, ctx.size)
                 return buf
@@ -108,22 +106,23 @@ def _allreduce_full(
     buf: Any, ctx: CommContext, op: Any, algorithm: Any, check: bool | None, link: Any, timeout: Any
 ) -> np.ndarray:
     """Validate and agree, run, and remember the call as a plan when it may take the hot path next time."""
-    flat, reduce_op, run, _, parsed = prepare("allreduce", ctx, buf, op, algorithm, 0, check, timeout, link=link)[0]
+    call = prepare("allreduce", ctx, buf, op, algorithm, 0, check, timeout, link=link, fuse=True)[0]
     if link is None and buf.__class__ is np.ndarray:
-        current(ctx.plans)[algorithm, op, buf.dtype, buf.size] = make_plan(ctx, flat, reduce_op, run, algorithm)
-    t = ctx.transport if parsed is None else ctx.emulated(parsed)
-    t.run(run(t, flat, reduce_op))
-    reduce_op.finalize(flat, ctx.size)
+        current(ctx.plans)[algorithm, op, buf.dtype, buf.size] = make_plan(ctx, call, op, algorithm)
+    if not call.done:
+        t = ctx.transport if call.link is None else ctx.emulated(call.link)
+        t.run(call.run(t, call.flat, call.op))
+    call.op.finalize(call.flat, ctx.size)
     return buf
 
 
 def _block(collective: str, buf: Any, comm: Any, op: Any, algorithm: str, root: int, check: Any, timeout: Any):
     """Run a building block (``collectives.algorithms.BLOCKS``) after the shared prepare-and-agree step."""
     ctx = context(comm)
-    flat, reduce_op, make, _, _ = prepare(collective, ctx, buf, op, algorithm, root, check, timeout)[0]
+    call = prepare(collective, ctx, buf, op, algorithm, root, check, timeout)[0]
     t = ctx.transport
-    t.run(make(t, flat, reduce_op, root))
-    return ctx, flat, reduce_op
+    t.run(call.run(t, call.flat, call.op, root))
+    return ctx, call.flat, call.op
 
 
 def reduce_scatter(

@@ -4,14 +4,18 @@ Our messages travel on a duplicate (``comm.Dup()``, made once, on first use) so 
 match the user's own point-to-point messages on the same communicator, whatever tags either
 side uses: MPI libraries do the same for their collectives. The duplicate is cached on the
 user's communicator as an MPI attribute, so it lives exactly as long as that communicator.
+The mismatch check of blocking calls has a duplicate of its own (:class:`collectives.agreement.Mailbox`),
+whose persistent receives are freed at exit, before MPI is finalized.
 """
 
 from __future__ import annotations
 
+import atexit
 from typing import Any
 
 from mpi4py import MPI
 
+from collectives.agreement import Mailbox
 from collectives.emulation import EmulatedLinkTransport
 from collectives.link import Link, parse_link
 from collectives.mpi_transport import TAG_SPAN, MPITransport
@@ -37,6 +41,8 @@ class CommContext:
         self.sequence = 0  # non-blocking collectives started, identical on all ranks
         self.calls = 0  # collectives called, blocking or not: the sequence number in timeout errors
         self.census = Census(comm.Dup())  # who waits where, asked when a collective times out
+        self.mailbox = Mailbox(comm.Dup())  # the blocking calls' mismatch check (collectives.agreement)
+        _mailboxes.append(self.mailbox)
         self.plans = PlanCache()  # validated allreduce calls (collectives.plans)
         self._emulated: dict[Link, EmulatedLinkTransport] = {}  # link -> the emulated transport of allreduce(link=...)
 
@@ -57,6 +63,14 @@ class CommContext:
 
 
 _last: tuple[Any, CommContext | None] = (None, None)
+_mailboxes: list[Mailbox] = []
+
+
+@atexit.register  # registered after mpi4py's own exit handler, so it runs before MPI is finalized
+def _close_mailboxes() -> None:
+    if not MPI.Is_finalized():
+        for mailbox in _mailboxes:
+            mailbox.close()
 
 
 def world() -> MPI.Intracomm:

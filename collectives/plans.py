@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
-
-from collectives import agreement, algorithms, select
+from collectives import algorithms, select
 from collectives.ops import ReduceOp
+from collectives.prepare import Call, exchange_for
 
 if TYPE_CHECKING:
     from collectives.context import CommContext
@@ -35,10 +34,7 @@ class Plan(NamedTuple):
     run: Any  # the algorithm's generator function (after resolving "auto")
     op: ReduceOp
     average: bool  # the op divides by p at the end
-    exchange: Any  # combines this call's signature across ranks (None: no check on one rank)
-    combined: np.ndarray | None  # where ``exchange`` writes the combined signature
-    expected: bytes  # the combined signature when every rank made this same call
-    names: dict[str, str]  # for the mismatch error message
+    exchange: Any  # the call's check, an agreement.Exchange (None on one rank); may carry out the allreduce
 
 
 class PlanCache(dict):
@@ -68,13 +64,9 @@ def current(cache: PlanCache) -> PlanCache:
     return cache
 
 
-def make_plan(ctx: CommContext, flat: np.ndarray, reduce_op: ReduceOp, run: Any, algorithm: str) -> Plan:
-    """The plan of an allreduce call that has just been validated and agreed on."""
-    names = {"collective": "allreduce", "op": reduce_op.name, "algorithm": str(algorithm)}
-    if ctx.size == 1:
-        return Plan(run, reduce_op, reduce_op.average, None, None, b"", names)
-    sig = agreement.signature("allreduce", flat.size, flat.dtype, reduce_op.name, str(algorithm), 0, False, ctx.rank)
-    combined = np.empty_like(sig)
-    # When every rank made this call, the combined (max of fields, max of negated fields) is sig itself.
-    return Plan(run, reduce_op, reduce_op.average, agreement.exchanger(ctx.comm, sig, combined), combined,
-                sig.tobytes(), names)  # fmt: skip
+def make_plan(ctx: CommContext, call: Call, op: Any, algorithm: Any) -> Plan:
+    """The plan of an allreduce call that has just been validated (and agreed on, if checked)."""
+    exchange = call.exchange
+    if exchange is None and ctx.size > 1:  # the call was unchecked; a later one may not be
+        exchange = exchange_for("allreduce", ctx, call, op, algorithm, 0, fuse=True)
+    return Plan(call.run, call.op, call.op.average, exchange)

@@ -8,6 +8,8 @@ signature exchange; only after it does any rank raise. Blocking calls (:mod:`col
 non-blocking ones (:mod:`collectives.nonblocking`) and the mpi4py wrapper's own checks
 (:func:`fail`) share this one step (:func:`prepare`). The exchange is waited for under the
 watchdog (:mod:`collectives.watchdog`), so a rank that never arrives is a named error, not a hang.
+A small recursive-doubling allreduce is carried out by the exchange itself
+(:func:`collectives.agreement.fusable`): the call comes back ``done``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class Call(NamedTuple):
     run: Any  # allreduce: the algorithm ``run(t, flat, op)``; a building block: ``make(t, flat, op, root)``
     algorithm: str  # as resolved ("auto" replaced by the choice)
     link: Link | None = None  # the emulated link (allreduce's ``link=``)
+    exchange: agreement.Exchange | None = None  # this call's check (blocking calls on more than one rank)
+    done: bool = False  # the check's exchange carried out the allreduce itself: do not run ``run``
 
 
 class Pending(NamedTuple):
@@ -100,6 +104,7 @@ def prepare(
     blocking: bool = True,
     label: str | None = None,
     error: BaseException | None = None,
+    fuse: bool = False,
 ) -> tuple[Call, Pending | None]:
     """Validate, then agree with the other ranks; raise on every rank if any rank's call is invalid or differs.
 
@@ -108,7 +113,9 @@ def prepare(
     returns the agreement in flight (:class:`Pending`, None when unchecked) for the caller to
     :func:`finish` as its first step. A rank with invalid arguments still takes part in the
     exchange, so the others learn of it, then raises. ``label`` names the call in messages;
-    ``error`` is one the caller found already (see :func:`fail`).
+    ``error`` is one the caller found already (see :func:`fail`). ``fuse``: a blocking allreduce
+    that :func:`collectives.agreement.fusable` accepts is carried out by the check's exchange,
+    and the returned call says ``done``.
     """
     ctx.calls += 1
     call = None
@@ -122,25 +129,64 @@ def prepare(
         if error is not None:
             raise error
         return call, None
+    if blocking:
+        exchange = exchange_for(collective, ctx, call, op, algorithm, root, error=error, label=label, fuse=fuse)
+        done = exchange(None if call is None else call.flat, ctx, seconds, error)  # raises if any call differs
+        return call._replace(exchange=exchange, done=done), None
+    sig, names = _signature(collective, ctx, call, op, algorithm, root, error, label, fused=False)
+    combined, request = agreement.start(ctx.comm, sig)
+    pending = Pending(combined, request, names, ctx.calls, seconds)
+    if error is not None:  # an invalid call tells the others, then fails here and now
+        finish(ctx, pending, error)
+    return call, pending
+
+
+def _signature(
+    collective: str,
+    ctx: CommContext,
+    call: Call | None,
+    op: Any,
+    algorithm: Any,
+    root: Any,
+    error: BaseException | None,
+    label: str | None,
+    fused: bool,
+) -> tuple[np.ndarray, dict[str, str]]:
+    """This rank's signature of the call, and the names its mismatch errors use."""
     opname = call.op.name if call is not None and call.op is not None else str(op)
     flat = call.flat if call is not None else None
+    described = agreement.describe(algorithm, None if call is None else call.algorithm, fused)
     sig = agreement.signature(
         collective,
         -1 if flat is None else flat.size,
         None if flat is None else flat.dtype,
         opname,
-        str(algorithm),
+        described,
         root if isinstance(root, (int, np.integer)) else -1,
         error is not None,
         ctx.rank,
     )
-    names = {"collective": label or collective, "op": opname, "algorithm": str(algorithm)}
-    combined, request = agreement.start(ctx.comm, sig)
-    pending = Pending(combined, request, names, ctx.calls, seconds)
-    if blocking or error is not None:  # an invalid call tells the others, then fails here and now
-        finish(ctx, pending, error)
-        return call, None
-    return call, pending
+    return sig, {"collective": label or collective, "op": opname, "algorithm": described}
+
+
+def exchange_for(
+    collective: str,
+    ctx: CommContext,
+    call: Call | None,
+    op: Any,
+    algorithm: Any,
+    root: Any,
+    *,
+    error: BaseException | None = None,
+    label: str | None = None,
+    fuse: bool = False,
+) -> agreement.Exchange:
+    """The check of a blocking call; with ``fuse``, an allreduce that qualifies travels inside it
+    (not one stretched to an emulated link: its steps must take the link's time)."""
+    fused = fuse and call is not None and call.link is None and agreement.fusable(call.run, call.flat.nbytes)
+    sig, names = _signature(collective, ctx, call, op, algorithm, root, error, label, fused)
+    payload = (call.flat.dtype, call.flat.size, call.op) if fused else None
+    return agreement.Exchange(ctx.mailbox, sig, names, payload)
 
 
 def finish(ctx: CommContext, pending: Pending, error: BaseException | None = None) -> None:
