@@ -137,7 +137,7 @@ def _is_buffer(obj: Any) -> bool:
         return True
     try:
         memoryview(obj).release()
-    except TypeError:
+    except Exception:  # TypeError, or an exporter's own refusal (BufferError, ValueError): not read here
         return False
     return True
 
@@ -147,7 +147,7 @@ def _memory(data: Any, writable: bool) -> tuple[np.ndarray, Any]:
     if isinstance(data, np.ndarray) or _is_buffer(data):
         try:
             arr = data if isinstance(data, np.ndarray) else np.asarray(memoryview(data))
-        except (TypeError, ValueError):  # a format numpy cannot read: the elements' type is unknown here
+        except (TypeError, ValueError, BufferError):  # a format numpy cannot read: the elements' type is unknown
             raise Passthrough(f"the buffer format of {type(data).__name__} is not one numpy reads") from None
         if arr.dtype.hasobject or not arr.dtype.isnative:
             raise Passthrough(f"buffer dtype {arr.dtype} (objects or non-native byte order)")
@@ -161,7 +161,10 @@ def _memory(data: Any, writable: bool) -> tuple[np.ndarray, Any]:
             raise ValueError("the buffer must be contiguous (use np.ascontiguousarray)")
         return flat.view(np.uint8), arr.dtype
     if hasattr(data, "__dlpack__"):
-        device = data.__dlpack_device__()[0] if hasattr(data, "__dlpack_device__") else KDL_CPU
+        try:
+            device = data.__dlpack_device__()[0] if hasattr(data, "__dlpack_device__") else KDL_CPU
+        except Exception as e:  # whatever the exporter raises, mpi4py will meet it too
+            raise Passthrough(f"__dlpack_device__ failed ({e})") from None
         if device != KDL_CPU:
             raise Passthrough(f"a DLPack buffer on device type {device}: device memory is MPI's")
         try:

@@ -282,7 +282,7 @@ class WrappedComm(MPI.Intracomm):
 
         def run() -> Any:
             if send is not None:
-                np.copyto(recv, send)  # now: MPI lets the caller reuse nothing before completion, we need less
+                np.copyto(recv, send)  # read at the start (MPI may read it until completion)
             return nonblocking.iallreduce(recv, self._base, name, self.collective_algorithm, **self._options())
 
         return Route(why + " (the library's request)", run)

@@ -1,9 +1,11 @@
 """mpi4py's own collective tests pass with their communicators wrapped by ``collectives.wrap``, under real mpiexec.
 
-One launch per rank count runs both vendored files (``mpi4py_conformance/upstream``) for every
-registered algorithm and for plain MPI (the control, which must pass too, or the files test the
-MPI installation rather than the wrapper). Every algorithm must pass every test, and the calls
-must really run by hand (a wrapper that handed everything to MPI would pass trivially).
+One launch per rank count runs both vendored files (``mpi4py_conformance/upstream``) for plain
+MPI (the control, which must pass too, or the files test the MPI installation rather than the
+wrapper) and for every registered algorithm: the whole files for ``ring``, the Allreduce and
+Iallreduce tests (the only calls an algorithm changes) for the others, to keep the launch short.
+Every test must pass, and the calls must really run by hand (a wrapper that handed everything to
+MPI would pass trivially).
 """
 
 import re
@@ -16,13 +18,14 @@ import collectives
 
 RUN = str(Path(__file__).with_name("mpi4py_conformance") / "run.py")
 LINE = re.compile(
-    r"conformance mpi=\S+ p=(\d+) algorithm=(\S+) file=(\S+): ran (\d+) passed (\d+) failed (\d+) skipped (\d+)"
-    r" hand (\d+) mpi (\d+)"
+    r"conformance mpi=\S+ p=(\d+) algorithm=(\S+) file=(\S+?)(?: \(Allreduce tests\))?:"
+    r" ran (\d+) passed (\d+) failed (\d+) skipped (\d+) hand (\d+) mpi (\d+)"
 )
 
 
 @pytest.mark.mpi
 @pytest.mark.slow
+@pytest.mark.timeout(1000)  # a hang guard above mpiexec's own limit
 @pytest.mark.parametrize("nprocs", [1, 2, 3, 4, 5])
 def test_mpi4py_collective_tests_pass_through_the_wrapper(nprocs):
     proc = run_mpi(nprocs, [RUN], timeout=900, check=False)
@@ -32,6 +35,7 @@ def test_mpi4py_collective_tests_pass_through_the_wrapper(nprocs):
     assert {(a, f) for _, a, f, *_ in rows} == expected
     for p, algorithm, file, ran, passed, failed, skipped, hand, _ in rows:
         assert int(p) == nprocs
-        assert int(failed) == 0 and int(passed) + int(skipped) == int(ran) > 40, (algorithm, file, ran, passed)
+        whole = algorithm in ("mpi", "ring")
+        assert int(failed) == 0 and int(passed) + int(skipped) == int(ran) >= (40 if whole else 6), (algorithm, file)
         if algorithm != "mpi":
-            assert int(hand) > 500, f"{algorithm} {file}: only {hand} calls ran by hand"
+            assert int(hand) >= (500 if whole else 100) * nprocs, f"{algorithm} {file}: only {hand} calls ran by hand"
