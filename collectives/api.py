@@ -201,7 +201,11 @@ def reduce(
 
 
 def explain(buf_or_nbytes: np.ndarray | int, comm: Any = None, p: int | None = None) -> str:
-    """Why ``algorithm="auto"`` picks what it picks for this buffer (or byte count) on ``comm`` (or ``p`` ranks)."""
+    """Why ``algorithm="auto"`` picks what it picks for this buffer (or byte count) on ``comm`` (or ``p`` ranks).
+
+    For a call on a ``collectives.wrap(...)`` communicator, ``comm.explain("Allreduce", sendbuf,
+    recvbuf, op)`` says whether it runs by hand (and with which algorithm) or goes to MPI, and why.
+    """
     if p is None:
         p = context(comm).size
     if isinstance(buf_or_nbytes, np.ndarray):

@@ -1,148 +1,126 @@
 """A drop-in mpi4py communicator whose collectives run the hand-written algorithms.
 
 ``collectives.wrap(comm)`` returns an :class:`mpi4py.MPI.Intracomm` (a second handle on the same
-communicator), so it works wherever mpi4py code expects one. Its ``Allreduce``, ``Reduce``,
-``Bcast``, ``Allgather`` and ``Reduce_scatter_block`` accept mpi4py's arguments: buffer
-specifications (any buffer-protocol object, ``[buf, datatype]``, ``[buf, count, datatype]``,
-``[buf, (count, displ), datatype]``), ``MPI.IN_PLACE`` (a send buffer that is the receive
-buffer counts as in place), the ops ``MPI.SUM``, ``MPI.PROD``, ``MPI.MAX``, ``MPI.MIN``, and the
-basic datatypes, and route through :mod:`collectives.api`. Everything else is mpi4py's own.
-Cases outside that (derived datatypes, other or user-defined ops, ``MPI.BOTTOM``...) raise
-``NotImplementedError`` naming the case, and like every argument error on one rank, make the
-other ranks raise too (a ``CollectiveMismatchError`` naming this rank) instead of waiting.
+communicator), so it works wherever mpi4py code expects one. Its ``Allreduce``, ``Iallreduce``,
+``Reduce``, ``Bcast``, ``Allgather`` and ``Reduce_scatter_block`` (:data:`BY_HAND`) run the
+library's algorithms when they can: host buffers in any form mpi4py takes (read by
+:mod:`collectives.mpi_specs`: the buffer protocol, DLPack on the CPU, buffer specifications,
+``MPI.IN_PLACE``), a predefined numeric or bool datatype (long double included), and the ops
+SUM, PROD, MAX, MIN, LAND, LOR, LXOR, BAND, BOR and BXOR on the dtypes the library defines them
+for. Every other call goes to MPI's own method unchanged, so the wrapper never refuses what MPI
+takes nor answers differently: MAXLOC and MINLOC, user-defined ops, derived datatypes,
+``MPI.BOTTOM``, device memory (``__cuda_array_interface__``, DLPack off the CPU), and an algorithm
+whose constraints exclude the call. ``WrappedComm.explain(method, *args)`` says which path a call
+takes and why. Every other method (Gather, Scan, Barrier, the lowercase pickle-based ones...) is
+mpi4py's own.
 
-``Iallreduce`` runs :func:`collectives.iallreduce` for the simple forms (:func:`routable_iallreduce`)
-and MPI's own call for the rest. Communicators made from a wrapped one (``Dup``, ``Clone``, ``Idup``,
-``Split``, ``Split_type``, ``Create``, ``Create_group``) are wrapped with the same settings, so
-code that duplicates the communicator it is given (DDP) keeps the wrapping.
+The path depends on the op, the datatype, the count, the root and the number of ranks, which a
+valid MPI call has the same on every rank, and on whether a buffer is host memory: a call with
+device memory on some ranks and host memory on others is not supported (it waits, then the
+library's watchdog raises on the ranks that took the hand-written path). A call the wrapper would
+run by hand but finds invalid on one rank (send and receive buffers that do not match, a
+read-only receive buffer) raises on every rank instead of leaving the others waiting.
+
+``Iallreduce`` by hand returns the library's request (``Test()``/``Wait()``, lower case too), not
+an ``MPI.Request``: ``MPI.Request.Waitall`` and friends do not take it. Communicators made from a
+wrapped one (``Dup``, ``Clone``, ``Idup``, ``Split``, ``Split_type``, ``Create``,
+``Create_group``) are wrapped with the same settings, so code that duplicates the communicator
+it is given (DDP) keeps the wrapping.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from mpi4py import MPI
-from mpi4py.util import dtlib
 
-from collectives import api, nonblocking
+from collectives import api, nonblocking, select
+from collectives.algorithms import ALGORITHMS, resolve
 from collectives.context import _KEYVAL as CONTEXT_KEYVAL
-from collectives.ops import OPS
+from collectives.mpi_specs import Passthrough, in_place, read
+from collectives.ops import get_op
 from collectives.prepare import fail
 
-T = TypeVar("T")
+# The MPI ops run by hand, by the library's name; every other op (MAXLOC, MINLOC, REPLACE, NO_OP,
+# user-defined) is MPI's. A list, not a dict: MPI.Op is not hashable.
+HAND_OPS = [
+    (MPI.SUM, "sum"),
+    (MPI.PROD, "prod"),
+    (MPI.MAX, "max"),
+    (MPI.MIN, "min"),
+    (MPI.LAND, "land"),
+    (MPI.LOR, "lor"),
+    (MPI.LXOR, "lxor"),
+    (MPI.BAND, "band"),
+    (MPI.BOR, "bor"),
+    (MPI.BXOR, "bxor"),
+]
+_OTHER_OPS = ["MAXLOC", "MINLOC", "REPLACE", "NO_OP"]
+# The collective each method runs by hand, and the building block's algorithm (Allreduce's is the wrapper's own).
+BY_HAND = {
+    "Allreduce": ("allreduce", None),
+    "Iallreduce": ("allreduce", None),
+    "Reduce": ("reduce", "binomial"),
+    "Bcast": ("broadcast", "binomial"),
+    "Allgather": ("allgather", "ring"),
+    "Reduce_scatter_block": ("reduce_scatter", "ring"),
+}
 
-_OPS = {"sum": MPI.SUM, "prod": MPI.PROD, "max": MPI.MAX, "min": MPI.MIN}
-_OTHER_OPS = ["LAND", "LOR", "LXOR", "BAND", "BOR", "BXOR", "MAXLOC", "MINLOC", "REPLACE", "NO_OP"]
 
-
-def _op_name(method: str, op: Any) -> str:
-    for name, mpi_op in _OPS.items():
+def _op_name(op: Any) -> str:
+    """The library's name for an MPI op it reduces by hand, or Passthrough naming the op."""
+    for mpi_op, name in HAND_OPS:
         if op == mpi_op:
             return name
-    what = next((f"MPI.{n}" for n in _OTHER_OPS if op == getattr(MPI, n)), None)
-    what = what or ("a user-defined MPI.Op" if isinstance(op, MPI.Op) else repr(op))
-    raise NotImplementedError(f"{method}: op {what} is not supported by collectives.wrap (MPI.SUM, PROD, MAX, MIN are)")
+    if not isinstance(op, MPI.Op):
+        raise Passthrough(f"op {op!r} is not an MPI.Op")
+    what = next((f"MPI.{n}" for n in _OTHER_OPS if op == getattr(MPI, n)), "a user-defined MPI.Op")
+    raise Passthrough(f"op {what} is not implemented by hand")
 
 
-def _dtype(method: str, datatype: Any) -> np.dtype:
-    if isinstance(datatype, str):
-        return np.dtype(datatype)
-    if not isinstance(datatype, MPI.Datatype):
-        raise TypeError(f"{method}: expected an MPI.Datatype, got {type(datatype).__name__}")
-    if not datatype.is_predefined:
-        raise NotImplementedError(f"{method}: derived datatype {datatype.Get_name() or datatype!r} is not supported")
-    try:
-        dt = dtlib.to_numpy_dtype(datatype)
-    except (ValueError, KeyError, TypeError):
-        raise NotImplementedError(f"{method}: datatype {datatype.Get_name()} is not supported") from None
-    if dt.kind not in "biufc" or dt.fields is not None:
-        raise NotImplementedError(f"{method}: datatype {datatype.Get_name()} ({dt}) is not a numeric type")
-    return dt
-
-
-def as_array(method: str, spec: Any) -> np.ndarray:
-    """A flat numpy view of an mpi4py buffer specification (shares memory with it)."""
-    if spec is MPI.BOTTOM:
-        raise NotImplementedError(f"{method}: MPI.BOTTOM buffers are not supported")
-    count = displ = datatype = None
-    if isinstance(spec, (list, tuple)):
-        if len(spec) == 2:
-            data, second = spec
-            if isinstance(second, (tuple, list)):
-                count, displ = second
-            else:
-                datatype = second
-        elif len(spec) == 3:
-            data, second, datatype = spec
-            if isinstance(second, (tuple, list)):
-                count, displ = second
-            else:
-                count = second
-        else:
-            raise TypeError(f"{method}: a buffer specification has 2 or 3 items, got {len(spec)}")
-    else:
-        data = spec
-    if data is MPI.BOTTOM:
-        raise NotImplementedError(f"{method}: MPI.BOTTOM buffers are not supported")
-    if isinstance(data, np.ndarray):
-        arr = data
-    else:
-        try:
-            arr = np.asarray(memoryview(data))
-        except TypeError:
-            raise TypeError(f"{method}: {type(data).__name__} does not support the buffer protocol") from None
-    if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
-        raise ValueError(f"{method}: the buffer must be contiguous")
-    dt = _dtype(method, datatype) if datatype is not None else arr.dtype
-    raw = arr.reshape(-1) if arr.flags.c_contiguous else arr.T.reshape(-1)
-    raw = raw.view(np.uint8)
-    if raw.size % dt.itemsize:
-        raise ValueError(f"{method}: buffer of {raw.size} bytes is not a whole number of {dt} elements")
-    flat = raw.view(dt)
-    start = displ or 0
-    stop = start + count if count is not None else flat.size
-    if start < 0 or stop > flat.size:
-        raise ValueError(f"{method}: count {count} and displacement {start} exceed the buffer of {flat.size} elements")
-    return flat[start:stop]
-
-
-def routable_iallreduce(sendbuf: Any, recvbuf: Any, op: Any) -> np.ndarray | None:
-    """The flat receive array if an ``Iallreduce`` is one the library runs by hand, else None (MPI runs it).
-
-    By hand: MPI.SUM, PROD, MAX or MIN on contiguous numpy arrays (the send buffer ``MPI.IN_PLACE``
-    or of the receive buffer's dtype and size) of a dtype the op takes. The decision depends only
-    on the arguments' forms, which MPI already requires to match across ranks.
-    """
-    if not any(op == mpi_op for mpi_op in _OPS.values()) or not isinstance(recvbuf, np.ndarray):
-        return None
-    if not (recvbuf.flags.c_contiguous and recvbuf.flags.writeable):
-        return None
-    if sendbuf is not MPI.IN_PLACE and not (
-        isinstance(sendbuf, np.ndarray)
-        and sendbuf.flags.c_contiguous
-        and sendbuf.dtype == recvbuf.dtype
-        and sendbuf.size == recvbuf.size
-    ):
-        return None
-    name = next(n for n, mpi_op in _OPS.items() if op == mpi_op)
-    if OPS[name].check_dtype(recvbuf.dtype) is not None:
-        return None
-    return recvbuf.reshape(-1)
+def _reducible(name: str, flat: np.ndarray) -> None:
+    """Passthrough unless the library's op ``name`` is defined on the buffer's dtype."""
+    if why := get_op(name).check_dtype(flat.dtype):
+        raise Passthrough(why)
 
 
 def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
     return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.nbytes == b.nbytes
 
 
-class WrappedComm(MPI.Intracomm):
-    """An intracommunicator handle whose five basic collectives run the hand-written algorithms.
+def _send(sendbuf: Any, recv: np.ndarray, method: str) -> np.ndarray | None:
+    """The send buffer's elements, or None when the call is in place (IN_PLACE, or the receive buffer itself)."""
+    if in_place(sendbuf):
+        return None
+    send = read(sendbuf, writable=False)
+    if _same_memory(send, recv):
+        return None
+    if send.dtype != recv.dtype or send.size != recv.size:
+        raise ValueError(
+            f"{method}: send buffer ({send.size} x {send.dtype}) and receive buffer ({recv.size} x {recv.dtype})"
+            " must match"
+        )
+    return send
 
-    The wrapper's own checks of mpi4py's arguments (buffer specifications, ops, datatypes,
-    matching send and receive buffers) run before the call; a rank whose check fails still takes
-    part in the ranks' agreement as an invalid call (:func:`collectives.prepare.fail`), so every
-    rank raises, as for any other argument error.
+
+@dataclass(frozen=True)
+class Route:
+    """How one call runs: ``run()`` does it by hand (or raises its error on every rank); None: MPI's own method."""
+
+    why: str
+    run: Callable[[], Any] | None = None
+
+
+class WrappedComm(MPI.Intracomm):
+    """An intracommunicator handle whose basic collectives (:data:`BY_HAND`) run the hand-written algorithms.
+
+    Each such call is first read (``_plan_<method>``, shared with :meth:`explain`) into a
+    :class:`Route`: by hand, MPI's own method, or an invalid call. An invalid call still takes
+    part in the ranks' agreement (:func:`collectives.prepare.fail`), so every rank raises, as for
+    any other argument error.
     """
 
     def __new__(cls, comm: MPI.Intracomm | None = None, *args: Any, **kwargs: Any) -> WrappedComm:
@@ -230,117 +208,173 @@ class WrappedComm(MPI.Intracomm):
         return self._adopt(super().Create_group(group, tag))
 
     # -- collectives ---------------------------------------------------------------------------
-    def _checked(self, collective: str, local: Callable[[], T]) -> T:
-        """``local()`` (this rank's own checks); its error is raised on every rank."""
+    def _route(self, method: str, *args: Any, **kwargs: Any) -> Route:
+        """Which path ``method(*args, **kwargs)`` takes; reading its arguments changes nothing."""
         try:
-            return local()
-        except (TypeError, ValueError, NotImplementedError) as e:
-            fail(collective, api.context(self._base), e, self.collective_check, self.collective_timeout)
-            raise  # fail raised already; this keeps type checkers informed
+            return getattr(self, f"_plan_{method}")(*args, **kwargs)
+        except Passthrough as e:
+            return Route(f"MPI's own {method}: {e}")
+        except (TypeError, ValueError) as e:
+            error = e if str(e).startswith(method) else type(e)(f"{method}: {e}")
+        collective = BY_HAND[method][0]
 
-    def _input(self, method: str, sendbuf: Any, recv: np.ndarray) -> bool:
-        """Copy the send buffer into ``recv`` unless the call is in place; returns whether it was."""
-        if sendbuf is MPI.IN_PLACE:
-            return True
-        send = as_array(method, sendbuf)
-        if _same_memory(send, recv):
-            return True
-        if send.dtype != recv.dtype or send.size != recv.size:
-            raise ValueError(
-                f"{method}: send buffer ({send.size} x {send.dtype}) and receive buffer ({recv.size} x {recv.dtype})"
-                " must match"
-            )
-        np.copyto(recv, send)
-        return False
+        def everywhere() -> None:
+            fail(collective, api.context(self._base), error, self.collective_check, self.collective_timeout)
+
+        return Route(f"invalid call: raises {type(error).__name__} on every rank: {error}", everywhere)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        route = self._route(method, *args, **kwargs)
+        if route.run is None:
+            return getattr(super(), method)(*args, **kwargs)
+        return route.run()
+
+    def explain(self, method: str, *args: Any, **kwargs: Any) -> str:
+        """Which path ``self.<method>(*args, **kwargs)`` would take, and why, without running it.
+
+        ``w.explain("Allreduce", send, recv, MPI.MAXLOC)`` -> "Allreduce: MPI's own Allreduce: op
+        MPI.MAXLOC is not implemented by hand". Local: it reads the arguments and communicates nothing.
+        """
+        if method not in BY_HAND:
+            return f"{method}: MPI's own (the wrapper runs {', '.join(BY_HAND)} by hand)"
+        return f"{method}: {self._route(method, *args, **kwargs).why}"
 
     def _options(self) -> dict[str, Any]:
         return {"check": self.collective_check, "timeout": self.collective_timeout}
 
-    def Allreduce(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM) -> None:
-        def local() -> tuple[str, np.ndarray]:
-            recv = as_array("Allreduce", recvbuf)
-            self._input("Allreduce", sendbuf, recv)
-            return _op_name("Allreduce", op), recv
+    def _root(self, root: Any) -> int:
+        if not isinstance(root, (int, np.integer)) or not 0 <= root < self.Get_size():
+            raise Passthrough(f"root {root!r} is not a rank of this communicator")
+        return int(root)
 
-        name, recv = self._checked("allreduce", local)
-        api.allreduce(recv, self._base, name, self.collective_algorithm, **self._options())
+    def _allreduce_algorithm(self, flat: np.ndarray) -> str:
+        """The algorithm that runs (``auto`` resolved), or Passthrough when its constraints exclude the call."""
+        name = resolve(self.collective_algorithm, collective="allreduce")  # an unknown name: ValueError
+        p = self.Get_size()
+        if name == "auto":
+            name = select.choose(p, flat.nbytes, flat.dtype.itemsize)
+        if why := ALGORITHMS[name].constraints.violation(p, flat.size):
+            raise Passthrough(f"algorithm {name!r} {why}")
+        return name
 
-    def Reduce(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM, root: int = 0) -> None:
-        def local() -> tuple[str, np.ndarray]:
-            name = _op_name("Reduce", op)
-            if self.Get_rank() == root:
-                work = as_array("Reduce", recvbuf)
-                self._input("Reduce", sendbuf, work)
-            else:
-                if sendbuf is MPI.IN_PLACE:
-                    raise ValueError("Reduce: MPI.IN_PLACE is only valid on the root")
-                work = as_array("Reduce", sendbuf)  # left unchanged: inner ranks accumulate in scratch
-                if not work.flags.writeable:
-                    work = work.copy()
-            return name, work
+    def _allreduce_args(self, method: str, sendbuf: Any, recvbuf: Any, op: Any) -> tuple[str, np.ndarray, Any, str]:
+        name = _op_name(op)
+        recv = read(recvbuf, writable=True)
+        send = _send(sendbuf, recv, method)
+        _reducible(name, recv)
+        algorithm = self._allreduce_algorithm(recv)
+        chosen = f"{algorithm!r} (auto)" if self.collective_algorithm == "auto" else repr(algorithm)
+        place = "in place" if send is None else "out of place"
+        return name, recv, send, f"by hand: algorithm {chosen}, {recv.size} x {recv.dtype}, op {name}, {place}"
 
-        name, work = self._checked("reduce", local)
-        api.reduce(work, root, self._base, name, **self._options())
+    def _plan_Allreduce(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM) -> Route:
+        name, recv, send, why = self._allreduce_args("Allreduce", sendbuf, recvbuf, op)
 
-    def Bcast(self, buf: Any, root: int = 0) -> None:
-        data = self._checked("broadcast", lambda: as_array("Bcast", buf))
-        api.broadcast(data, root, self._base, **self._options())
+        def run() -> None:
+            if send is not None:
+                np.copyto(recv, send)
+            api.allreduce(recv, self._base, name, self.collective_algorithm, **self._options())
 
-    def Allgather(self, sendbuf: Any, recvbuf: Any) -> None:
-        def local() -> np.ndarray:
-            recv = as_array("Allgather", recvbuf)
-            p, r = self.Get_size(), self.Get_rank()
-            if recv.size % p:
-                raise ValueError(f"Allgather: receive buffer of {recv.size} elements is not {p} equal blocks")
-            block = recv.size // p
-            self._input("Allgather", sendbuf, recv[r * block : (r + 1) * block])
-            return recv
+        return Route(why, run)
 
-        recv = self._checked("allgather", local)
-        api.allgather(recv, self._base, **self._options())
+    def _plan_Iallreduce(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM) -> Route:
+        name, recv, send, why = self._allreduce_args("Iallreduce", sendbuf, recvbuf, op)
 
-    def Reduce_scatter_block(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM) -> None:
-        def local() -> tuple[str, np.ndarray, np.ndarray, int]:
-            name = _op_name("Reduce_scatter_block", op)
-            p = self.Get_size()
-            recv = as_array("Reduce_scatter_block", recvbuf)
-            if sendbuf is MPI.IN_PLACE:
-                if recv.size % p:
-                    raise ValueError(f"Reduce_scatter_block: in-place buffer of {recv.size} elements is not {p} blocks")
-                return name, recv, recv.copy(), recv.size // p
-            send = as_array("Reduce_scatter_block", sendbuf)
-            block = recv.size
-            if send.size != p * block or send.dtype != recv.dtype:
+        def run() -> Any:
+            if send is not None:
+                np.copyto(recv, send)  # read at the start (MPI may read it until completion)
+            return nonblocking.iallreduce(recv, self._base, name, self.collective_algorithm, **self._options())
+
+        return Route(why + " (the library's request)", run)
+
+    def _plan_Reduce(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM, root: int = 0) -> Route:
+        name, root = _op_name(op), self._root(root)
+        if self.Get_rank() == root:
+            work = read(recvbuf, writable=True)
+            send = _send(sendbuf, work, "Reduce")
+        elif in_place(sendbuf):
+            raise ValueError("Reduce: MPI.IN_PLACE is only valid on the root")
+        else:
+            work, send = read(sendbuf, writable=False), None  # left unchanged: inner ranks accumulate in scratch
+        _reducible(name, work)
+
+        def run() -> None:
+            buf = work if work.flags.writeable else work.copy()
+            if send is not None:
+                np.copyto(buf, send)
+            api.reduce(buf, root, self._base, name, BY_HAND["Reduce"][1], **self._options())
+
+        return Route(f"by hand: binomial tree to root {root}, {work.size} x {work.dtype}, op {name}", run)
+
+    def _plan_Bcast(self, buf: Any, root: int = 0) -> Route:
+        root = self._root(root)
+        data = read(buf, writable=self.Get_rank() != root)
+
+        def run() -> None:
+            work = data if data.flags.writeable else data.copy()  # the root's may be read-only: it is only sent
+            api.broadcast(work, root, self._base, BY_HAND["Bcast"][1], **self._options())
+
+        return Route(f"by hand: binomial tree from root {root}, {data.size} x {data.dtype}", run)
+
+    def _plan_Allgather(self, sendbuf: Any, recvbuf: Any) -> Route:
+        p, r = self.Get_size(), self.Get_rank()
+        recv = read(recvbuf, writable=True, blocks=p)
+        block = recv.size // p
+        send = _send(sendbuf, recv[r * block : (r + 1) * block], "Allgather")
+
+        def run() -> None:
+            if send is not None:
+                np.copyto(recv[r * block : (r + 1) * block], send)
+            api.allgather(recv, self._base, BY_HAND["Allgather"][1], **self._options())
+
+        return Route(f"by hand: ring, {p} blocks of {block} x {recv.dtype}", run)
+
+    def _plan_Reduce_scatter_block(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM) -> Route:
+        name, p = _op_name(op), self.Get_size()
+        if in_place(sendbuf):
+            recv = read(recvbuf, writable=True, blocks=p)
+            data, block = recv, recv.size // p
+        else:
+            recv = read(recvbuf, writable=True)
+            data, block = read(sendbuf, writable=False, blocks=p), recv.size
+            if data.size != p * block or data.dtype != recv.dtype:
                 raise ValueError(
                     f"Reduce_scatter_block: send buffer must hold {p} blocks of {block} x {recv.dtype}, got"
-                    f" {send.size} x {send.dtype}"
+                    f" {data.size} x {data.dtype}"
                 )
-            return name, recv, send.copy(), block  # the send buffer must not change: the copy is workspace
+        _reducible(name, recv)
 
-        name, recv, work, block = self._checked("reduce_scatter", local)
-        mine = api.reduce_scatter(work, self._base, name, **self._options())
-        np.copyto(recv[:block], mine)
+        def run() -> None:
+            work = data.copy()  # the send buffer must not change, nor the rest of an in-place one
+            mine = api.reduce_scatter(work, self._base, name, BY_HAND["Reduce_scatter_block"][1], **self._options())
+            np.copyto(recv[:block], mine)
+
+        return Route(f"by hand: ring, {p} blocks of {block} x {recv.dtype}, op {name}", run)
+
+    def Allreduce(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM) -> None:
+        self._call("Allreduce", sendbuf, recvbuf, op)
 
     def Iallreduce(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM) -> Any:
-        """Routed to ``collectives.iallreduce`` (see :func:`routable_iallreduce`), else MPI's own call.
+        """MPI's request, or the library's one (``Test``/``Wait``) when the call runs by hand."""
+        return self._call("Iallreduce", sendbuf, recvbuf, op)
 
-        The routed call returns the library's request (``Test()``/``Wait()``, lower case too), not
-        an ``MPI.Request``: ``MPI.Request.Waitall`` and friends do not take it.
-        """
-        recv = routable_iallreduce(sendbuf, recvbuf, op)
-        if recv is None:
-            return super().Iallreduce(sendbuf, recvbuf, op)
-        if sendbuf is not MPI.IN_PLACE and not _same_memory(sendbuf, recv):
-            np.copyto(recv, sendbuf.reshape(-1))
-        return nonblocking.iallreduce(
-            recv, self._base, _op_name("Iallreduce", op), self.collective_algorithm, **self._options()
-        )
+    def Reduce(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM, root: int = 0) -> None:
+        self._call("Reduce", sendbuf, recvbuf, op, root)
+
+    def Bcast(self, buf: Any, root: int = 0) -> None:
+        self._call("Bcast", buf, root)
+
+    def Allgather(self, sendbuf: Any, recvbuf: Any) -> None:
+        self._call("Allgather", sendbuf, recvbuf)
+
+    def Reduce_scatter_block(self, sendbuf: Any, recvbuf: Any, op: MPI.Op = MPI.SUM) -> None:
+        self._call("Reduce_scatter_block", sendbuf, recvbuf, op)
 
 
 def wrap(
     comm: MPI.Intracomm, algorithm: str = "ring", *, check: bool | None = None, timeout: float | None = None
 ) -> WrappedComm:
-    """``comm`` with its Allreduce, Reduce, Bcast, Allgather and Reduce_scatter_block run by our algorithms."""
+    """``comm`` whose Allreduce, Iallreduce, Reduce, Bcast, Allgather and Reduce_scatter_block run our algorithms."""
     if not isinstance(comm, MPI.Intracomm):
         raise TypeError(f"wrap: expected an mpi4py intracommunicator, got {type(comm).__name__}")
     return WrappedComm(comm, algorithm, check, timeout)

@@ -9,6 +9,16 @@ once at the end on the fully reduced data (so every rank divides the same bits t
   and rounded toward zero, as C integer division and NCCL's ``ncclAvg`` do (``-7 avg over 2``
   is ``-3``; numpy's ``//`` would give ``-4``);
 - bool: not defined (use ``max`` for logical or, ``min`` for logical and).
+
+MPI's logical and bitwise ops (``land``, ``lor``, ``lxor``, ``band``, ``bor``, ``bxor``) are here
+too (:data:`LOGICAL_OPS`), on integer and bool dtypes only, with C's meaning: a logical op on
+integers gives 1 or 0. They are not in :data:`OPS`, the arithmetic ops the simulator's checks,
+the benchmarks and the property tests loop over; :func:`get_op` finds both.
+
+Long double and complex long double (:data:`LONG_DOUBLE_DTYPES`) are accepted everywhere but
+kept out of :data:`NUMERIC_DTYPES`, the list tools and tests loop over: on x86 a long double is
+10 bytes of value padded to 16, and numpy leaves the padding as it found it, so two equal results
+need not have equal bytes (a bitwise comparison of replicas would fail on noise).
 """
 
 from __future__ import annotations
@@ -37,6 +47,11 @@ NUMERIC_DTYPES: tuple[np.dtype, ...] = tuple(
     )
 )
 BOOL = np.dtype(bool)
+# np.longdouble is float64 where C's long double is (MSVC, Apple silicon): then nothing extra.
+LONG_DOUBLE_DTYPES: tuple[np.dtype, ...] = tuple(
+    d for d in (np.dtype(np.longdouble), np.dtype(np.clongdouble)) if d not in NUMERIC_DTYPES
+)
+_ACCEPTED = frozenset((*NUMERIC_DTYPES, *LONG_DOUBLE_DTYPES))
 
 
 @dataclass(frozen=True)
@@ -44,7 +59,8 @@ class ReduceOp:
     """An elementwise, associative and commutative reduction backed by a numpy ufunc.
 
     ``ordered`` says whether the op needs an ordering of values (so no complex numbers);
-    ``logical`` whether it is defined on bool; ``average`` whether the result is divided by
+    ``logical`` whether it is defined on bool; ``integral`` whether it is defined on integers
+    and bool only (MPI's logical and bitwise ops); ``average`` whether the result is divided by
     the number of ranks after the reduction (see the module docstring).
     """
 
@@ -52,6 +68,7 @@ class ReduceOp:
     ufunc: np.ufunc
     ordered: bool = False
     logical: bool = False
+    integral: bool = False
     average: bool = False
 
     def reduce(self, inout: np.ndarray, incoming: np.ndarray) -> None:
@@ -76,9 +93,11 @@ class ReduceOp:
             if self.logical:
                 return None
             return f"op {self.name!r} is not defined on bool; use 'max' (logical or) or 'min' (logical and)"
-        if dtype not in NUMERIC_DTYPES:
-            names = ", ".join(d.name for d in NUMERIC_DTYPES)
+        if dtype not in _ACCEPTED:
+            names = ", ".join(d.name for d in (*NUMERIC_DTYPES, *LONG_DOUBLE_DTYPES))
             return f"dtype {dtype} is not supported; expected one of {names} (bool for max/min)"
+        if self.integral and dtype.kind not in "iu":
+            return f"op {self.name!r} is defined on integer and bool dtypes only, not on {dtype}"
         if self.ordered and dtype.kind == "c":
             return f"op {self.name!r} needs ordered values and is not defined on complex dtype {dtype}"
         return None
@@ -98,6 +117,18 @@ MIN = ReduceOp("min", np.minimum, ordered=True, logical=True)
 AVG = ReduceOp("avg", np.add, average=True)
 
 OPS: dict[str, ReduceOp] = {op.name: op for op in (SUM, PROD, MAX, MIN, AVG)}
+LOGICAL_OPS: dict[str, ReduceOp] = {
+    op.name: op
+    for op in (
+        ReduceOp("land", np.logical_and, logical=True, integral=True),
+        ReduceOp("lor", np.logical_or, logical=True, integral=True),
+        ReduceOp("lxor", np.logical_xor, logical=True, integral=True),
+        ReduceOp("band", np.bitwise_and, logical=True, integral=True),
+        ReduceOp("bor", np.bitwise_or, logical=True, integral=True),
+        ReduceOp("bxor", np.bitwise_xor, logical=True, integral=True),
+    )
+}
+_ALL_OPS = {**OPS, **LOGICAL_OPS}
 
 
 def get_op(op: str | ReduceOp) -> ReduceOp:
@@ -105,6 +136,6 @@ def get_op(op: str | ReduceOp) -> ReduceOp:
     if isinstance(op, ReduceOp):
         return op
     try:
-        return OPS[op]
+        return _ALL_OPS[op]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown reduction op {op!r}; expected one of {sorted(OPS)}") from None
+        raise ValueError(f"unknown reduction op {op!r}; expected one of {sorted(_ALL_OPS)}") from None
