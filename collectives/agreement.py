@@ -33,13 +33,13 @@ import numpy as np
 from collectives import watchdog
 from collectives.algorithms.folding import FOLD_TAG, UNFOLD_TAG
 from collectives.algorithms.recursive_doubling import recursive_doubling_allreduce, schedule
-from collectives.ops import BOOL, NUMERIC_DTYPES
+from collectives.ops import BOOL, LONG_DOUBLE_DTYPES, NUMERIC_DTYPES
 
 if TYPE_CHECKING:
     from collectives.context import CommContext
 
 enabled = True  # read directly on the hot path; change it with set_checks
-_DTYPES = (*NUMERIC_DTYPES, BOOL)
+_DTYPES = (*NUMERIC_DTYPES, BOOL, *LONG_DOUBLE_DTYPES)
 FIELDS = ("collective", "element count", "dtype", "op", "algorithm", "root", "invalid rank")
 HEADER_BYTES = 2 * len(FIELDS) * 8  # the signature: int64 fields, then their negations
 # Payloads up to this many bytes travel in the check's messages. Above it the copy into the

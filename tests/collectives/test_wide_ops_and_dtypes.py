@@ -105,3 +105,13 @@ def test_long_double_sums_are_exact(algorithm):
                     assert [complex(x) if dtype.kind == "c" else int(x) for x in out] == expected, (
                         f"{algorithm} {op} {dtype} p={p}"
                     )
+
+
+def test_the_mismatch_check_tells_every_accepted_dtype_apart():
+    from collectives.agreement import dtype_code
+    from collectives.ops import BOOL, LONG_DOUBLE_DTYPES, NUMERIC_DTYPES
+
+    accepted = [*NUMERIC_DTYPES, BOOL, *LONG_DOUBLE_DTYPES]
+    codes = [dtype_code(np.dtype(d)) for d in accepted]
+    assert 0 not in codes  # 0 means "unknown": two unknown dtypes would look alike
+    assert len(set(codes)) == len(accepted)
