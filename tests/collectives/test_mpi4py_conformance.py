@@ -18,7 +18,7 @@ import collectives
 
 RUN = str(Path(__file__).with_name("mpi4py_conformance") / "run.py")
 LINE = re.compile(
-    r"conformance mpi=\S+ p=(\d+) algorithm=(\S+) file=(\S+?)(?: \(Allreduce tests\))?:"
+    r"conformance mpi=.+? p=(\d+) algorithm=(\S+) file=(\S+?)(?: \(Allreduce tests\))?:"
     r" ran (\d+) passed (\d+) failed (\d+) skipped (\d+) hand (\d+) mpi (\d+)"
 )
 
