@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward
@@ -57,8 +58,8 @@ class Conv2d(Function):
         ctx: Context, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: Geometry, groups: int
     ) -> np.ndarray:
         n, o = x.shape[0], weight.shape[0]
-        xp = padded(x, geom.pads)
-        out = np.empty((n, groups, o // groups, geom.ho * geom.wo), dtype=np.result_type(x, weight))
+        xp = _pad_for(x, geom)
+        out = np.empty((n, groups, o // groups, geom.ho, geom.wo), dtype=np.result_type(x, weight))
         out = _correlate(xp, geom, groups, weight.reshape(groups, o // groups, -1), out).reshape(n, o, geom.ho, geom.wo)
         ctx.xp = xp
         if bias is not None:
@@ -100,14 +101,73 @@ def _chunks(n: int, image_bytes: int) -> list[slice]:
     return [slice(s, min(s + step, n)) for s in range(0, n, step)]
 
 
-def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out`` (N, g, R, Ho*Wo) = ``wmat`` (g, R, K) @ the im2col columns of ``xp``, image chunk by chunk.
+def use_rows(geom: Geometry) -> bool:
+    """Whether a correlation with this geometry takes the row-window layout (:func:`_row_cols`).
 
-    One GEMM per image and group, (R, K) @ (K, Ho*Wo): the result is already NCHW.
+    The rule (measured, docs/performance.md): stride 1, and the padded row at most ROW_WASTE
+    times the output row (the extra columns are computed and thrown away).
     """
-    image_bytes = groups * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize
-    for s in _chunks(xp.shape[0], image_bytes):
-        np.matmul(wmat, _image_cols(xp[s], geom, groups), out=out[s])
+    return (geom.sh, geom.sw) == (1, 1) and geom.wp <= ROW_WASTE * geom.wo
+
+
+# the row layout computes Wp outputs per row and keeps Wo: taken while Wp <= ROW_WASTE * Wo
+ROW_WASTE = 1.5
+
+
+def _pad_for(x: np.ndarray, geom: Geometry) -> np.ndarray:
+    """``x`` padded for :func:`_correlate`: on the row path, C-contiguous and followed in memory
+    by the ``(kw - 1) * dw`` zeros that the last image's last rows read past its end."""
+    if not use_rows(geom):
+        return padded(x, geom.pads)
+    slack = (geom.kw - 1) * geom.dw
+    if not slack and not any(geom.pads) and x.flags.c_contiguous:
+        return x
+    n, c = x.shape[:2]
+    t, _, l, _ = geom.pads
+    size = n * c * geom.hp * geom.wp
+    buf = np.zeros(size + slack, dtype=x.dtype)
+    xp = buf[:size].reshape(n, c, geom.hp, geom.wp)
+    xp[:, :, t : t + geom.h, l : l + geom.w] = x
+    return xp
+
+
+def _row_cols(xp: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
+    """im2col by whole padded rows, for stride 1: (N, groups, C/groups*kh*kw, Ho*Wp), one copy.
+
+    Column ``y*Wp + x`` of row (c, i, j) is ``xp[n, c, y + i*dh, x + j*dw]``: for a fixed (c, i, j)
+    that is one contiguous run of ``Ho*Wp`` floats of the flattened plane, so the copy moves long
+    runs (not Wo-float pieces) and the GEMM's output is (Ho, Wp) per channel, of which the first
+    Wo columns are the convolution (the rest read across the row's end and are thrown away).
+    ``xp`` must come from :func:`_pad_for` (the last runs read ``(kw - 1) * dw`` floats past it).
+    """
+    n, c, _, wp = xp.shape
+    sn, sc, sy, sx = xp.strides
+    view = as_strided(
+        xp,
+        shape=(n, c, geom.kh, geom.kw, geom.ho * wp),
+        strides=(sn, sc, sy * geom.dh, sx * geom.dw, sx),
+        writeable=False,
+    )
+    return view.reshape(n, groups, (c // groups) * geom.kh * geom.kw, geom.ho * wp)
+
+
+def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` (N, g, R, Ho, Wo) = ``wmat`` (g, R, K) @ the im2col columns of ``xp``, image chunk by chunk.
+
+    One GEMM per image and group, (R, K) @ (K, Ho*Wo): the result is already NCHW. On the row
+    path (``xp`` from :func:`_pad_for`) the GEMM gives (R, Ho, Wp) and its first Wo columns are kept.
+    """
+    n, g, r = xp.shape[0], groups, wmat.shape[1]
+    if use_rows(geom):
+        image_bytes = g * wmat.shape[-1] * geom.ho * geom.wp * xp.itemsize
+        for s in _chunks(n, image_bytes):
+            full = np.matmul(wmat, _row_cols(xp[s], geom, g))  # (images, g, R, Ho*Wp)
+            out[s] = full.reshape(s.stop - s.start, g, r, geom.ho, geom.wp)[..., : geom.wo]
+        return out
+    image_bytes = g * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize
+    flat = out.reshape(n, g, r, geom.ho * geom.wo)
+    for s in _chunks(n, image_bytes):
+        np.matmul(wmat, _image_cols(xp[s], geom, g), out=flat[s])
     return out
 
 
@@ -115,14 +175,21 @@ def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> 
     """conv2d's weight gradient as (O, C/g*kh*kw): per image, columns @ gy^T, summed over the images.
 
     Computed as (cols @ gy^T)^T, whose reduction runs over Ho*Wo: the operand order OpenBLAS runs
-    fastest here (measured in docs/performance.md).
+    fastest here (measured in docs/performance.md). On the row path the output gradient gets
+    Wp - Wo zero columns per row, so the columns' thrown-away outputs contribute nothing.
     """
     n, o = g.shape[:2]
     k = xp.shape[1] // groups * geom.kh * geom.kw
-    gyb = g.reshape(n, groups, o // groups, geom.ho * geom.wo)  # (N, g, O/g, Ho*Wo)
+    rows = use_rows(geom)
+    if rows:
+        gz = np.zeros((n, groups, o // groups, geom.ho, geom.wp), dtype=g.dtype)
+        gz[..., : geom.wo] = g.reshape(n, groups, o // groups, geom.ho, geom.wo)
+        gyb, hw, cols = gz.reshape(n, groups, o // groups, -1), geom.ho * geom.wp, _row_cols
+    else:
+        gyb, hw, cols = g.reshape(n, groups, o // groups, geom.ho * geom.wo), geom.ho * geom.wo, _image_cols
     acc = np.zeros((groups, k, o // groups), dtype=np.result_type(xp, g))
-    for s in _chunks(n, groups * k * geom.ho * geom.wo * xp.itemsize):
-        acc += np.matmul(_image_cols(xp[s], geom, groups), gyb[s].transpose(0, 1, 3, 2)).sum(axis=0)
+    for s in _chunks(n, groups * k * hw * xp.itemsize):
+        acc += np.matmul(cols(xp[s], geom, groups), gyb[s].transpose(0, 1, 3, 2)).sum(axis=0)
     return acc.transpose(0, 2, 1).reshape(o, k)
 
 
@@ -187,8 +254,8 @@ def transposed_input_grad(g: np.ndarray, weight: np.ndarray, geom: Geometry, gro
     )
     # (O, C/g, kh, kw) -> (g, C/g, O/g*kh*kw), kernel flipped: row ci of group gi reads every output channel of gi
     wt = weight.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
-    out = np.empty((n, groups, cg, geom.h * geom.w), dtype=np.result_type(g, weight))
-    return _correlate(padded(g, tg.pads), tg, groups, wt.reshape(groups, cg, -1), out).reshape(
+    out = np.empty((n, groups, cg, geom.h, geom.w), dtype=np.result_type(g, weight))
+    return _correlate(_pad_for(g, tg), tg, groups, wt.reshape(groups, cg, -1), out).reshape(
         n, groups * cg, geom.h, geom.w
     )
 
