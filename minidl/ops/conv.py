@@ -95,9 +95,10 @@ class Conv2d(Function):
 COLUMN_BUDGET = 1 << 20
 
 
-def _chunks(n: int, image_bytes: int) -> list[slice]:
-    """Consecutive slices of ``n`` images, each with at most COLUMN_BUDGET bytes of columns (at least one image)."""
-    step = max(1, COLUMN_BUDGET // max(image_bytes, 1))
+def _chunks(n: int, image_bytes: int, budget: int | None = None) -> list[slice]:
+    """Consecutive slices of ``n`` images, each with at most ``budget`` (default COLUMN_BUDGET)
+    bytes of columns (at least one image)."""
+    step = max(1, (COLUMN_BUDGET if budget is None else budget) // max(image_bytes, 1))
     return [slice(s, min(s + step, n)) for s in range(0, n, step)]
 
 
@@ -111,7 +112,10 @@ def use_rows(geom: Geometry) -> bool:
 
 
 # the row layout computes Wp outputs per row and keeps Wo: taken while Wp <= ROW_WASTE * Wo
-ROW_WASTE = 1.5
+ROW_WASTE = 1.1
+# bytes of row-layout columns per GEMM: chunks of about 4 LeNet-5 images or one ResNet-block image
+# ran fastest at one thread (8 LeNet images were 2.5x slower, measured in docs/performance.md)
+ROW_BUDGET = 384 << 10
 
 
 def _pad_for(x: np.ndarray, geom: Geometry) -> np.ndarray:
@@ -131,65 +135,69 @@ def _pad_for(x: np.ndarray, geom: Geometry) -> np.ndarray:
     return xp
 
 
-def _row_cols(xp: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
-    """im2col by whole padded rows, for stride 1: (N, groups, C/groups*kh*kw, Ho*Wp), one copy.
+def _row_cols(xp: np.ndarray, geom: Geometry, groups: int, images: slice) -> np.ndarray:
+    """im2col by whole padded rows, for stride 1: (groups, C/groups*kh*kw, images*Ho*Wp), one copy.
 
-    Column ``y*Wp + x`` of row (c, i, j) is ``xp[n, c, y + i*dh, x + j*dw]``: for a fixed (c, i, j)
-    that is one contiguous run of ``Ho*Wp`` floats of the flattened plane, so the copy moves long
-    runs (not Wo-float pieces) and the GEMM's output is (Ho, Wp) per channel, of which the first
-    Wo columns are the convolution (the rest read across the row's end and are thrown away).
+    Column ``(b, y*Wp + x)`` of row (c, i, j) is ``xp[b, c, y + i*dh, x + j*dw]``: for a fixed
+    (c, i, j) and image that is one contiguous run of ``Ho*Wp`` floats of the flattened plane, so
+    the copy moves long runs (not Wo-float pieces), and a GEMM's output is (images, Ho, Wp) per
+    channel, whose first Wo columns are the convolution (the rest read across the row's end and
+    are thrown away). The chunk's images sit side by side, so one GEMM covers them all.
     ``xp`` must come from :func:`_pad_for` (the last runs read ``(kw - 1) * dw`` floats past it).
     """
-    n, c, _, wp = xp.shape
+    c, wp = xp.shape[1], xp.shape[3]
     sn, sc, sy, sx = xp.strides
     view = as_strided(
-        xp,
-        shape=(n, c, geom.kh, geom.kw, geom.ho * wp),
-        strides=(sn, sc, sy * geom.dh, sx * geom.dw, sx),
+        xp[images],
+        shape=(c, geom.kh, geom.kw, images.stop - images.start, geom.ho * wp),
+        strides=(sc, sy * geom.dh, sx * geom.dw, sn, sx),
         writeable=False,
     )
-    return view.reshape(n, groups, (c // groups) * geom.kh * geom.kw, geom.ho * wp)
+    return view.reshape(groups, (c // groups) * geom.kh * geom.kw, -1)
 
 
 def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``out`` (N, g, R, Ho, Wo) = ``wmat`` (g, R, K) @ the im2col columns of ``xp``, image chunk by chunk.
 
-    One GEMM per image and group, (R, K) @ (K, Ho*Wo): the result is already NCHW. On the row
-    path (``xp`` from :func:`_pad_for`) the GEMM gives (R, Ho, Wp) and its first Wo columns are kept.
+    Row path (``xp`` from :func:`_pad_for`): one GEMM per chunk and group, (R, K) @ (K, images*Ho*Wp),
+    then its first Wo columns of every row are copied out in NCHW order. Otherwise one GEMM per
+    image and group, (R, K) @ (K, Ho*Wo), whose result is already NCHW.
     """
     n, g, r = xp.shape[0], groups, wmat.shape[1]
     if use_rows(geom):
-        image_bytes = g * wmat.shape[-1] * geom.ho * geom.wp * xp.itemsize
-        for s in _chunks(n, image_bytes):
-            full = np.matmul(wmat, _row_cols(xp[s], geom, g))  # (images, g, R, Ho*Wp)
-            out[s] = full.reshape(s.stop - s.start, g, r, geom.ho, geom.wp)[..., : geom.wo]
+        for s in _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET):
+            full = np.matmul(wmat, _row_cols(xp, geom, g, s))  # (g, R, images*Ho*Wp)
+            out[s] = full.reshape(g, r, s.stop - s.start, geom.ho, geom.wp).transpose(2, 0, 1, 3, 4)[..., : geom.wo]
         return out
-    image_bytes = g * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize
     flat = out.reshape(n, g, r, geom.ho * geom.wo)
-    for s in _chunks(n, image_bytes):
+    for s in _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize):
         np.matmul(wmat, _image_cols(xp[s], geom, g), out=flat[s])
     return out
 
 
 def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
-    """conv2d's weight gradient as (O, C/g*kh*kw): per image, columns @ gy^T, summed over the images.
+    """conv2d's weight gradient as (O, C/g*kh*kw): columns @ gy^T, summed over the image chunks.
 
-    Computed as (cols @ gy^T)^T, whose reduction runs over Ho*Wo: the operand order OpenBLAS runs
-    fastest here (measured in docs/performance.md). On the row path the output gradient gets
-    Wp - Wo zero columns per row, so the columns' thrown-away outputs contribute nothing.
+    Computed as (cols @ gy^T)^T, whose reduction runs over the pixels: the operand order OpenBLAS
+    runs fastest here (measured in docs/performance.md). On the row path the output gradient is
+    laid out (g, O/g, N, Ho, Wp) with Wp - Wo zero columns per row, so the columns' thrown-away
+    outputs contribute nothing.
     """
     n, o = g.shape[:2]
+    og = o // groups
     k = xp.shape[1] // groups * geom.kh * geom.kw
-    rows = use_rows(geom)
-    if rows:
-        gz = np.zeros((n, groups, o // groups, geom.ho, geom.wp), dtype=g.dtype)
-        gz[..., : geom.wo] = g.reshape(n, groups, o // groups, geom.ho, geom.wo)
-        gyb, hw, cols = gz.reshape(n, groups, o // groups, -1), geom.ho * geom.wp, _row_cols
+    acc = np.zeros((groups, k, og), dtype=np.result_type(xp, g))
+    if use_rows(geom):
+        hw = geom.ho * geom.wp
+        gz = np.zeros((groups, og, n, geom.ho, geom.wp), dtype=g.dtype)
+        gz[..., : geom.wo] = g.reshape(n, groups, og, geom.ho, geom.wo).transpose(1, 2, 0, 3, 4)
+        gzf = gz.reshape(groups, og, n * hw)
+        for s in _chunks(n, groups * k * hw * xp.itemsize, ROW_BUDGET):
+            acc += np.matmul(_row_cols(xp, geom, groups, s), gzf[:, :, s.start * hw : s.stop * hw].transpose(0, 2, 1))
     else:
-        gyb, hw, cols = g.reshape(n, groups, o // groups, geom.ho * geom.wo), geom.ho * geom.wo, _image_cols
-    acc = np.zeros((groups, k, o // groups), dtype=np.result_type(xp, g))
-    for s in _chunks(n, groups * k * hw * xp.itemsize):
-        acc += np.matmul(cols(xp[s], geom, groups), gyb[s].transpose(0, 1, 3, 2)).sum(axis=0)
+        gyb = g.reshape(n, groups, og, geom.ho * geom.wo).transpose(0, 1, 3, 2)
+        for s in _chunks(n, groups * k * geom.ho * geom.wo * xp.itemsize):
+            acc += np.matmul(_image_cols(xp[s], geom, groups), gyb[s]).sum(axis=0)
     return acc.transpose(0, 2, 1).reshape(o, k)
 
 
