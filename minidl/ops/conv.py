@@ -74,15 +74,17 @@ class Conv2d(Function):
         geom, groups = ctx.kwargs["geom"], ctx.kwargs["groups"]
         nx, nw, nb = ctx.needs_input_grad
         g = grad.data
-        transposed = nx and use_transposed(geom, x.shape[1], g.shape[1])
-        gy = _group_grad(g, groups) if nx and not transposed else None
+        route = input_grad_route(geom, x.shape[1], g.shape[1]) if nx else None
         gx = gw = gb = None
         if nw:
             gw = Tensor._make(_weight_grad(ctx.xp, g, geom, groups).reshape(weight.shape))
-        if nx and transposed:
+        if route == "transposed":
             gx = Tensor._make(transposed_input_grad(g, weight.data, geom, groups))
-        elif nx:
-            gx = Tensor._make(col2im_input_grad(gy, weight.data, geom, groups, x.shape[1]))
+        elif route == "rows":
+            gz = _row_grad(g, geom, groups)
+            gx = Tensor._make(row_col2im_input_grad(gz, weight.data, geom, groups, x.shape[1]))
+        elif route == "col2im":
+            gx = Tensor._make(col2im_input_grad(_group_grad(g, groups), weight.data, geom, groups, x.shape[1]))
         if nb:
             gb = Tensor._make(g.sum(axis=(0, 2, 3)))
         return gx, gw, gb
@@ -218,6 +220,26 @@ def _group_grad(g: np.ndarray, groups: int) -> np.ndarray:
     return np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, o // groups, n * ho * wo)
 
 
+def input_grad_route(geom: Geometry, c: int, o: int) -> str:
+    """Which algorithm computes the input gradient: ``"transposed"``, ``"rows"`` or ``"col2im"``.
+
+    The rule (measured, docs/performance.md): the transposed convolution when :func:`use_transposed`
+    allows it; else, for stride 1 with padded rows at most ROWS_GRAD_WASTE times the output rows, the
+    row layout's col2im (:func:`row_col2im_input_grad`: runs of Ho*Wp floats instead of Wo); else
+    GEMM + col2im (:func:`col2im_input_grad`, any stride).
+    """
+    if use_transposed(geom, c, o):
+        return "transposed"
+    if (geom.sh, geom.sw) == (1, 1) and geom.wp <= ROWS_GRAD_WASTE * geom.wo:
+        return "rows"
+    return "col2im"
+
+
+# the row col2im's GEMM computes Wp columns per row for Wo: taken while Wp <= ROWS_GRAD_WASTE * Wo
+# (LeNet-5's second conv, Wp = 1.4 Wo, ran 2x faster than col2im's runs of Wo = 10 floats)
+ROWS_GRAD_WASTE = 1.5
+
+
 def use_transposed(geom: Geometry, c: int, o: int) -> bool:
     """Which algorithm computes the input gradient of a conv with ``c`` inputs and ``o`` output channels.
 
@@ -266,6 +288,50 @@ def transposed_input_grad(g: np.ndarray, weight: np.ndarray, geom: Geometry, gro
     return _correlate(_pad_for(g, tg), tg, groups, wt.reshape(groups, cg, -1), out).reshape(
         n, groups * cg, geom.h, geom.w
     )
+
+
+def _row_grad(g: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
+    """The output gradient (N, O, Ho, Wo) as (groups, O/groups, N*Ho*Wp): the row layout's column
+    order, with zeros in the Wp - Wo columns per row that the row layout computes and throws away."""
+    n, o = g.shape[:2]
+    gz = np.zeros((groups, o // groups, n, geom.ho, geom.wp), dtype=g.dtype)
+    gz[..., : geom.wo] = g.reshape(n, groups, o // groups, geom.ho, geom.wo).transpose(1, 2, 0, 3, 4)
+    return gz.reshape(groups, o // groups, n * geom.ho * geom.wp)
+
+
+def row_col2im_input_grad(gz: np.ndarray, weight: np.ndarray, geom: Geometry, groups: int, c: int) -> np.ndarray:
+    """Input gradient of a stride-1 conv by the row layout: column gradients ``w^T @ gz`` (``gz`` from
+    :func:`_row_grad`), each (c, i, j) row of an image added as one contiguous run of ``Ho*Wp`` floats
+    into the flattened padded plane at offset ``i*dh*Wp + j*dw`` (the adjoint of :func:`_row_cols`).
+
+    The thrown-away columns of the row layout carry zero gradient, so the parts of a run that cross a
+    row's end (or a plane's end, into the ``(kw - 1) * dw`` floats of slack) add nothing.
+    """
+    o = weight.shape[0]
+    n = gz.shape[-1] // (geom.ho * geom.wp)
+    hw, plane = geom.ho * geom.wp, geom.hp * geom.wp
+    wt = weight.reshape(groups, o // groups, -1).transpose(0, 2, 1)  # (g, C/g*kh*kw, O/g)
+    size = n * c * plane
+    buf = np.zeros(size + (geom.kw - 1) * geom.dw, dtype=np.result_type(gz, weight))
+    item = buf.itemsize
+    for s in _chunks(n, c * geom.kh * geom.kw * hw * item, ROW_BUDGET):
+        images = s.stop - s.start
+        dcols = np.matmul(wt, gz[:, :, s.start * hw : s.stop * hw])  # (g, C/g*kh*kw, images*Ho*Wp)
+        dcols = dcols.reshape(c, geom.kh, geom.kw, images, hw)
+        if kernels.wanted(dcols):  # numba: one image's runs at a time, each run one vectorised loop
+            kernels.conv.row_col2im_into(dcols, buf, s.start * c * plane, geom)
+            continue
+        for i in range(geom.kh):
+            for j in range(geom.kw):
+                start = s.start * c * plane + i * geom.dh * geom.wp + j * geom.dw
+                runs = as_strided(buf[start:], shape=(c, images, hw), strides=(plane * item, c * plane * item, item))
+                runs += dcols[:, i, j]
+        del dcols
+    t, _, l, _ = geom.pads
+    gxp = buf[:size].reshape(n, c, geom.hp, geom.wp)
+    if not any(geom.pads):
+        return gxp
+    return np.ascontiguousarray(gxp[:, :, t : t + geom.h, l : l + geom.w])
 
 
 def col2im_input_grad(gy: np.ndarray, weight: np.ndarray, geom: Geometry, groups: int, c: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""conv2d's two input-gradient algorithms (transposed convolution, GEMM + col2im) and the rule choosing between them.
+"""conv2d's algorithms and the rules choosing between them: input gradient by transposed convolution,
+row-layout col2im or GEMM + col2im; forward and weight gradient on the row layout or per-image columns.
 
 Each path is checked against an independent oracle (the adjoint of the convolution written as one
 einsum per kernel offset, scattered into the padded input), in float32 and float64, with stride,
@@ -67,6 +68,12 @@ def test_input_grad_paths_match_oracle(case, dtype):
     tol = 1e-4 if dtype == np.float32 else 1e-10
     got = conv.col2im_input_grad(conv._group_grad(gy, groups), w, geom, groups, xs[1])
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    if case[2] == 1:  # the row layout's col2im: stride 1, any padding, numba and numpy
+        for numba in (True, False):
+            with minidl.kernels.use_numba(numba):
+                got = conv.row_col2im_input_grad(conv._row_grad(gy, geom, groups), w, geom, groups, xs[1])
+            assert got.dtype == dtype and got.shape == xs and got.flags.c_contiguous
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
     if conv.transposed_fits(geom):
         for numba in (True, False):
             with minidl.kernels.use_numba(numba):
@@ -87,13 +94,31 @@ def test_rule():
     assert not conv.use_transposed(geom((32, 16, 32, 32), 3, stride=2), 16, 16)
     assert not conv.use_transposed(geom((2, 4, 8, 8), 3, pad=3), 4, 4)  # padding beyond the span
     assert conv.use_transposed(geom((2, 4, 8, 8), 3, pad=2), 4, 4)
+    assert conv.input_grad_route(geom((32, 16, 32, 32), 3), 16, 16) == "transposed"
+    assert conv.input_grad_route(geom((64, 6, 14, 14), 5, pad=0), 6, 16) == "rows"  # LeNet-5: 14 for 10
+    assert conv.input_grad_route(geom((64, 6, 11, 11), 5, pad=0), 6, 16) == "col2im"  # 11 for 7
+    assert conv.input_grad_route(geom((32, 16, 32, 32), 3, stride=2), 16, 16) == "col2im"
 
 
-@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[4], ((2, 2, 6, 6), (4, 2, 3, 3), 1, 0, 1, 1)])
-def test_gradcheck_each_path(case, monkeypatch):
-    xs, ws, stride, padding, dilation, groups = case
+ROUTE_CASES = {  # a case per input-gradient route, and the route the rule must pick for it
+    "transposed": CASES[0],
+    "rows": CASES[2],  # more outputs than inputs, rows 1.5x the output rows
+    "col2im": CASES[4],  # stride 2
+    "col2im ": ((2, 2, 5, 5), (4, 2, 3, 3), 1, 0, 1, 1),  # stride 1, rows 5 for 3 outputs
+    "rows ": ((2, 2, 6, 6), (4, 2, 3, 3), 1, 0, 1, 1),
+}
+ROUTE_FUNCTIONS = {
+    "transposed": "transposed_input_grad",
+    "rows": "row_col2im_input_grad",
+    "col2im": "col2im_input_grad",
+}
+
+
+@pytest.mark.parametrize("route", list(ROUTE_CASES))
+def test_gradcheck_each_path(route, monkeypatch):
+    xs, ws, stride, padding, dilation, groups = ROUTE_CASES[route]
     ran = []
-    for name in ("transposed_input_grad", "col2im_input_grad"):
+    for name in ROUTE_FUNCTIONS.values():
         original = getattr(conv, name)
         monkeypatch.setattr(conv, name, lambda *a, _f=original, _n=name: ran.append(_n) or _f(*a))
     rng = np.random.default_rng(2)
@@ -101,8 +126,7 @@ def test_gradcheck_each_path(case, monkeypatch):
     w = minidl.tensor(rng.standard_normal(ws), requires_grad=True)
     b = minidl.tensor(rng.standard_normal(ws[0]), requires_grad=True)
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), [x, w, b])
-    expected = "col2im_input_grad" if stride == 2 or ws[0] > xs[1] else "transposed_input_grad"
-    assert ran and set(ran) == {expected}
+    assert ran and set(ran) == {ROUTE_FUNCTIONS[route.strip()]}
 
 
 def correlate_oracle(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
