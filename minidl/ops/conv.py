@@ -18,6 +18,7 @@ from numpy.lib.stride_tricks import as_strided
 from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward
 from minidl.grad_mode import is_grad_enabled
+from minidl.kernels.blas_threads import single_threaded_blas
 from minidl.tensor import Tensor
 from minidl.window import Geometry, col2im, conv_padding, geometry, padded, pair, windows
 
@@ -60,7 +61,9 @@ class Conv2d(Function):
         n, o = x.shape[0], weight.shape[0]
         xp = _pad_for(x, geom)
         out = np.empty((n, groups, o // groups, geom.ho, geom.wo), dtype=np.result_type(x, weight))
-        out = _correlate(xp, geom, groups, weight.reshape(groups, o // groups, -1), out).reshape(n, o, geom.ho, geom.wo)
+        with single_threaded_blas():  # per-image GEMMs: a second BLAS thread costs more than it does
+            _correlate(xp, geom, groups, weight.reshape(groups, o // groups, -1), out)
+        out = out.reshape(n, o, geom.ho, geom.wo)
         ctx.xp = xp
         if bias is not None:
             out += bias.reshape(1, o, 1, 1)
@@ -70,6 +73,11 @@ class Conv2d(Function):
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
         if is_grad_enabled():  # create_graph: differentiate the reference composition instead
             return composite_backward(conv2d_reference, ctx, grad)
+        with single_threaded_blas():
+            return Conv2d._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight, _ = ctx.inputs
         geom, groups = ctx.kwargs["geom"], ctx.kwargs["groups"]
         nx, nw, nb = ctx.needs_input_grad
