@@ -178,6 +178,7 @@ def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, ou
         for s in _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET):
             full = np.matmul(wmat, _row_cols(xp, geom, g, s))  # (g, R, images*Ho*Wp)
             out[s] = full.reshape(g, r, s.stop - s.start, geom.ho, geom.wp).transpose(2, 0, 1, 3, 4)[..., : geom.wo]
+            del full  # before the next chunk's product
         return out
     flat = out.reshape(n, g, r, geom.ho * geom.wo)
     for s in _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize):
@@ -199,9 +200,7 @@ def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> 
     acc = np.zeros((groups, k, og), dtype=np.result_type(xp, g))
     if use_rows(geom):
         hw = geom.ho * geom.wp
-        gz = np.zeros((groups, og, n, geom.ho, geom.wp), dtype=g.dtype)
-        gz[..., : geom.wo] = g.reshape(n, groups, og, geom.ho, geom.wo).transpose(1, 2, 0, 3, 4)
-        gzf = gz.reshape(groups, og, n * hw)
+        gzf = _row_grad(g, geom, groups)
         for s in _chunks(n, groups * k * hw * xp.itemsize, ROW_BUDGET):
             acc += np.matmul(_row_cols(xp, geom, groups, s), gzf[:, :, s.start * hw : s.stop * hw].transpose(0, 2, 1))
     else:
@@ -328,13 +327,14 @@ def row_col2im_input_grad(gz: np.ndarray, weight: np.ndarray, geom: Geometry, gr
         dcols = dcols.reshape(c, geom.kh, geom.kw, images, hw)
         if kernels.wanted(dcols):  # numba: one image's runs at a time, each run one vectorised loop
             kernels.conv.row_col2im_into(dcols, buf, s.start * c * plane, geom)
-            continue
-        for i in range(geom.kh):
-            for j in range(geom.kw):
-                start = s.start * c * plane + i * geom.dh * geom.wp + j * geom.dw
-                runs = as_strided(buf[start:], shape=(c, images, hw), strides=(plane * item, c * plane * item, item))
-                runs += dcols[:, i, j]
-        del dcols
+        else:
+            for i in range(geom.kh):
+                for j in range(geom.kw):
+                    start = s.start * c * plane + i * geom.dh * geom.wp + j * geom.dw
+                    strides = (plane * item, c * plane * item, item)
+                    runs = as_strided(buf[start:], shape=(c, images, hw), strides=strides)
+                    runs += dcols[:, i, j]
+        del dcols  # before the next chunk's product: one chunk of columns alive at a time
     t, _, l, _ = geom.pads
     gxp = buf[:size].reshape(n, c, geom.hp, geom.wp)
     if not any(geom.pads):
