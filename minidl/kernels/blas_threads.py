@@ -11,7 +11,9 @@ large GEMMs elsewhere (linear layers) keep every thread.
 Setting the count is a direct call into the BLAS library (threadpoolctl's controller, found once):
 about a microsecond. threadpoolctl (3.8) lets one Python thread at a time set OpenBLAS's
 process-wide count: called from another thread while one holds it, the request is ignored and
-the block runs with the threads BLAS has (slower, still correct).
+the block runs with the threads BLAS has (slower, still correct). The first call makes the
+calling thread the one that holds it, as ``minidl.threads.configure_threads`` already does for the
+main thread of the trainer and the benchmark.
 """
 
 from __future__ import annotations
