@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward
 from minidl.grad_mode import is_grad_enabled
+from minidl.kernels.blas_threads import single_threaded_blas
 from minidl.tensor import Tensor
 from minidl.window import Geometry, col2im, conv_padding, geometry, padded, pair, windows
 
@@ -57,9 +59,11 @@ class Conv2d(Function):
         ctx: Context, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: Geometry, groups: int
     ) -> np.ndarray:
         n, o = x.shape[0], weight.shape[0]
-        xp = padded(x, geom.pads)
-        out = np.empty((n, groups, o // groups, geom.ho * geom.wo), dtype=np.result_type(x, weight))
-        out = _correlate(xp, geom, groups, weight.reshape(groups, o // groups, -1), out).reshape(n, o, geom.ho, geom.wo)
+        xp = _pad_for(x, geom)
+        out = np.empty((n, groups, o // groups, geom.ho, geom.wo), dtype=np.result_type(x, weight))
+        with single_threaded_blas():  # per-image GEMMs: a second BLAS thread costs more than it does
+            _correlate(xp, geom, groups, weight.reshape(groups, o // groups, -1), out)
+        out = out.reshape(n, o, geom.ho, geom.wo)
         ctx.xp = xp
         if bias is not None:
             out += bias.reshape(1, o, 1, 1)
@@ -69,19 +73,26 @@ class Conv2d(Function):
     def backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
         if is_grad_enabled():  # create_graph: differentiate the reference composition instead
             return composite_backward(conv2d_reference, ctx, grad)
+        with single_threaded_blas():
+            return Conv2d._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx: Context, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight, _ = ctx.inputs
         geom, groups = ctx.kwargs["geom"], ctx.kwargs["groups"]
         nx, nw, nb = ctx.needs_input_grad
         g = grad.data
-        transposed = nx and use_transposed(geom, x.shape[1], g.shape[1])
-        gy = _group_grad(g, groups) if nx and not transposed else None
+        route = input_grad_route(geom, x.shape[1], g.shape[1]) if nx else None
         gx = gw = gb = None
         if nw:
             gw = Tensor._make(_weight_grad(ctx.xp, g, geom, groups).reshape(weight.shape))
-        if nx and transposed:
+        if route == "transposed":
             gx = Tensor._make(transposed_input_grad(g, weight.data, geom, groups))
-        elif nx:
-            gx = Tensor._make(col2im_input_grad(gy, weight.data, geom, groups, x.shape[1]))
+        elif route == "rows":
+            gz = _row_grad(g, geom, groups)
+            gx = Tensor._make(row_col2im_input_grad(gz, weight.data, geom, groups, x.shape[1]))
+        elif route == "col2im":
+            gx = Tensor._make(col2im_input_grad(_group_grad(g, groups), weight.data, geom, groups, x.shape[1]))
         if nb:
             gb = Tensor._make(g.sum(axis=(0, 2, 3)))
         return gx, gw, gb
@@ -94,35 +105,108 @@ class Conv2d(Function):
 COLUMN_BUDGET = 1 << 20
 
 
-def _chunks(n: int, image_bytes: int) -> list[slice]:
-    """Consecutive slices of ``n`` images, each with at most COLUMN_BUDGET bytes of columns (at least one image)."""
-    step = max(1, COLUMN_BUDGET // max(image_bytes, 1))
+def _chunks(n: int, image_bytes: int, budget: int | None = None) -> list[slice]:
+    """Consecutive slices of ``n`` images, each with at most ``budget`` (default COLUMN_BUDGET)
+    bytes of columns (at least one image)."""
+    step = max(1, (COLUMN_BUDGET if budget is None else budget) // max(image_bytes, 1))
     return [slice(s, min(s + step, n)) for s in range(0, n, step)]
 
 
-def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out`` (N, g, R, Ho*Wo) = ``wmat`` (g, R, K) @ the im2col columns of ``xp``, image chunk by chunk.
+def use_rows(geom: Geometry) -> bool:
+    """Whether a correlation with this geometry takes the row-window layout (:func:`_row_cols`).
 
-    One GEMM per image and group, (R, K) @ (K, Ho*Wo): the result is already NCHW.
+    The rule (measured, docs/performance.md): stride 1, and the padded row at most ROW_WASTE
+    times the output row (the extra columns are computed and thrown away).
     """
-    image_bytes = groups * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize
-    for s in _chunks(xp.shape[0], image_bytes):
-        np.matmul(wmat, _image_cols(xp[s], geom, groups), out=out[s])
+    return (geom.sh, geom.sw) == (1, 1) and geom.wp <= ROW_WASTE * geom.wo
+
+
+# the row layout computes Wp outputs per row and keeps Wo: taken while Wp <= ROW_WASTE * Wo
+ROW_WASTE = 1.1
+# bytes of row-layout columns per GEMM: chunks of about 4 LeNet-5 images or one ResNet-block image
+# ran fastest at one thread (8 LeNet images were 2.5x slower, measured in docs/performance.md)
+ROW_BUDGET = 384 << 10
+
+
+def _pad_for(x: np.ndarray, geom: Geometry) -> np.ndarray:
+    """``x`` padded for :func:`_correlate`: on the row path, C-contiguous and followed in memory
+    by the ``(kw - 1) * dw`` zeros that the last image's last rows read past its end."""
+    if not use_rows(geom):
+        return padded(x, geom.pads)
+    slack = (geom.kw - 1) * geom.dw
+    if not slack and not any(geom.pads) and x.flags.c_contiguous:
+        return x
+    n, c = x.shape[:2]
+    t, _, l, _ = geom.pads
+    size = n * c * geom.hp * geom.wp
+    buf = np.zeros(size + slack, dtype=x.dtype)
+    xp = buf[:size].reshape(n, c, geom.hp, geom.wp)
+    xp[:, :, t : t + geom.h, l : l + geom.w] = x
+    return xp
+
+
+def _row_cols(xp: np.ndarray, geom: Geometry, groups: int, images: slice) -> np.ndarray:
+    """im2col by whole padded rows, for stride 1: (groups, C/groups*kh*kw, images*Ho*Wp), one copy.
+
+    Column ``(b, y*Wp + x)`` of row (c, i, j) is ``xp[b, c, y + i*dh, x + j*dw]``: for a fixed
+    (c, i, j) and image that is one contiguous run of ``Ho*Wp`` floats of the flattened plane, so
+    the copy moves long runs (not Wo-float pieces), and a GEMM's output is (images, Ho, Wp) per
+    channel, whose first Wo columns are the convolution (the rest read across the row's end and
+    are thrown away). The chunk's images sit side by side, so one GEMM covers them all.
+    ``xp`` must come from :func:`_pad_for` (the last runs read ``(kw - 1) * dw`` floats past it).
+    """
+    c, wp = xp.shape[1], xp.shape[3]
+    sn, sc, sy, sx = xp.strides
+    view = as_strided(
+        xp[images],
+        shape=(c, geom.kh, geom.kw, images.stop - images.start, geom.ho * wp),
+        strides=(sc, sy * geom.dh, sx * geom.dw, sn, sx),
+        writeable=False,
+    )
+    return view.reshape(groups, (c // groups) * geom.kh * geom.kw, -1)
+
+
+def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` (N, g, R, Ho, Wo) = ``wmat`` (g, R, K) @ the im2col columns of ``xp``, image chunk by chunk.
+
+    Row path (``xp`` from :func:`_pad_for`): one GEMM per chunk and group, (R, K) @ (K, images*Ho*Wp),
+    then its first Wo columns of every row are copied out in NCHW order. Otherwise one GEMM per
+    image and group, (R, K) @ (K, Ho*Wo), whose result is already NCHW.
+    """
+    n, g, r = xp.shape[0], groups, wmat.shape[1]
+    if use_rows(geom):
+        for s in _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET):
+            full = np.matmul(wmat, _row_cols(xp, geom, g, s))  # (g, R, images*Ho*Wp)
+            out[s] = full.reshape(g, r, s.stop - s.start, geom.ho, geom.wp).transpose(2, 0, 1, 3, 4)[..., : geom.wo]
+            del full  # before the next chunk's product
+        return out
+    flat = out.reshape(n, g, r, geom.ho * geom.wo)
+    for s in _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize):
+        np.matmul(wmat, _image_cols(xp[s], geom, g), out=flat[s])
     return out
 
 
 def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
-    """conv2d's weight gradient as (O, C/g*kh*kw): per image, columns @ gy^T, summed over the images.
+    """conv2d's weight gradient as (O, C/g*kh*kw): columns @ gy^T, summed over the image chunks.
 
-    Computed as (cols @ gy^T)^T, whose reduction runs over Ho*Wo: the operand order OpenBLAS runs
-    fastest here (measured in docs/performance.md).
+    Computed as (cols @ gy^T)^T, whose reduction runs over the pixels: the operand order OpenBLAS
+    runs fastest here (measured in docs/performance.md). On the row path the output gradient is
+    laid out (g, O/g, N, Ho, Wp) with Wp - Wo zero columns per row, so the columns' thrown-away
+    outputs contribute nothing.
     """
     n, o = g.shape[:2]
+    og = o // groups
     k = xp.shape[1] // groups * geom.kh * geom.kw
-    gyb = g.reshape(n, groups, o // groups, geom.ho * geom.wo)  # (N, g, O/g, Ho*Wo)
-    acc = np.zeros((groups, k, o // groups), dtype=np.result_type(xp, g))
-    for s in _chunks(n, groups * k * geom.ho * geom.wo * xp.itemsize):
-        acc += np.matmul(_image_cols(xp[s], geom, groups), gyb[s].transpose(0, 1, 3, 2)).sum(axis=0)
+    acc = np.zeros((groups, k, og), dtype=np.result_type(xp, g))
+    if use_rows(geom):
+        hw = geom.ho * geom.wp
+        gzf = _row_grad(g, geom, groups)
+        for s in _chunks(n, groups * k * hw * xp.itemsize, ROW_BUDGET):
+            acc += np.matmul(_row_cols(xp, geom, groups, s), gzf[:, :, s.start * hw : s.stop * hw].transpose(0, 2, 1))
+    else:
+        gyb = g.reshape(n, groups, og, geom.ho * geom.wo).transpose(0, 1, 3, 2)
+        for s in _chunks(n, groups * k * geom.ho * geom.wo * xp.itemsize):
+            acc += np.matmul(_image_cols(xp[s], geom, groups), gyb[s]).sum(axis=0)
     return acc.transpose(0, 2, 1).reshape(o, k)
 
 
@@ -141,6 +225,26 @@ def _group_grad(g: np.ndarray, groups: int) -> np.ndarray:
     """The output gradient (N, O, Ho, Wo) as (groups, O/groups, N*Ho*Wo), matching the column layout."""
     n, o, ho, wo = g.shape
     return np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, o // groups, n * ho * wo)
+
+
+def input_grad_route(geom: Geometry, c: int, o: int) -> str:
+    """Which algorithm computes the input gradient: ``"transposed"``, ``"rows"`` or ``"col2im"``.
+
+    The rule (measured, docs/performance.md): the transposed convolution when :func:`use_transposed`
+    allows it; else, for stride 1 with padded rows at most ROWS_GRAD_WASTE times the output rows, the
+    row layout's col2im (:func:`row_col2im_input_grad`: runs of Ho*Wp floats instead of Wo); else
+    GEMM + col2im (:func:`col2im_input_grad`, any stride).
+    """
+    if use_transposed(geom, c, o):
+        return "transposed"
+    if (geom.sh, geom.sw) == (1, 1) and geom.wp <= ROWS_GRAD_WASTE * geom.wo:
+        return "rows"
+    return "col2im"
+
+
+# the row col2im's GEMM computes Wp columns per row for Wo: taken while Wp <= ROWS_GRAD_WASTE * Wo
+# (LeNet-5's second conv, Wp = 1.4 Wo, ran 2x faster than col2im's runs of Wo = 10 floats)
+ROWS_GRAD_WASTE = 1.5
 
 
 def use_transposed(geom: Geometry, c: int, o: int) -> bool:
@@ -187,10 +291,55 @@ def transposed_input_grad(g: np.ndarray, weight: np.ndarray, geom: Geometry, gro
     )
     # (O, C/g, kh, kw) -> (g, C/g, O/g*kh*kw), kernel flipped: row ci of group gi reads every output channel of gi
     wt = weight.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
-    out = np.empty((n, groups, cg, geom.h * geom.w), dtype=np.result_type(g, weight))
-    return _correlate(padded(g, tg.pads), tg, groups, wt.reshape(groups, cg, -1), out).reshape(
+    out = np.empty((n, groups, cg, geom.h, geom.w), dtype=np.result_type(g, weight))
+    return _correlate(_pad_for(g, tg), tg, groups, wt.reshape(groups, cg, -1), out).reshape(
         n, groups * cg, geom.h, geom.w
     )
+
+
+def _row_grad(g: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
+    """The output gradient (N, O, Ho, Wo) as (groups, O/groups, N*Ho*Wp): the row layout's column
+    order, with zeros in the Wp - Wo columns per row that the row layout computes and throws away."""
+    n, o = g.shape[:2]
+    gz = np.zeros((groups, o // groups, n, geom.ho, geom.wp), dtype=g.dtype)
+    gz[..., : geom.wo] = g.reshape(n, groups, o // groups, geom.ho, geom.wo).transpose(1, 2, 0, 3, 4)
+    return gz.reshape(groups, o // groups, n * geom.ho * geom.wp)
+
+
+def row_col2im_input_grad(gz: np.ndarray, weight: np.ndarray, geom: Geometry, groups: int, c: int) -> np.ndarray:
+    """Input gradient of a stride-1 conv by the row layout: column gradients ``w^T @ gz`` (``gz`` from
+    :func:`_row_grad`), each (c, i, j) row of an image added as one contiguous run of ``Ho*Wp`` floats
+    into the flattened padded plane at offset ``i*dh*Wp + j*dw`` (the adjoint of :func:`_row_cols`).
+
+    The thrown-away columns of the row layout carry zero gradient, so the parts of a run that cross a
+    row's end (or a plane's end, into the ``(kw - 1) * dw`` floats of slack) add nothing.
+    """
+    o = weight.shape[0]
+    n = gz.shape[-1] // (geom.ho * geom.wp)
+    hw, plane = geom.ho * geom.wp, geom.hp * geom.wp
+    wt = weight.reshape(groups, o // groups, -1).transpose(0, 2, 1)  # (g, C/g*kh*kw, O/g)
+    size = n * c * plane
+    buf = np.zeros(size + (geom.kw - 1) * geom.dw, dtype=np.result_type(gz, weight))
+    item = buf.itemsize
+    for s in _chunks(n, c * geom.kh * geom.kw * hw * item, ROW_BUDGET):
+        images = s.stop - s.start
+        dcols = np.matmul(wt, gz[:, :, s.start * hw : s.stop * hw])  # (g, C/g*kh*kw, images*Ho*Wp)
+        dcols = dcols.reshape(c, geom.kh, geom.kw, images, hw)
+        if kernels.wanted(dcols):  # numba: one image's runs at a time, each run one vectorised loop
+            kernels.conv.row_col2im_into(dcols, buf, s.start * c * plane, geom)
+        else:
+            for i in range(geom.kh):
+                for j in range(geom.kw):
+                    start = s.start * c * plane + i * geom.dh * geom.wp + j * geom.dw
+                    strides = (plane * item, c * plane * item, item)
+                    runs = as_strided(buf[start:], shape=(c, images, hw), strides=strides)
+                    runs += dcols[:, i, j]
+        del dcols  # before the next chunk's product: one chunk of columns alive at a time
+    t, _, l, _ = geom.pads
+    gxp = buf[:size].reshape(n, c, geom.hp, geom.wp)
+    if not any(geom.pads):
+        return gxp
+    return np.ascontiguousarray(gxp[:, :, t : t + geom.h, l : l + geom.w])
 
 
 def col2im_input_grad(gy: np.ndarray, weight: np.ndarray, geom: Geometry, groups: int, c: int) -> np.ndarray:

@@ -168,18 +168,21 @@ def test_embedding_backward_scatters_rows(dtype, spy):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
-    "xs, ws, kw",
+    "xs, ws, kw, entry",
     [
-        ((3, 6, 14, 14), (16, 6, 5, 5), {}),  # LeNet-5's second conv: more output than input channels
-        ((2, 4, 9, 8), (6, 2, 3, 2), dict(stride=2, padding=(2, 1), dilation=(1, 2), groups=2)),
-        ((2, 3, 7, 7), (2, 3, 3, 3), dict(stride=(3, 2), padding=1)),
+        # LeNet-5's second conv: more output than input channels, stride 1: the row layout's col2im
+        ((3, 6, 14, 14), (16, 6, 5, 5), {}, "row_col2im_into"),
+        ((2, 4, 9, 16), (6, 4, 3, 3), dict(padding=(2, 1), dilation=(1, 2)), "row_col2im_into"),
+        ((2, 4, 9, 8), (6, 2, 3, 2), dict(stride=2, padding=(2, 1), dilation=(1, 2), groups=2), "col2im_into"),
+        ((2, 3, 7, 7), (2, 3, 3, 3), dict(stride=(3, 2), padding=1), "col2im_into"),
     ],
 )
-def test_conv_input_gradient_col2im(xs, ws, kw, dtype, spy, monkeypatch):
+def test_conv_input_gradient_col2im(xs, ws, kw, entry, dtype, spy, monkeypatch):
     from minidl.ops import conv
 
     monkeypatch.setattr(conv, "COLUMN_BUDGET", 1)  # one image per chunk: every chunk's slice of gx written
-    calls = spy(kernels.conv, "col2im_into")
+    monkeypatch.setattr(conv, "ROW_BUDGET", 1)
+    calls = spy(kernels.conv, entry)
     check(lambda x, w: F.conv2d(x, w, None, **kw), [rand(xs, dtype), rand(ws, dtype, seed=2)], dtype, calls)
 
 
