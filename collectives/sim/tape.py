@@ -1,0 +1,202 @@
+"""The recording's tape, and the compiled pass that reads it into a schedule's arrays.
+
+While recording (:mod:`collectives.sim.record`) each rank writes one flat list of integers, as
+cheaply as Python allows: a transport call appends its code and arguments in one ``extend``, and
+whatever the algorithm yields is appended as it is, by a C-level loop (``deque(map(append,
+generator), 0)``), with no Python code of ours between two steps of the algorithm. A rank's tape:
+
+=====================================  ==========================================================
+entry                                  written by
+=====================================  ==========================================================
+``ISEND dest tag bytes``               ``t.isend`` (returns the next request handle, 0, 1, 2, ...)
+``IRECV source tag bytes``             ``t.irecv`` (idem)
+``WAIT k h1 .. hk``                    ``t.wait(h1, .., hk)`` (returns the next step handle)
+``SENDRECV dest source tag sb rb``     ``t.sendrecv`` (a step over its two requests)
+``SEND dest tag bytes``                ``t.send`` (a step over its request)
+``RECV source tag bytes``              ``t.recv`` (idem)
+``REDUCE bytes``, ``COPY bytes``       ``t.reduce``, ``t.copy``
+a negative number ``-1 - s``           the algorithm yielded step handle ``-1 - s``: global step s
+=====================================  ==========================================================
+
+Request handles count isend/irecv calls over all ranks; step handles count down from -1 over all
+ranks, so a yielded value is told from a code by its sign and range. The codes are huge (2**60 +
+k), so nothing an algorithm yields by mistake (a request handle, a small number) reads as one.
+
+:func:`parse` turns the tapes into the arrays of :class:`collectives.sim.record.Schedule` (the op
+stream the replay loop walks, requests, waits, local work, steps) and checks every handle: a rank
+may wait only for its own posted requests and yield only steps it made. Anything else is reported
+by a status code (``BAD_*``) and the rank; the caller then falls back to the reference scheduler.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+TAPE_BASE = 1 << 60
+T_ISEND, T_IRECV, T_WAIT, T_SENDRECV, T_SEND, T_RECV, T_REDUCE, T_COPY = (TAPE_BASE + k for k in range(8))
+# The replay loop's op codes (collectives.sim.replay_loop's, repeated: numba needs plain globals).
+END, ISEND, IRECV, WAIT, YIELD, REDUCE, COPY, SENDRECV, SEND, RECV, YIELD_LAST = range(11)
+# parse's status
+OK, BAD_ENTRY, BAD_YIELD, BAD_WAIT, BAD_PEER = range(5)
+
+
+@njit(nogil=True, cache=True)
+def _sizes(tape, tape_base):  # pragma: no cover - compiled
+    """(ops, requests, waited handles, local entries, steps, handles) per rank, or a status and the rank."""
+    p = tape_base.size - 1
+    counts = np.zeros((p, 6), np.int64)
+    for r in range(p):
+        i, hi = tape_base[r], tape_base[r + 1]
+        nops = nreq = nwait = nlocal = nstep = nhandle = 0
+        while i < hi:
+            code = tape[i]
+            if code < 0:  # a yield
+                nops += 2
+                i += 1
+            elif code == T_SENDRECV:
+                nops += 1
+                nreq += 2
+                nstep += 1
+                i += 6
+            elif code == T_ISEND or code == T_IRECV:
+                nops += 1
+                nreq += 1
+                nhandle += 1
+                i += 4
+            elif code == T_SEND or code == T_RECV:
+                nops += 1
+                nreq += 1
+                nstep += 1
+                i += 4
+            elif code == T_REDUCE or code == T_COPY:
+                nops += 1
+                nlocal += 1
+                i += 2
+            elif code == T_WAIT:
+                k = tape[i + 1]
+                nops += 2
+                nwait += k
+                nstep += 1
+                i += 2 + k
+            else:
+                return BAD_ENTRY, r, counts
+        counts[r] = (nops + 1, nreq, nwait, nlocal, nstep, nhandle)  # + END
+    return OK, -1, counts
+
+
+@njit(nogil=True, cache=True)
+def _bases(column):  # pragma: no cover - compiled
+    out = np.zeros(column.size + 1, np.int64)
+    for r in range(column.size):
+        out[r + 1] = out[r] + column[r]
+    return out
+
+
+@njit(nogil=True, cache=True)
+def parse(tape, tape_base):  # pragma: no cover - compiled
+    """Read every rank's tape (rank r's is ``tape[tape_base[r]:tape_base[r+1]]``).
+
+    Returns (status, rank, (ops, op_base, req_kind, req_rank, req_peer, req_tag, req_bytes,
+    req_base, waits, wait_base, local, local_base), step_base, req_step, waited, yields):
+    the schedule's arrays, and for the caller's checks the step each request is waited in
+    (``req_step``), how often each request is waited for (``waited``) and each step yielded
+    (``yields``). ``local`` holds a reduction's bytes, or ~bytes (negative) for a copy.
+    """
+    p = tape_base.size - 1
+    status, bad, counts = _sizes(tape, tape_base)
+    op_base, req_base = _bases(counts[:, 0]), _bases(counts[:, 1])
+    wait_base, local_base = _bases(counts[:, 2]), _bases(counts[:, 3])
+    step_base, handle_base = _bases(counts[:, 4]), _bases(counts[:, 5])
+    ops = np.empty(op_base[p], np.int64)
+    nreq = req_base[p]
+    kind = np.empty(nreq, np.int64)
+    rank = np.empty(nreq, np.int64)
+    peer = np.empty(nreq, np.int64)
+    tag = np.empty(nreq, np.int64)
+    nbytes = np.empty(nreq, np.int64)
+    waits = np.empty(wait_base[p], np.int64)
+    local = np.empty(local_base[p], np.int64)
+    req_step = np.full(nreq, -1, np.int64)
+    waited = np.zeros(nreq, np.int64)
+    yields = np.zeros(step_base[p], np.int64)
+    handle_req = np.empty(handle_base[p], np.int64)  # request handle -> request
+    empty = (ops, op_base, kind, rank, peer, tag, nbytes, req_base, waits, wait_base, local, local_base)
+    if status != OK:
+        return status, bad, empty, step_base, req_step, waited, yields
+    for r in range(p):
+        i, hi = tape_base[r], tape_base[r + 1]
+        o, q, w, loc, s, h = op_base[r], req_base[r], wait_base[r], local_base[r], step_base[r], handle_base[r]
+        while i < hi:
+            code = tape[i]
+            if code < 0:  # yield of step handle code: global step -1 - code
+                y = -1 - code
+                if not step_base[r] <= y < s:
+                    return BAD_YIELD, r, empty, step_base, req_step, waited, yields
+                yields[y] += 1
+                if y == s - 1:
+                    ops[o] = YIELD_LAST
+                    o += 1
+                else:
+                    ops[o] = YIELD
+                    ops[o + 1] = y
+                    o += 2
+                i += 1
+                continue
+            if code == T_REDUCE or code == T_COPY:
+                ops[o] = REDUCE if code == T_REDUCE else COPY
+                local[loc] = tape[i + 1] if code == T_REDUCE else ~tape[i + 1]
+                o += 1
+                loc += 1
+                i += 2
+                continue
+            if code == T_WAIT:
+                k = tape[i + 1]
+                ops[o] = WAIT
+                ops[o + 1] = k
+                o += 2
+                for j in range(i + 2, i + 2 + k):
+                    handle = tape[j]
+                    if not handle_base[r] <= handle < h:  # not a request this rank has posted
+                        return BAD_WAIT, r, empty, step_base, req_step, waited, yields
+                    x = handle_req[handle]
+                    waits[w] = x
+                    w += 1
+                    waited[x] += 1
+                    req_step[x] = s
+                s += 1
+                i += 2 + k
+                continue
+            if code == T_SENDRECV:
+                ops[o] = SENDRECV
+                kind[q], peer[q], tag[q], nbytes[q] = 0, tape[i + 1], tape[i + 3], tape[i + 4]
+                kind[q + 1], peer[q + 1], tag[q + 1], nbytes[q + 1] = 1, tape[i + 2], tape[i + 3], tape[i + 5]
+                for x in (q, q + 1):
+                    rank[x] = r
+                    waited[x] = 1
+                    req_step[x] = s
+                o += 1
+                q += 2
+                s += 1
+                i += 6
+                continue
+            # ISEND, IRECV, SEND, RECV: one request
+            is_recv = code == T_IRECV or code == T_RECV
+            kind[q], rank[q], peer[q], tag[q], nbytes[q] = is_recv, r, tape[i + 1], tape[i + 2], tape[i + 3]
+            if code == T_ISEND or code == T_IRECV:
+                ops[o] = IRECV if is_recv else ISEND
+                handle_req[h] = q
+                h += 1
+            else:
+                ops[o] = RECV if is_recv else SEND
+                waited[q] = 1
+                req_step[q] = s
+                s += 1
+            o += 1
+            q += 1
+            i += 4
+        ops[o] = END
+    for x in range(nreq):
+        if peer[x] < 0 or peer[x] >= p or tag[x] < 0:
+            return BAD_PEER, rank[x], empty, step_base, req_step, waited, yields
+    return OK, -1, empty, step_base, req_step, waited, yields
