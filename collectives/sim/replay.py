@@ -67,7 +67,7 @@ def replay(
     ip = [PORTS[model.ports], int(model.sync_send), int(not isinstance(network, PairwiseNetwork)), int(timeline)]
     max_events = (sends.size + local.size) if timeline else 0
     out = loop(
-        schedule.ops, schedule.op_base, schedule.req_kind, schedule.req_rank, schedule.req_bytes,
+        schedule.ops, schedule.op_base, schedule.req_kind, schedule.req_bytes,
         schedule.req_base, schedule.partner, schedule.waits, schedule.wait_base, schedule.step_base,
         local_dt, schedule.local_base, msg_link, msg_x, *routing, nlinks,
         np.array(fp, dtype=np.float64), np.array(ip, dtype=np.int64), max_events,
