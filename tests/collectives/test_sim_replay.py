@@ -232,3 +232,85 @@ def test_counters_exact_beyond_float_rounding():
     fast = simulate("recursive_doubling", 2, n, model=MODELS["abg"], dtype=np.int64, engine="fast")
     assert fast.sent_bytes == ref.sent_bytes and fast.time == ref.time
     assert sum(fast.sent_bytes) == sum(ref.sent_bytes) > 1 << 40
+
+
+# The recording's own checks (collectives.sim.tape.parse): each misuse is refused with its reason,
+# and simulate then runs the reference scheduler instead.
+def _stashing_other_ranks_handle(kind):
+    """An algorithm where rank 1 yields (or waits for) a handle rank 0's transport made."""
+    stash = {}
+
+    def algo(t, buf, op):
+        other = 1 - t.rank
+        if t.rank == 0:
+            stash["step"] = step = t.sendrecv(buf, other, t.scratch(buf.size, buf.dtype), other, 0)
+            stash["request"] = t.isend(buf, other, 1)
+            yield step
+            yield t.wait(stash["request"])
+        else:
+            yield t.sendrecv(buf, other, t.scratch(buf.size, buf.dtype), other, 0)
+            got = t.irecv(t.scratch(buf.size, buf.dtype), other, 1)
+            if kind == "step":
+                yield stash["step"]
+                yield t.wait(got)
+            else:
+                yield t.wait(got, stash["request"])
+
+    return algo
+
+
+def _yields(value):
+    def algo(t, buf, op):
+        yield t.sendrecv(buf, 1 - t.rank, t.scratch(buf.size, buf.dtype), 1 - t.rank, 0)
+        yield value
+
+    return algo
+
+
+def _peer(dest):
+    def algo(t, buf, op):
+        yield t.sendrecv(buf, dest, t.scratch(buf.size, buf.dtype), 1 - t.rank, 0)
+
+    return algo
+
+
+@pytest.mark.parametrize(
+    ("algo", "reason"),
+    [
+        (_yields(None), "not an integer"),
+        (_yields(2.0), "not an integer"),
+        (_yields(0), "not a step of its own transport"),  # request handle 0 / a small number
+        (_yields(7), "not a step of its own transport"),
+        (_yields(-40), "not one its own transport made"),  # a step handle nobody made yet
+        (_stashing_other_ranks_handle("step"), "not one its own transport made"),
+        (_stashing_other_ranks_handle("request"), "other than a request it posted"),
+        (_peer(2), "outside 0..p-1"),
+        (_peer(-1), "outside 0..p-1"),
+        (_peer(1.0), "not an integer"),
+    ],
+)
+def test_recording_refuses_handles_that_are_not_its_own(algo, reason):
+    from collectives.ops import get_op
+    from collectives.sim.record import NotRecordable, record
+
+    with pytest.raises(NotRecordable, match=reason):
+        record(algo, 2, 16, np.float32, get_op("sum"))
+    try:
+        result = simulate(algo, 2, 64)
+    except Exception:  # the reference's own report of the bug
+        return
+    assert result.engine.startswith("reference (fast engine not used:"), result.engine
+
+
+def test_round_major_order():
+    """Records are laid out by (position within the rank, rank); oracle: Python's sort of those pairs."""
+    from collectives.sim.replay_loop import round_major
+
+    counts = [3, 0, 5, 1, 5, 2]
+    base = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    order, new_id, owner = round_major(base)
+    items = [(k, r, int(base[r]) + k) for r, c in enumerate(counts) for k in range(c)]
+    expected = [q for _, _, q in sorted(items)]
+    assert order.tolist() == expected
+    assert new_id[order].tolist() == list(range(len(expected)))
+    assert owner.tolist() == [r for _, r, _ in sorted(items)]
