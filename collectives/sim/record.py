@@ -174,9 +174,10 @@ def record(algorithm: Callable[..., Iterator[Any]], p: int, n: int, dtype: Any, 
 
 def _record(algorithm: Callable[..., Iterator[Any]], p: int, n: int, dtype: Any, op: ReduceOp) -> Schedule:
     cpu = time.process_time()
-    tape: list[int] = []
+    tape: list[int] = []  # the rank being recorded
     append = tape.append
-    tapes: list[np.ndarray] = []
+    tapes = array("q")  # every rank's, as int64 (array refuses anything that is not an integer)
+    tape_base = [0]
     request, step = 0, -1
     for r in range(p):
         t = RecordingTransport(r, p, tape, request, step)
@@ -188,22 +189,22 @@ def _record(algorithm: Callable[..., Iterator[Any]], p: int, n: int, dtype: Any,
         except Exception as e:  # the reference scheduler reports it with its context
             raise NotRecordable(f"rank {r}: the algorithm raised {type(e).__name__}: {e}") from e
         try:
-            tapes.append(np.frombuffer(array("q", tape), np.int64))  # while the list is in cache
+            tapes.fromlist(tape)  # while the list is in cache
         except (TypeError, OverflowError) as e:
             raise NotRecordable(f"rank {r} passed or yielded something that is not an integer ({e})") from e
+        tape_base.append(len(tapes))
         tape.clear()
         request, step = t._request, t._step
-    schedule = _build(p, tapes)
+    schedule = _build(p, np.frombuffer(tapes, np.int64), np.array(tape_base, np.int64))
     schedule.nbytes = int(np.dtype(dtype).itemsize) * n
     schedule.record_cpu = time.process_time() - cpu
     return schedule
 
 
-def _build(p: int, tapes: list[np.ndarray]) -> Schedule:
-    """The schedule from each rank's tape, every rule of a correct run checked, requests matched."""
-    tape_base = np.zeros(p + 1, np.int64)
-    np.cumsum([t.size for t in tapes], out=tape_base[1:])
-    status, rank, arrays, step_base, req_step, waited, yields = T.parse(np.concatenate(tapes), tape_base)
+def _build(p: int, tape: np.ndarray, tape_base: np.ndarray) -> Schedule:
+    """The schedule from the ranks' tapes (rank r's is ``tape[tape_base[r]:tape_base[r+1]]``), every
+    rule of a correct run checked, requests matched."""
+    status, rank, arrays, step_base, req_step, waited, yields = T.parse(tape, tape_base)
     if status != T.OK:
         raise NotRecordable(f"rank {rank} {_BAD[status]}")
     ops, op_base, kind, req_rank, peer, tag, size, req_base, waits, wait_base, local, local_base = arrays
