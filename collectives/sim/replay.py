@@ -41,7 +41,9 @@ def replay(
     topology = topology or default_topology(p, model)
     network = make_network(topology, model)
     sends = np.flatnonzero(schedule.req_kind == SEND_KIND)
-    src, dst, nbytes = schedule.req_rank[sends], schedule.req_peer[sends], schedule.req_bytes[sends]
+    # int64: the narrow rank arrays would overflow in src * p + dst
+    src, dst = schedule.req_rank[sends].astype(np.int64), schedule.req_peer[sends].astype(np.int64)
+    nbytes = schedule.req_bytes[sends]
     msg_link = np.full(schedule.req_kind.size, -1, np.int64)
     msg_x = np.zeros(schedule.req_kind.size)
     empty_i, empty_f = np.zeros(1, np.int64), np.zeros(0)

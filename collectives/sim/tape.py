@@ -38,7 +38,7 @@ T_ISEND, T_IRECV, T_WAIT, T_SENDRECV, T_SEND, T_RECV, T_REDUCE, T_COPY = (TAPE_B
 # The replay loop's op codes (collectives.sim.replay_loop's, repeated: numba needs plain globals).
 END, ISEND, IRECV, WAIT, YIELD, REDUCE, COPY, SENDRECV, SEND, RECV, YIELD_LAST = range(11)
 # parse's status
-OK, BAD_ENTRY, BAD_YIELD, BAD_WAIT, BAD_PEER = range(5)
+OK, BAD_ENTRY, BAD_YIELD, BAD_WAIT, BAD_PEER, BAD_WAITED, BAD_YIELDED = range(7)
 
 
 @njit(nogil=True, cache=True)
@@ -98,32 +98,36 @@ def parse(tape, tape_base):  # pragma: no cover - compiled
     """Read every rank's tape (rank r's is ``tape[tape_base[r]:tape_base[r+1]]``).
 
     Returns (status, rank, (ops, op_base, req_kind, req_rank, req_peer, req_tag, req_bytes,
-    req_base, waits, wait_base, local, local_base), step_base, req_step, waited, yields):
-    the schedule's arrays, and for the caller's checks the step each request is waited in
-    (``req_step``), how often each request is waited for (``waited``) and each step yielded
-    (``yields``). ``local`` holds a reduction's bytes, or ~bytes (negative) for a copy.
+    req_base, waits, wait_base, local, local_base), step_base, steps yielded): the schedule's
+    arrays (``local`` holds a reduction's bytes, or ~bytes (negative) for a copy). Besides the
+    handles it checks what the scheduler checks at the end of a run: every request is waited for
+    exactly once, in a step yielded exactly once (else ``BAD_WAITED``, ``BAD_YIELDED``; the rank
+    is -1 there). Narrow integer types where they suffice: the arrays are big, and fresh memory
+    costs page faults.
     """
     p = tape_base.size - 1
     status, bad, counts = _sizes(tape, tape_base)
     op_base, req_base = _bases(counts[:, 0]), _bases(counts[:, 1])
     wait_base, local_base = _bases(counts[:, 2]), _bases(counts[:, 3])
     step_base, handle_base = _bases(counts[:, 4]), _bases(counts[:, 5])
-    ops = np.empty(op_base[p], np.int64)
     nreq = req_base[p]
-    kind = np.empty(nreq, np.int64)
-    rank = np.empty(nreq, np.int64)
-    peer = np.empty(nreq, np.int64)
+    if nreq >= 1 << 31 or step_base[p] >= 1 << 31:
+        raise RuntimeError("record: more than 2**31 requests or steps")
+    ops = np.empty(op_base[p], np.int32)
+    kind = np.empty(nreq, np.int8)
+    rank = np.empty(nreq, np.int32)
+    peer = np.empty(nreq, np.int32)
     tag = np.empty(nreq, np.int64)
     nbytes = np.empty(nreq, np.int64)
     waits = np.empty(wait_base[p], np.int64)
     local = np.empty(local_base[p], np.int64)
-    req_step = np.full(nreq, -1, np.int64)
-    waited = np.zeros(nreq, np.int64)
-    yields = np.zeros(step_base[p], np.int64)
+    req_step = np.full(nreq, -1, np.int32)
+    waited = np.zeros(nreq, np.int32)
+    yields = np.zeros(step_base[p], np.int32)
     handle_req = np.empty(handle_base[p], np.int64)  # request handle -> request
     empty = (ops, op_base, kind, rank, peer, tag, nbytes, req_base, waits, wait_base, local, local_base)
     if status != OK:
-        return status, bad, empty, step_base, req_step, waited, yields
+        return status, bad, empty, step_base, 0
     for r in range(p):
         i, hi = tape_base[r], tape_base[r + 1]
         o, q, w, loc, s, h = op_base[r], req_base[r], wait_base[r], local_base[r], step_base[r], handle_base[r]
@@ -132,7 +136,7 @@ def parse(tape, tape_base):  # pragma: no cover - compiled
             if code < 0:  # yield of step handle code: global step -1 - code
                 y = -1 - code
                 if not step_base[r] <= y < s:
-                    return BAD_YIELD, r, empty, step_base, req_step, waited, yields
+                    return BAD_YIELD, r, empty, step_base, 0
                 yields[y] += 1
                 if y == s - 1:
                     ops[o] = YIELD_LAST
@@ -158,7 +162,7 @@ def parse(tape, tape_base):  # pragma: no cover - compiled
                 for j in range(i + 2, i + 2 + k):
                     handle = tape[j]
                     if not handle_base[r] <= handle < h:  # not a request this rank has posted
-                        return BAD_WAIT, r, empty, step_base, req_step, waited, yields
+                        return BAD_WAIT, r, empty, step_base, 0
                     x = handle_req[handle]
                     waits[w] = x
                     w += 1
@@ -168,6 +172,8 @@ def parse(tape, tape_base):  # pragma: no cover - compiled
                 i += 2 + k
                 continue
             if code == T_SENDRECV:
+                if not (0 <= tape[i + 1] < p and 0 <= tape[i + 2] < p and tape[i + 3] >= 0):
+                    return BAD_PEER, r, empty, step_base, 0
                 ops[o] = SENDRECV
                 kind[q], peer[q], tag[q], nbytes[q] = 0, tape[i + 1], tape[i + 3], tape[i + 4]
                 kind[q + 1], peer[q + 1], tag[q + 1], nbytes[q + 1] = 1, tape[i + 2], tape[i + 3], tape[i + 5]
@@ -181,6 +187,8 @@ def parse(tape, tape_base):  # pragma: no cover - compiled
                 i += 6
                 continue
             # ISEND, IRECV, SEND, RECV: one request
+            if not (0 <= tape[i + 1] < p and tape[i + 2] >= 0):
+                return BAD_PEER, r, empty, step_base, 0
             is_recv = code == T_IRECV or code == T_RECV
             kind[q], rank[q], peer[q], tag[q], nbytes[q] = is_recv, r, tape[i + 1], tape[i + 2], tape[i + 3]
             if code == T_ISEND or code == T_IRECV:
@@ -197,6 +205,13 @@ def parse(tape, tape_base):  # pragma: no cover - compiled
             i += 4
         ops[o] = END
     for x in range(nreq):
-        if peer[x] < 0 or peer[x] >= p or tag[x] < 0:
-            return BAD_PEER, rank[x], empty, step_base, req_step, waited, yields
-    return OK, -1, empty, step_base, req_step, waited, yields
+        if waited[x] != 1:
+            return BAD_WAITED, -1, empty, step_base, 0
+        if yields[req_step[x]] != 1:
+            return BAD_YIELDED, -1, empty, step_base, 0
+    yielded = 0
+    for y in yields:
+        if y > 1:
+            return BAD_YIELDED, -1, empty, step_base, 0
+        yielded += y
+    return OK, -1, empty, step_base, yielded

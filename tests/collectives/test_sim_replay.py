@@ -267,6 +267,17 @@ def _yields(value):
     return algo
 
 
+def _waits_twice(t, buf, op):
+    req = t.isend(buf, 1 - t.rank, 0)
+    yield t.wait(req, t.irecv(t.scratch(buf.size, buf.dtype), 1 - t.rank, 0))
+    yield t.wait(req)
+
+
+def _never_yields_its_step(t, buf, op):
+    t.sendrecv(buf, 1 - t.rank, t.scratch(buf.size, buf.dtype), 1 - t.rank, 0)
+    yield t.wait()
+
+
 def _peer(dest):
     def algo(t, buf, op):
         yield t.sendrecv(buf, dest, t.scratch(buf.size, buf.dtype), 1 - t.rank, 0)
@@ -284,6 +295,8 @@ def _peer(dest):
         (_yields(-40), "not one its own transport made"),  # a step handle nobody made yet
         (_stashing_other_ranks_handle("step"), "not one its own transport made"),
         (_stashing_other_ranks_handle("request"), "other than a request it posted"),
+        (_waits_twice, "waited for twice or never"),
+        (_never_yields_its_step, "a step with requests never"),
         (_peer(2), "outside 0..p-1"),
         (_peer(-1), "outside 0..p-1"),
         (_peer(1.0), "not an integer"),
