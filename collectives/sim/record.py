@@ -235,30 +235,24 @@ def _match(kind, rank, peer, tag, size, p) -> np.ndarray:
 
     All sends of one (source, dest, tag) come from one rank in its posting order, and all its
     receives from another, so the k-th send of each key meets the k-th receive: a stable sort by
-    key lines them up.
+    key lines them up (numpy's, fast on the nearly sorted keys algorithms make).
     """
-    sends = np.flatnonzero(kind == SEND_KIND)
-    recvs = np.flatnonzero(kind == RECV_KIND)
-    if sends.size != recvs.size:
-        raise NotRecordable(f"{sends.size} messages sent but {recvs.size} receives posted")
-    s_pair = rank[sends].astype(np.int64) * p + peer[sends]
-    r_pair = peer[recvs].astype(np.int64) * p + rank[recvs]
+    nsend = int(np.count_nonzero(kind == SEND_KIND))
+    if 2 * nsend != kind.size:
+        raise NotRecordable(f"{nsend} messages sent but {kind.size - nsend} receives posted")
     tags = int(tag.max()) + 1 if tag.size else 1
-    if p * p * tags < 1 << 62:  # one int64 key: a stable sort, fast on the nearly sorted keys algorithms make
-        s_key, r_key = s_pair * tags + tag[sends], r_pair * tags + tag[recvs]
-        s_order, r_order = np.argsort(s_key, kind="stable"), np.argsort(r_key, kind="stable")
-        lined_up = np.array_equal(s_key[s_order], r_key[r_order])
-    else:
-        s_order, r_order = np.lexsort((tag[sends], s_pair)), np.lexsort((tag[recvs], r_pair))
-        lined_up = np.array_equal(s_pair[s_order], r_pair[r_order]) and np.array_equal(
-            tag[sends][s_order], tag[recvs][r_order]
-        )
-    if not lined_up:
+    if p * p * tags < 1 << 62:  # one int64 key
+        sends, s_key, recvs, r_key = T.match_keys(kind, rank, peer, tag, p, tags)
+    else:  # number the distinct (source, destination, tag) instead
+        sends, recvs = np.flatnonzero(kind == SEND_KIND), np.flatnonzero(kind == RECV_KIND)
+        src = np.where(kind == SEND_KIND, rank, peer).astype(np.int64)
+        dst = np.where(kind == SEND_KIND, peer, rank).astype(np.int64)
+        key = np.unique(np.stack((src * p + dst, tag)), axis=1, return_inverse=True)[1].reshape(-1)
+        s_key, r_key = key[sends], key[recvs]
+    s_order, r_order = np.argsort(s_key, kind="stable"), np.argsort(r_key, kind="stable")
+    status, partner = T.pair_up(sends, s_key, s_order, recvs, r_key, r_order, size)
+    if status == 1:
         raise NotRecordable("a message is never received, or a receive never sent")
-    s_order, r_order = sends[s_order], recvs[r_order]
-    if np.any(size[s_order] > size[r_order]):
+    if status == 2:
         raise NotRecordable("a message is larger than its receive buffer")
-    partner = np.empty(kind.size, dtype=np.int64)
-    partner[s_order] = r_order
-    partner[r_order] = s_order
     return partner

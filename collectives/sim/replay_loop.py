@@ -187,36 +187,26 @@ def _make_step(s, listed, lo, hi, req, st):  # pragma: no cover - compiled
 
 @njit(nogil=True, cache=True)
 def round_major(base):  # pragma: no cover - compiled
-    """Renumber items numbered rank by rank (rank r's are ``base[r]:base[r+1]``) in the order of
+    """New ids for items numbered rank by rank (rank r's are ``base[r]:base[r+1]``), in the order of
     (position within its rank, rank): each rank's k-th request (or step) next to the other ranks'
     k-th. Ranks run roughly in step, so the loop then walks its records nearly in order instead of
     jumping between p places (a cache miss each); where a record lives changes, not what is computed.
-
-    Returns (order, new_id, owner): the item at new position i is ``order[i]``, item q moves to
-    ``new_id[q]``, and ``owner[i]`` is the rank of the item at i.
     """
     p = base.size - 1
-    n = base[p]
-    order = np.empty(n, np.int64)
-    new_id = np.empty(n, np.int64)
-    owner = np.empty(n, np.int32)
-    active = np.arange(p)  # the ranks with a k-th item, in rank order
-    na, i, k = p, 0, 0
-    while na:
-        m = 0
-        for a in range(na):
-            r = active[a]
-            q = base[r] + k
-            if q < base[r + 1]:
-                active[m] = r
-                m += 1
-                order[i] = q
-                new_id[q] = i
-                owner[i] = r
-                i += 1
-        na = m
-        k += 1
-    return order, new_id, owner
+    longest = 0
+    for r in range(p):
+        longest = max(longest, base[r + 1] - base[r])
+    start = np.zeros(longest + 1, np.int64)  # where the k-th items begin: a counting sort on k
+    for r in range(p):
+        start[1 : base[r + 1] - base[r] + 1] += 1
+    for k in range(longest):
+        start[k + 1] += start[k]
+    new_id = np.empty(base[p], np.int64)
+    for r in range(p):
+        for k in range(base[r + 1] - base[r]):
+            new_id[base[r] + k] = start[k]
+            start[k] += 1
+    return new_id
 
 
 @njit(nogil=True, cache=True)
@@ -257,8 +247,8 @@ def replay(
         raise RuntimeError("replay: more than 2**31 requests or steps")
     # Request q (numbered rank by rank) lives in req[req_id[q]], step s in st[step_id[s]].
     # (Filling the records rank by rank, scattered, measured faster than in their own order.)
-    req_id = round_major(req_base)[1]
-    step_order, step_id, step_owner = round_major(step_base)
+    req_id = round_major(req_base)
+    step_id = round_major(step_base)
     for r in range(p):
         for q in range(req_base[r], req_base[r + 1]):
             i = req_id[q]
@@ -272,11 +262,12 @@ def replay(
             req[i].send = req_kind[q] == 0
             req[i].posted = 0
             req[i].isdone = 0
-    for i in range(step_order.size):
-        st[i].ready = 0.0
-        st[i].pending = 0
-        st[i].rank = step_owner[i]
-        st[i].yielded = 0
+        for s in range(step_base[r], step_base[r + 1]):
+            i = step_id[s]
+            st[i].ready = 0.0
+            st[i].pending = 0
+            st[i].rank = r
+            st[i].yielded = 0
     wait_id = np.empty(waits.size, np.int64)
     for j in range(waits.size):
         wait_id[j] = req_id[waits[j]]

@@ -215,3 +215,43 @@ def parse(tape, tape_base):  # pragma: no cover - compiled
             return BAD_YIELDED, -1, empty, step_base, 0
         yielded += y
     return OK, -1, empty, step_base, yielded
+
+
+@njit(nogil=True, cache=True)
+def match_keys(kind, rank, peer, tag, p, tags):  # pragma: no cover - compiled
+    """The sends and the receives (request ids, in posting order) and each one's key
+    ((source * p + destination) * tags + tag), for :func:`collectives.sim.record._match`."""
+    n = kind.size
+    nsend = 0
+    for q in range(n):
+        nsend += kind[q] == 0
+    sends, s_key = np.empty(nsend, np.int64), np.empty(nsend, np.int64)
+    recvs, r_key = np.empty(n - nsend, np.int64), np.empty(n - nsend, np.int64)
+    i = j = 0
+    for q in range(n):
+        if kind[q] == 0:
+            sends[i] = q
+            s_key[i] = (np.int64(rank[q]) * p + peer[q]) * tags + tag[q]
+            i += 1
+        else:
+            recvs[j] = q
+            r_key[j] = (np.int64(peer[q]) * p + rank[q]) * tags + tag[q]
+            j += 1
+    return sends, s_key, recvs, r_key
+
+
+@njit(nogil=True, cache=True)
+def pair_up(sends, s_key, s_order, recvs, r_key, r_order, nbytes):  # pragma: no cover - compiled
+    """``partner`` from the sends and receives in key order: (0, partner), or (1, _) if a key has
+    more sends than receives or the other way round, (2, _) if a message is larger than its receive."""
+    partner = np.empty(sends.size + recvs.size, np.int64)
+    for i in range(sends.size):
+        a, b = s_order[i], r_order[i]
+        if s_key[a] != r_key[b]:
+            return 1, partner
+        s, r = sends[a], recvs[b]
+        if nbytes[s] > nbytes[r]:
+            return 2, partner
+        partner[s] = r
+        partner[r] = s
+    return 0, partner
