@@ -44,22 +44,22 @@ def replay(
     # int64: the narrow rank arrays would overflow in src * p + dst
     src, dst = schedule.req_rank[sends].astype(np.int64), schedule.req_peer[sends].astype(np.int64)
     nbytes = schedule.req_bytes[sends]
-    msg_link = np.full(schedule.req_kind.size, -1, np.int64)
-    msg_x = np.zeros(schedule.req_kind.size)
+    # msg_link, msg_x: per message (send request), in posting order
     empty_i, empty_f = np.zeros(1, np.int64), np.zeros(0)
     if isinstance(network, PairwiseNetwork):
         pairs = src * p + dst
         used, link_of = np.unique(np.where(src == dst, -1, pairs), return_inverse=True)
         offset = 1 if used.size and used[0] == -1 else 0  # self-messages use no link
-        msg_link[sends] = link_of.reshape(-1) - offset
-        msg_x[sends] = _per_size(nbytes, lambda m: _pair_time(network, m))
+        msg_link = (link_of.reshape(-1) - offset).astype(np.int32)
+        msg_x = _per_size(nbytes, lambda m: _pair_time(network, m))
         keys = used[offset:]
         routing = (empty_i, empty_i, empty_f, empty_f, empty_f)
         nlinks = keys.size
         fp = [network.alpha, network.latency]
     else:
         pairs, route_of = np.unique(src * p + dst, return_inverse=True)
-        msg_link[sends] = route_of.reshape(-1)
+        msg_link = route_of.reshape(-1).astype(np.int32)
+        msg_x = np.zeros(sends.size)  # a routed message's time depends on its links (the loop's)
         routing = _routes(network, pairs, p)
         nlinks = len(topology.link_per_byte)
         fp = [model.alpha, 0.0]

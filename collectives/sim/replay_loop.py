@@ -249,19 +249,26 @@ def replay(
     # (Filling the records rank by rank, scattered, measured faster than in their own order.)
     req_id = round_major(req_base)
     step_id = round_major(step_base)
+    m = 0  # messages so far: msg_x and msg_link are per message (send), in posting order
     for r in range(p):
         for q in range(req_base[r], req_base[r + 1]):
             i = req_id[q]
             req[i].time = 0.0
-            req[i].x = msg_x[q]
             req[i].bytes = req_bytes[q]
             req[i].partner = req_id[partner[q]]
             req[i].step = -1
             req[i].rank = r
-            req[i].link = msg_link[q]
-            req[i].send = req_kind[q] == 0
             req[i].posted = 0
             req[i].isdone = 0
+            if req_kind[q] == 0:
+                req[i].send = 1
+                req[i].x = msg_x[m]
+                req[i].link = msg_link[m]
+                m += 1
+            else:
+                req[i].send = 0
+                req[i].x = 0.0
+                req[i].link = -1
         for s in range(step_base[r], step_base[r + 1]):
             i = step_id[s]
             st[i].ready = 0.0
