@@ -41,23 +41,25 @@ def replay(
     topology = topology or default_topology(p, model)
     network = make_network(topology, model)
     sends = np.flatnonzero(schedule.req_kind == SEND_KIND)
-    src, dst, nbytes = schedule.req_rank[sends], schedule.req_peer[sends], schedule.req_bytes[sends]
-    msg_link = np.full(schedule.req_kind.size, -1, np.int64)
-    msg_x = np.zeros(schedule.req_kind.size)
+    # int64: the narrow rank arrays would overflow in src * p + dst
+    src, dst = schedule.req_rank[sends].astype(np.int64), schedule.req_peer[sends].astype(np.int64)
+    nbytes = schedule.req_bytes[sends]
+    # msg_link, msg_x: per message (send request), in posting order
     empty_i, empty_f = np.zeros(1, np.int64), np.zeros(0)
     if isinstance(network, PairwiseNetwork):
         pairs = src * p + dst
         used, link_of = np.unique(np.where(src == dst, -1, pairs), return_inverse=True)
         offset = 1 if used.size and used[0] == -1 else 0  # self-messages use no link
-        msg_link[sends] = link_of.reshape(-1) - offset
-        msg_x[sends] = _per_size(nbytes, lambda m: _pair_time(network, m))
+        msg_link = (link_of.reshape(-1) - offset).astype(np.int32)
+        msg_x = _per_size(nbytes, lambda m: _pair_time(network, m))
         keys = used[offset:]
         routing = (empty_i, empty_i, empty_f, empty_f, empty_f)
         nlinks = keys.size
         fp = [network.alpha, network.latency]
     else:
         pairs, route_of = np.unique(src * p + dst, return_inverse=True)
-        msg_link[sends] = route_of.reshape(-1)
+        msg_link = route_of.reshape(-1).astype(np.int32)
+        msg_x = np.zeros(sends.size)  # a routed message's time depends on its links (the loop's)
         routing = _routes(network, pairs, p)
         nlinks = len(topology.link_per_byte)
         fp = [model.alpha, 0.0]
@@ -67,7 +69,7 @@ def replay(
     ip = [PORTS[model.ports], int(model.sync_send), int(not isinstance(network, PairwiseNetwork)), int(timeline)]
     max_events = (sends.size + local.size) if timeline else 0
     out = loop(
-        schedule.ops, schedule.op_base, schedule.req_kind, schedule.req_rank, schedule.req_bytes,
+        schedule.ops, schedule.op_base, schedule.req_kind, schedule.req_bytes,
         schedule.req_base, schedule.partner, schedule.waits, schedule.wait_base, schedule.step_base,
         local_dt, schedule.local_base, msg_link, msg_x, *routing, nlinks,
         np.array(fp, dtype=np.float64), np.array(ip, dtype=np.int64), max_events,

@@ -133,7 +133,18 @@ def to_self_and_around(t, buf, op):
         t.copy(buf, inbox)
 
 
-@pytest.mark.parametrize("pattern", [fan_in, same_tag_stream, to_self_and_around])
+def huge_tags(t, buf, op):
+    """Tags too large for the recording's one-integer matching keys (p * p * tags >= 2**62)."""
+    r, p = t.rank, t.size
+    inbox, other = t.scratch(buf.size, buf.dtype), t.scratch(buf.size, buf.dtype)
+    for k in range(1, p):
+        left, right, big = (r - k) % p, (r + k) % p, (1 << 62) - k  # a different large tag per round
+        posted = (t.irecv(inbox, left, big), t.irecv(other, left, 7), t.isend(buf, right, big), t.isend(buf, right, 7))
+        yield t.wait(*posted)
+        t.reduce(op, inbox, other)
+
+
+@pytest.mark.parametrize("pattern", [fan_in, same_tag_stream, to_self_and_around, huge_tags])
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_hand_written_patterns_same_on_both_engines(pattern, model):
     for p, topo in ((2, "full"), (5, "switch"), (6, "default"), (7, "ring")):
@@ -232,3 +243,96 @@ def test_counters_exact_beyond_float_rounding():
     fast = simulate("recursive_doubling", 2, n, model=MODELS["abg"], dtype=np.int64, engine="fast")
     assert fast.sent_bytes == ref.sent_bytes and fast.time == ref.time
     assert sum(fast.sent_bytes) == sum(ref.sent_bytes) > 1 << 40
+
+
+# The recording's own checks (collectives.sim.tape.parse): each misuse is refused with its reason,
+# and simulate then runs the reference scheduler instead.
+def _stashing_other_ranks_handle(kind):
+    """An algorithm where rank 1 yields (or waits for) a handle rank 0's transport made."""
+    stash = {}
+
+    def algo(t, buf, op):
+        other = 1 - t.rank
+        if t.rank == 0:
+            stash["step"] = step = t.sendrecv(buf, other, t.scratch(buf.size, buf.dtype), other, 0)
+            stash["request"] = t.isend(buf, other, 1)
+            yield step
+            yield t.wait(stash["request"])
+        else:
+            yield t.sendrecv(buf, other, t.scratch(buf.size, buf.dtype), other, 0)
+            got = t.irecv(t.scratch(buf.size, buf.dtype), other, 1)
+            if kind == "step":
+                yield stash["step"]
+                yield t.wait(got)
+            else:
+                yield t.wait(got, stash["request"])
+
+    return algo
+
+
+def _yields(value):
+    def algo(t, buf, op):
+        yield t.sendrecv(buf, 1 - t.rank, t.scratch(buf.size, buf.dtype), 1 - t.rank, 0)
+        yield value
+
+    return algo
+
+
+def _waits_twice(t, buf, op):
+    req = t.isend(buf, 1 - t.rank, 0)
+    yield t.wait(req, t.irecv(t.scratch(buf.size, buf.dtype), 1 - t.rank, 0))
+    yield t.wait(req)
+
+
+def _never_yields_its_step(t, buf, op):
+    t.sendrecv(buf, 1 - t.rank, t.scratch(buf.size, buf.dtype), 1 - t.rank, 0)
+    yield t.wait()
+
+
+def _peer(dest):
+    def algo(t, buf, op):
+        yield t.sendrecv(buf, dest, t.scratch(buf.size, buf.dtype), 1 - t.rank, 0)
+
+    return algo
+
+
+@pytest.mark.parametrize(
+    ("algo", "reason"),
+    [
+        (_yields(None), "not an integer"),
+        (_yields(2.0), "not an integer"),
+        (_yields(0), "not a step of its own transport"),  # request handle 0 / a small number
+        (_yields(7), "not a step of its own transport"),
+        (_yields(-40), "not one its own transport made"),  # a step handle nobody made yet
+        (_stashing_other_ranks_handle("step"), "not one its own transport made"),
+        (_stashing_other_ranks_handle("request"), "other than a request it posted"),
+        (_waits_twice, "waited for twice or never"),
+        (_never_yields_its_step, "a step with requests never"),
+        (_peer(2), "outside 0..p-1"),
+        (_peer(-1), "outside 0..p-1"),
+        (_peer(1.0), "not an integer"),
+    ],
+)
+def test_recording_refuses_handles_that_are_not_its_own(algo, reason):
+    from collectives.ops import get_op
+    from collectives.sim.record import NotRecordable, record
+
+    with pytest.raises(NotRecordable, match=reason):
+        record(algo, 2, 16, np.float32, get_op("sum"))
+    try:
+        result = simulate(algo, 2, 64)
+    except Exception:  # the reference's own report of the bug
+        return
+    assert result.engine.startswith("reference (fast engine not used:"), result.engine
+
+
+def test_round_major_order():
+    """Records are laid out by (position within the rank, rank); oracle: Python's sort of those pairs."""
+    from collectives.sim.replay_loop import round_major
+
+    counts = [3, 0, 5, 1, 5, 2]
+    base = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    new_id = round_major(base)
+    items = [(k, r, int(base[r]) + k) for r, c in enumerate(counts) for k in range(c)]
+    expected = [q for _, _, q in sorted(items)]  # the item at each new position
+    assert [expected.index(q) for q in range(len(expected))] == new_id.tolist()
