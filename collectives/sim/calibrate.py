@@ -40,6 +40,7 @@ median absolute error per algorithm.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -59,7 +60,9 @@ from collectives.sim.trust import (
     QUIET_ADVICE,
     busy_machine,
     core_share,
+    current_cpu,
     describe_spread,
+    launch_problems,
     median_model,
     parameter_spread,
     untrusted,
@@ -71,6 +74,9 @@ EXCHANGE_SIZES = [0, 256, 4 << 10, 16 << 10, 64 << 10, 128 << 10, 256 << 10, 512
 REDUCE_SIZES = [1 << 10, 16 << 10, 128 << 10, 512 << 10, 2 << 20, 8 << 20, 16 << 20]
 VALIDATE_SIZES = [1 << 10, 16 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]
 MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+# Ranks pinned to cores (Hydra's and Open MPI's --bind-to): unpinned, two ranks can share one core
+# for a whole launch and measure a tenth of the bandwidth (collectives.sim.trust).
+DEFAULT_BIND = "core"
 
 
 def under_mpiexec() -> bool:
@@ -84,6 +90,23 @@ def mpiexec_path() -> str:
     if found is None:
         raise RuntimeError("mpiexec not found: install MPICH (pip install mpich) or load your site's MPI module")
     return found
+
+
+@functools.cache
+def _open_mpi() -> bool:
+    """Whether ``mpiexec`` is Open MPI's (it refuses to bind more ranks than cores unless told it may)."""
+    out = subprocess.run([mpiexec_path(), "--version"], capture_output=True, text=True, timeout=30)
+    return "Open MPI" in out.stdout + out.stderr or "OpenRTE" in out.stdout + out.stderr
+
+
+def launch_command(nprocs: int, bind: str = DEFAULT_BIND) -> list[str]:
+    """``mpiexec --bind-to bind -n nprocs`` (both Hydra and Open MPI read it); ``bind="none"`` leaves
+    placement to the OS. More ranks than cores are bound round-robin (Open MPI: ``:overload-allowed``)."""
+    if bind == "none":
+        return [mpiexec_path(), "-n", str(nprocs)]
+    if _open_mpi() and nprocs > usable_cores() and ":" not in bind:
+        bind += ":overload-allowed"
+    return [mpiexec_path(), "--bind-to", bind, "-n", str(nprocs)]
 
 
 def fit_line(xs: list[float], ys: list[float], relative: bool = True) -> tuple[float, float]:
@@ -153,6 +176,8 @@ def measure(comm: Any, quick: bool = False) -> dict[str, Any]:
     def steps_for(m: int) -> int:
         return 4 if m >= 2 << 20 else 16 if m >= 64 << 10 else 64
 
+    cpus: dict[str, int] = {}  # where this rank ran: CPU -> times seen (after each sample)
+
     def sample(pattern: Any, m: int) -> float:
         """The slowest rank's time per step of ``pattern`` with m-byte messages, one repetition."""
         from mpi4py import MPI
@@ -161,7 +186,11 @@ def measure(comm: Any, quick: bool = False) -> dict[str, Any]:
         comm.Barrier()
         t0 = time.perf_counter()
         t.run(pattern(t, buf, None, steps, m))
-        return comm.allreduce(time.perf_counter() - t0, op=MPI.MAX) / steps
+        elapsed = time.perf_counter() - t0
+        cpu = current_cpu()
+        if cpu is not None:
+            cpus[str(cpu)] = cpus.get(str(cpu), 0) + 1
+        return comm.allreduce(elapsed, op=MPI.MAX) / steps
 
     cases = [(pattern, m) for m in EXCHANGE_SIZES for pattern in (_exchange, _exchange_reduce)]
     cases += [(_exchange_3calls, m) for m in (0, 256, 4 << 10)]
@@ -220,9 +249,15 @@ def measure(comm: Any, quick: bool = False) -> dict[str, Any]:
         copy_curve=tuple(copy_t),
         name="calibrated",
     )
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = []
+    placement = comm.allgather({"rank": comm.Get_rank(), "affinity": affinity, "cpus": cpus})
     return {
         "ranks": comm.Get_size(),
         "model": model.to_dict(),
+        "placement": placement,
         "exchange": exchange,
         "exchange_reduce": exchange_reduce,
         "exchange_3calls": three,
@@ -254,7 +289,10 @@ def calibrate_worker(out: str, quick: bool, rounds: int = 1) -> None:
 
 
 def merge_profile(
-    parts: list[dict[str, Any]], max_spread: float = MAX_SPREAD, load_before: list[float] | None = None
+    parts: list[dict[str, Any]],
+    max_spread: float = MAX_SPREAD,
+    load_before: list[float] | None = None,
+    bind: str | None = None,
 ) -> dict[str, Any]:
     """One profile from measurements at several rank counts, each repeated in rounds.
 
@@ -263,13 +301,20 @@ def merge_profile(
     ``untrusted``). The smallest rank count is the default model. ``cores`` (usable cores) and each
     rank count's ``core_share`` let predictions for other rank counts account for ranks sharing cores.
     ``load_before`` (the load average before measuring) adds a problem when the machine was busy.
+    Parts with the same rank count (one per launch) are pooled; launches that split into a slow
+    and a fast mode, or whose ranks shared a core with cores free, are problems too
+    (:func:`collectives.sim.trust.launch_problems`). ``bind``: how the launches pinned their ranks.
     """
     parts = sorted(parts, key=lambda d: d["ranks"])
-    rounds = {d["ranks"]: d.get("rounds", [d]) for d in parts}  # a part without rounds is one round
+    rounds: dict[int, list[dict[str, Any]]] = {}
+    for d in parts:  # a part without rounds is one round
+        rounds.setdefault(d["ranks"], []).extend(d.get("rounds", [d]))
     by_ranks = {str(p): median_model([r["model"] for r in rs]) for p, rs in rounds.items()}
     spreads = {str(p): parameter_spread([r["model"] for r in rs]) for p, rs in rounds.items()}
     problems = untrusted(spreads, max_spread)
     cores = usable_cores()
+    for p, rs in rounds.items():
+        problems += launch_problems(p, rs, cores)
     busy = busy_machine(load_before, cores)
     if busy:
         problems.append(busy)
@@ -286,7 +331,12 @@ def merge_profile(
         "mpi": parts[0].get("mpi", "unknown"),
         "method": "ring sendrecv via MPITransport (alpha, beta); numpy add/copyto on all ranks at once (gamma, delta)",
         "statistic": STATISTIC,
+        "bind": bind,
         "rounds": min(len(rs) for rs in rounds.values()),
+        "launch_bandwidth": {
+            str(p): [1 / r["model"]["beta"] if r["model"]["beta"] > 0 else None for r in rs] for p, rs in rounds.items()
+        },
+        "placement": {str(p): [r.get("placement") for r in rs] for p, rs in rounds.items()},
         "max_spread": max_spread,
         "trusted": not problems,
         "untrusted": problems,
@@ -310,8 +360,8 @@ def load_average() -> list[float] | None:
         return None
 
 
-def run_mpi_module(nprocs: int, args: list[str], timeout: float) -> None:
-    cmd = [mpiexec_path(), "-n", str(nprocs), sys.executable, "-m", "collectives.sim", *args]
+def run_mpi_module(nprocs: int, args: list[str], timeout: float, bind: str = DEFAULT_BIND) -> None:
+    cmd = [*launch_command(nprocs, bind), sys.executable, "-m", "collectives.sim", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -325,23 +375,28 @@ def calibrate(
     rounds: int = 3,
     max_spread: float = MAX_SPREAD,
     strict: bool = False,
+    bind: str = DEFAULT_BIND,
 ) -> dict[str, Any]:
-    """Measure ``rounds`` times at each rank count (launching mpiexec), merge, write ``out``; returns the profile.
+    """Measure ``rounds`` times at each rank count, each round a launch of its own (``mpiexec
+    --bind-to bind``), merge, write ``out``; returns the profile.
 
-    With ``strict``, a profile whose spread exceeds ``max_spread`` is not written and a
-    RuntimeError says why and how to measure quietly.
+    Separate launches, because what varies on a shared machine is the launch (where the ranks
+    land), not the rounds inside one. With ``strict``, a profile whose spread exceeds
+    ``max_spread`` (or whose launches disagree) is not written and a RuntimeError says why and
+    how to measure quietly.
     """
     if rounds < 1:
         raise ValueError(f"calibrate: --rounds must be at least 1, got {rounds}")
     parts = []
     load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
-        for p in nprocs:
-            part = Path(tmp) / f"p{p}.json"
-            args = ["calibrate", "--worker", "--out", str(part), "--rounds", str(rounds)]
-            run_mpi_module(p, args + (["--quick"] if quick else []), timeout * rounds)
-            parts.append(json.loads(part.read_text()))
-    profile = merge_profile(parts, max_spread, load_before)
+        for launch in range(rounds):  # rank counts interleaved, so a quiet spell is shared by all of them
+            for p in nprocs:
+                part = Path(tmp) / f"p{p}-{launch}.json"
+                args = ["calibrate", "--worker", "--out", str(part), "--rounds", "1"]
+                run_mpi_module(p, args + (["--quick"] if quick else []), timeout, bind)
+                parts.append(json.loads(part.read_text()))
+    profile = merge_profile(parts, max_spread, load_before, bind)
     if strict and not profile["trusted"]:
         raise RuntimeError(
             "calibrate: the measurements disagree too much to trust; no profile written:\n  "
@@ -431,6 +486,7 @@ def validate(
     sizes: list[int],
     repeats: int = 7,
     timeout: float = 900,
+    bind: str = DEFAULT_BIND,
 ) -> dict[str, Any]:
     """Measure for real and predict from the profile; returns rows and per-algorithm median errors.
 
@@ -449,13 +505,14 @@ def validate(
     cores = machine.cores
     one_per_core = {q: m for q, m in machine.by_ranks.items() if cores and q <= cores}
     shared = replace(machine, by_ranks=one_per_core) if one_per_core else None
+    load_before = load_average()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for p in nprocs:
             part = Path(tmp) / f"v{p}.json"
             args = ["validate", "--worker", "--out", str(part), "--repeats", str(repeats)]
             args += ["--algorithms", ",".join(algorithms), "--sizes", ",".join(str(s) for s in sizes)]
-            run_mpi_module(p, args, timeout)
+            run_mpi_module(p, args, timeout, bind)
             measured = json.loads(part.read_text())
             model, topology = machine.build(p)
             scaled = shared.build(p) if shared is not None and cores and p > cores else None
@@ -473,6 +530,8 @@ def validate(
         "rows": rows,
         "median_abs_error": _median_errors(rows, algorithms, "predicted"),
         "cores": cores,
+        "bind": bind,
+        "load_before": load_before,
         "profile_trusted": data.get("trusted"),
         "profile_untrusted": data.get("untrusted", []),
     }

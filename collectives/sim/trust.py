@@ -14,6 +14,13 @@ every cost it pays (messages through shared memory are CPU copies too) stretches
 ``core_share(p) = max(1, p / cores)``. A model measured at q ranks predicts p ranks after
 scaling by ``core_share(p) / core_share(q)`` (:meth:`collectives.sim.machine.Machine.model_for`),
 instead of pretending every rank had a core of its own.
+
+Launches, not only rounds: at p = 2 on this 2-core machine the bandwidth between the two ranks
+was bimodal between launches (1.5 or 14-16 GB/s) while the rounds of one launch agreed, so the
+spread over rounds inside one launch hid it. ``calibrate`` therefore makes every round a launch
+of its own, pins the ranks to cores (``mpiexec --bind-to core``), records where each rank ran
+(:func:`current_cpu`), and calls two clusters of launches (:func:`launch_modes`) and ranks that
+shared a core while there were cores enough (:func:`shared_cores`) by their names.
 """
 
 from __future__ import annotations
@@ -27,13 +34,15 @@ import numpy as np
 JUDGED = ("alpha", "beta", "gamma", "delta")
 REPORTED = (*JUDGED, "call_overhead")
 MAX_SPREAD = 0.25  # (max - min) / median over the rounds, above which a parameter is not trusted
+MODE_GAP = 2.0  # sorted launches' 1/beta jumping by this factor: two modes, not noise
 CURVES = ("message_curve", "reduce_curve", "copy_curve")
 
 QUIET_ADVICE = """\
 how to get a quiet measurement:
+  - keep calibrate's default pinning (--bind core: mpiexec --bind-to core); unpinned ranks can land on one core;
   - stop other jobs on the machine (the load average was {load}; ideally below 0.5 per core) or use an idle node;
   - measure at most one rank per core (--nprocs 2 on 2 cores); more ranks than cores are predicted by scaling;
-  - pin the ranks to cores (MPICH: mpiexec -bind-to core), keep the machine's power settings fixed;
+  - under your own mpiexec, pin the ranks to cores (mpiexec --bind-to core); keep power settings fixed;
   - take more rounds (--rounds 5) and, once quiet, COLLECTIVES_SIM_STATISTIC=median;
   - check with 'python -m collectives.sim calibrate' twice: the two profiles should agree within the spread."""
 
@@ -44,6 +53,77 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def current_cpu() -> int | None:
+    """The CPU this process last ran on (Linux: field 39 of /proc/self/stat), None where unknown."""
+    try:
+        with open("/proc/self/stat") as f:
+            text = f.read()
+        return int(text.rpartition(")")[2].split()[36])  # fields after the command name start at field 3
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def main_cpu(cpus: dict[str, int]) -> int | None:
+    """The CPU a rank was seen on most often (``cpus``: CPU -> times seen), None if never seen."""
+    return int(max(cpus, key=cpus.get)) if cpus else None
+
+
+def shared_cores(placement: list[dict[str, Any]], cores: int) -> str | None:
+    """With no more ranks than cores, ranks seen mostly on the same CPU, in words (None if none did).
+
+    ``placement``: per rank, ``{"rank", "affinity", "cpus": {cpu: times seen}}``. Two ranks on one
+    core take turns, so every exchange between them waits for a context switch: their bandwidth
+    is a fraction of what two cores give, which is the slow mode of an unpinned launch.
+    """
+    if len(placement) > cores:
+        return None
+    by_cpu: dict[int, list[int]] = {}
+    for entry in placement:
+        cpu = main_cpu(entry.get("cpus", {}))
+        if cpu is not None:
+            by_cpu.setdefault(cpu, []).append(int(entry["rank"]))
+    crowded = [
+        f"ranks {', '.join(map(str, ranks))} on cpu {cpu}" for cpu, ranks in sorted(by_cpu.items()) if len(ranks) > 1
+    ]
+    return "; ".join(crowded) or None
+
+
+def launch_modes(bandwidths: list[float], gap: float = MODE_GAP) -> tuple[list[int], list[int]] | None:
+    """Two clusters of launches (indices of the slow ones, of the fast ones) when the sorted
+    bandwidths jump by more than ``gap`` between neighbours; None when they form one cluster."""
+    if len(bandwidths) < 2 or min(bandwidths) <= 0:
+        return None
+    order = sorted(range(len(bandwidths)), key=bandwidths.__getitem__)
+    jumps = [bandwidths[order[i + 1]] / bandwidths[order[i]] for i in range(len(order) - 1)]
+    k = max(range(len(jumps)), key=jumps.__getitem__)
+    if jumps[k] <= gap:
+        return None
+    return sorted(order[: k + 1]), sorted(order[k + 1 :])
+
+
+def launch_problems(p: int, rounds: list[dict[str, Any]], cores: int) -> list[str]:
+    """The launches of rank count ``p`` in words when they split into a slow and a fast mode, and
+    every launch whose ranks shared a core although there were cores enough."""
+    problems = []
+    bandwidths = [1 / float(r["model"]["beta"]) if float(r["model"]["beta"]) > 0 else 0.0 for r in rounds]
+    modes = launch_modes(bandwidths)
+    if modes is not None:
+
+        def show(ids: list[int]) -> str:
+            rates = ", ".join(f"{bandwidths[i] / 1e9:.3g}" for i in ids)
+            return f"{rates} GB/s (launch{'es' if len(ids) > 1 else ''} {', '.join(str(i + 1) for i in ids)})"
+
+        problems.append(
+            f"p={p}: bimodal between launches: 1/beta {show(modes[0])} vs {show(modes[1])}; "
+            "each launch keeps its mode, so a model from one launch mispredicts another"
+        )
+    for i, r in enumerate(rounds):
+        crowded = shared_cores(r.get("placement", []), cores)
+        if crowded:
+            problems.append(f"p={p}: launch {i + 1}: ranks shared a core with {cores} cores free ({crowded})")
+    return problems
 
 
 def core_share(p: int, cores: int) -> float:
