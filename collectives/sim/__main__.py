@@ -269,8 +269,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             print(cal.describe_profile(profile))
         return 0
     nprocs = parse_ranks(args.nprocs)
-    pin = "" if args.bind == "none" else f"--bind-to {args.bind} "
-    print(f"calibrating with mpiexec {pin}-n {', '.join(map(str, nprocs))}, {rounds} launches each ...", flush=True)
+    launches = "; ".join(" ".join(cal.launch_command(p, args.bind)[1:]) for p in nprocs)
+    print(f"calibrating with mpiexec {launches}, {rounds} launches each ...", flush=True)
     try:
         profile = cal.calibrate(
             nprocs,
@@ -382,8 +382,9 @@ def _launch_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--nprocs", default="2,3,4", help=f"rank counts to {what} (default 2,3,4)")
     p.add_argument(
         "--bind",
-        default="core",
-        help="pin the ranks: mpiexec --bind-to BIND (default core; hwthread, socket, ...; none: leave it to the OS)",
+        default="auto",
+        help="pin the ranks: mpiexec --bind-to BIND (core, hwthread, ...; none: leave it to the OS; default auto: "
+        "core while there is a core per rank, else none)",
     )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
@@ -474,8 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(numpy reductions and copies on all ranks at once), per rank count, --rounds times, and write a JSON "
         "profile of the rounds' medians with the spread of every parameter; warn loudly (--strict: refuse) when "
         "the rounds disagree by more than --max-spread or split into a slow and a fast mode. Run it plainly (it "
-        "launches mpiexec --bind-to core -n for each of --nprocs, once per round) or under your own mpiexec (it "
-        "measures that rank count, every round in that one launch).",
+        "launches mpiexec -n for each of --nprocs, once per round, pinning ranks to cores while there are cores "
+        "enough) or under your own mpiexec (it measures that rank count, every round in that one launch).",
     )
     p.add_argument("--out", default="profile.json", help="where to write the profile (default profile.json)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (and 2 rounds unless --rounds)")

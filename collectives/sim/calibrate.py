@@ -74,9 +74,11 @@ EXCHANGE_SIZES = [0, 256, 4 << 10, 16 << 10, 64 << 10, 128 << 10, 256 << 10, 512
 REDUCE_SIZES = [1 << 10, 16 << 10, 128 << 10, 512 << 10, 2 << 20, 8 << 20, 16 << 20]
 VALIDATE_SIZES = [1 << 10, 16 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]
 MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
-# Ranks pinned to cores (Hydra's and Open MPI's --bind-to): unpinned, two ranks can share one core
-# for a whole launch and measure a tenth of the bandwidth (collectives.sim.trust).
-DEFAULT_BIND = "core"
+# Ranks pinned to cores (Hydra's and Open MPI's --bind-to) while there is a core per rank: unpinned,
+# two ranks can share one core for a whole launch and measure a tenth of the bandwidth
+# (collectives.sim.trust). With more ranks than cores, pinning fixes which ranks share a core and
+# the OS can no longer balance them (measured slower), so "auto" leaves those to the OS.
+DEFAULT_BIND = "auto"
 
 
 def under_mpiexec() -> bool:
@@ -101,7 +103,10 @@ def _open_mpi() -> bool:
 
 def launch_command(nprocs: int, bind: str = DEFAULT_BIND) -> list[str]:
     """``mpiexec --bind-to bind -n nprocs`` (both Hydra and Open MPI read it); ``bind="none"`` leaves
-    placement to the OS. More ranks than cores are bound round-robin (Open MPI: ``:overload-allowed``)."""
+    placement to the OS, ``"auto"`` binds to cores when there is one per rank and otherwise leaves it.
+    More ranks than cores bound are bound round-robin (Open MPI: ``:overload-allowed``)."""
+    if bind == "auto":
+        bind = "core" if nprocs <= usable_cores() else "none"
     if bind == "none":
         return [mpiexec_path(), "-n", str(nprocs)]
     if _open_mpi() and nprocs > usable_cores() and ":" not in bind:

@@ -18,7 +18,8 @@ instead of pretending every rank had a core of its own.
 Launches, not only rounds: at p = 2 on this 2-core machine the bandwidth between the two ranks
 was bimodal between launches (1.5 or 14-16 GB/s) while the rounds of one launch agreed, so the
 spread over rounds inside one launch hid it. ``calibrate`` therefore makes every round a launch
-of its own, pins the ranks to cores (``mpiexec --bind-to core``), records where each rank ran
+of its own, pins the ranks to cores while there is one per rank (``mpiexec --bind-to core``),
+records where each rank ran
 (:func:`current_cpu`), and calls two clusters of launches (:func:`launch_modes`) and ranks that
 shared a core while there were cores enough (:func:`shared_cores`) by their names.
 """
@@ -39,7 +40,7 @@ CURVES = ("message_curve", "reduce_curve", "copy_curve")
 
 QUIET_ADVICE = """\
 how to get a quiet measurement:
-  - keep calibrate's default pinning (--bind core: mpiexec --bind-to core); unpinned ranks can land on one core;
+  - keep calibrate's default pinning (--bind auto: --bind-to core with a core per rank); unpinned ranks can share one;
   - stop other jobs on the machine (the load average was {load}; ideally below 0.5 per core) or use an idle node;
   - measure at most one rank per core (--nprocs 2 on 2 cores); more ranks than cores are predicted by scaling;
   - under your own mpiexec, pin the ranks to cores (mpiexec --bind-to core); keep power settings fixed;

@@ -213,9 +213,11 @@ def test_launch_command_pins_ranks_unless_told_not_to(monkeypatch):
     monkeypatch.setattr(cal, "mpiexec_path", lambda: "mpiexec")
     monkeypatch.setattr(cal, "usable_cores", lambda: 2)
     monkeypatch.setattr(cal, "_open_mpi", lambda: False)
-    assert cal.launch_command(2) == ["mpiexec", "--bind-to", "core", "-n", "2"]
+    assert cal.launch_command(2) == ["mpiexec", "--bind-to", "core", "-n", "2"]  # auto: a core per rank
+    assert cal.launch_command(3) == ["mpiexec", "-n", "3"]  # auto: more ranks than cores, left to the OS
+    assert cal.launch_command(4, "core") == ["mpiexec", "--bind-to", "core", "-n", "4"]
     assert cal.launch_command(4, "hwthread") == ["mpiexec", "--bind-to", "hwthread", "-n", "4"]
     assert cal.launch_command(2, "none") == ["mpiexec", "-n", "2"]
     monkeypatch.setattr(cal, "_open_mpi", lambda: True)  # Open MPI binds more ranks than cores only when allowed
-    assert cal.launch_command(4) == ["mpiexec", "--bind-to", "core:overload-allowed", "-n", "4"]
+    assert cal.launch_command(4, "core") == ["mpiexec", "--bind-to", "core:overload-allowed", "-n", "4"]
     assert cal.launch_command(2) == ["mpiexec", "--bind-to", "core", "-n", "2"]
