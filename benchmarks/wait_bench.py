@@ -4,12 +4,12 @@
         [--json benchmarks/results/busbw16m/wait-1.json]
 
 Within one launch (placement and load differ between launches, so comparisons across launches
-mislead), every round times, in turn, MPI's ``Allreduce`` and ``collectives.allreduce`` for each
-algorithm with the transport's napping wait on and off (``MPITransport.naps``,
-collectives/mpi_transport.py), the library's default mismatch check on. A timing is the slowest
-rank's time of one call after a barrier; the summary is the median over rounds of MPI's time /
-ours in the same round (> 1: faster than MPI). The JSON keeps every time, the load before and
-after, the machine and the command.
+mislead), every round times MPI's ``Allreduce`` and ``collectives.allreduce`` for each algorithm
+with the transport's napping wait on and off (``MPITransport.naps``, collectives/mpi_transport.py),
+the library's default mismatch check on, in an order that rotates from round to round. A timing
+is the slowest rank's time of one call after a barrier; the summary is the median over rounds of
+MPI's time / ours in the same round (> 1: faster than MPI). The JSON keeps every time, the load
+before and after, the machine and the command.
 """
 
 from __future__ import annotations
@@ -38,11 +38,13 @@ def main() -> None:
     args = parser.parse_args()
     comm = MPI.COMM_WORLD
     n = parse_size(args.size) // 4
-    buf = np.ones(n, np.float32)
+    ones = np.ones(n, np.float32)
+    buf = ones.copy()
     t = context(comm).transport
     kinds = [("MPI", None)] + [(a, nap) for a in args.algorithms.split(",") for nap in (True, False)]
 
     def once(name: str, nap: bool | None) -> float:
+        np.copyto(buf, ones)  # repeated sums of the result would overflow float32 (and warn)
         comm.Barrier()
         start = time.perf_counter()
         if name == "MPI":
@@ -57,8 +59,8 @@ def main() -> None:
         once(*kind)
         once(*kind)
     times: dict[str, list[float]] = {label(*k): [] for k in kinds}
-    for _ in range(args.rounds):
-        for kind in kinds:
+    for r in range(args.rounds):  # the order rotates from round to round: no contender always goes first
+        for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
             times[label(*kind)].append(once(*kind))
     if comm.Get_rank() != 0:
         return

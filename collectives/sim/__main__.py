@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", default="profile.json", help="profile from 'calibrate' (default profile.json)")
     p.add_argument("--algorithms", default="all")
-    p.add_argument("--sizes", help="bytes per rank (default 1K,16K,256K,1M,4M,16M)")
+    p.add_argument("--sizes", help="bytes per rank (default 1K,16K,256K,1M,4M,16M,64M)")
     p.add_argument("--repeats", type=int, default=15, help="timed repetitions per case (default 15)")
     p.add_argument("--target", type=float, default=0.20, help="largest acceptable median error (default 0.20)")
     p.add_argument("--json", help="also write the rows and errors as JSON")
