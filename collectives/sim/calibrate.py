@@ -79,9 +79,10 @@ REDUCE_SIZES = [1 << 10, 16 << 10, 128 << 10, 512 << 10, 2 << 20, 8 << 20, 16 <<
 VALIDATE_SIZES = [1 << 10, 16 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20]
 MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
 # Ranks pinned to cores (Hydra's and Open MPI's --bind-to) while there is a core per rank: unpinned,
-# two ranks can share one core for a whole launch and measure a tenth of the bandwidth
-# (collectives.sim.trust). With more ranks than cores, pinning fixes which ranks share a core and
-# the OS can no longer balance them (measured slower), so "auto" leaves those to the OS.
+# two ranks may share one core for a whole launch, the suspected cause of launches that measured a
+# tenth of the bandwidth (collectives.sim.trust). With more ranks than cores, pinning fixes which
+# ranks share a core and the OS can no longer balance them (measured slower under load), so "auto"
+# leaves those to the OS.
 DEFAULT_BIND = "auto"
 
 

@@ -75,8 +75,8 @@ def shared_cores(placement: list[dict[str, Any]], cores: int) -> str | None:
     """With no more ranks than cores, ranks seen mostly on the same CPU, in words (None if none did).
 
     ``placement``: per rank, ``{"rank", "affinity", "cpus": {cpu: times seen}}``. Two ranks on one
-    core take turns, so every exchange between them waits for a context switch: their bandwidth
-    is a fraction of what two cores give, which is the slow mode of an unpinned launch.
+    core take turns, so every exchange between them waits for a context switch: the suspected
+    slow mode of an unpinned launch (docs/simulator.md, Calibration and validation).
     """
     if len(placement) > cores:
         return None
