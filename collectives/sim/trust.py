@@ -104,6 +104,45 @@ def launch_modes(bandwidths: list[float], gap: float = MODE_GAP) -> tuple[list[i
     return sorted(order[: k + 1]), sorted(order[k + 1 :])
 
 
+PROBE_BYTES = 256 << 10  # the message size at which the two exchanges are compared (:func:`dirty_lines`)
+
+
+def _at(curve: list[list[float]] | None, m: int) -> float | None:
+    return next((float(t) for size, t in curve or [] if size == m), None)
+
+
+def dirty_lines(rounds: list[dict[str, Any]], slow: list[int], fast: list[int]) -> str | None:
+    """Why the slow launches are slow, when the measurements say: only sending data just written.
+
+    ``calibrate`` times two exchanges: re-sending a buffer nobody modifies (after the first step
+    the receiver's cache holds it) and sending data the sender has just reduced into (its cache
+    lines are dirty on the sender's core and must cross to the receiver's). When the slow
+    launches' plain exchange of :data:`PROBE_BYTES` is as fast as the fast launches' (within
+    1.5x) but their reducing exchange is more than :data:`MODE_GAP` times slower, the ranks were
+    not taking turns on one core (that would slow both): moving modified data between the two
+    cores was slow, which is how the cores are placed under the OS (a virtual machine's vCPUs on
+    cores that share a cache or not), out of reach of ``--bind``.
+    """
+
+    def median_at(ids: list[int], key: str) -> float | None:
+        values = [v for i in ids if (v := _at(rounds[i].get(key), PROBE_BYTES)) is not None]
+        return float(np.median(values)) if values else None
+
+    plain = [median_at(ids, "exchange") for ids in (slow, fast)]
+    dirty = [median_at(ids, "exchange_reduce") for ids in (slow, fast)]
+    if None in plain or None in dirty or min(plain) <= 0 or min(dirty) <= 0:
+        return None
+    if plain[0] / plain[1] > 1.5 or dirty[0] / dirty[1] <= MODE_GAP:
+        return None
+    return (
+        f"the slow launches sent data just written {dirty[0] / dirty[1]:.1f}x slower "
+        f"({dirty[1] * 1e6:.0f} -> {dirty[0] * 1e6:.0f} us per {PROBE_BYTES >> 10} KiB exchange) but re-sent an "
+        f"unmodified buffer as fast ({plain[1] * 1e6:.0f} -> {plain[0] * 1e6:.0f} us): moving modified cache lines "
+        "between the cores was slow (how the cores sit under the OS, e.g. a VM's vCPUs; pinning cannot change it), "
+        "not ranks sharing a core"
+    )
+
+
 def launch_problems(p: int, rounds: list[dict[str, Any]], cores: int) -> list[str]:
     """The launches of rank count ``p`` in words when they split into a slow and a fast mode, and
     every launch whose ranks shared a core although there were cores enough."""
@@ -120,6 +159,9 @@ def launch_problems(p: int, rounds: list[dict[str, Any]], cores: int) -> list[st
             f"p={p}: bimodal between launches: 1/beta {show(modes[0])} vs {show(modes[1])}; "
             "each launch keeps its mode, so a model from one launch mispredicts another"
         )
+        why = dirty_lines(rounds, *modes)
+        if why:
+            problems.append(f"p={p}: {why}")
     for i, r in enumerate(rounds):
         crowded = shared_cores(r.get("placement", []), cores)
         if crowded:

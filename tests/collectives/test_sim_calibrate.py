@@ -221,3 +221,28 @@ def test_launch_command_pins_ranks_unless_told_not_to(monkeypatch):
     monkeypatch.setattr(cal, "_open_mpi", lambda: True)  # Open MPI binds more ranks than cores only when allowed
     assert cal.launch_command(4, "core") == ["mpiexec", "--bind-to", "core:overload-allowed", "-n", "4"]
     assert cal.launch_command(2) == ["mpiexec", "--bind-to", "core", "-n", "2"]
+
+
+def launch_round(bw, plain_us, dirty_us):
+    """One launch's round: 1/beta ``bw`` and the two exchanges' times at the probe size (microseconds)."""
+    m = trust.PROBE_BYTES
+    return {"model": model(bw=bw), "exchange": [[m, plain_us * 1e-6]], "exchange_reduce": [[m, dirty_us * 1e-6]]}
+
+
+def test_a_slow_mode_only_for_data_just_written_is_put_on_the_cores_not_on_the_ranks():
+    """The quiet slow launch of the issue: 256 KiB re-sent in 27 us in both modes, but sent after
+    reducing into it in 240 us against 70 us."""
+    rounds = [launch_round(14.1e9, 27, 70), launch_round(14.3e9, 26, 71), launch_round(1.53e9, 27, 240)]
+    problems = trust.launch_problems(2, rounds, cores=2)
+    assert problems[0].startswith("p=2: bimodal between launches: 1/beta 1.53 GB/s (launch 3)")
+    assert problems[1].startswith("p=2: the slow launches sent data just written 3.4x slower (70 -> 240 us")
+    assert (
+        "re-sent an unmodified buffer as fast (26 -> 27 us)" in problems[1]
+        and "not ranks sharing a core" in problems[1]
+    )
+    # both exchanges slow (ranks taking turns on one core): no such diagnosis
+    turns = [launch_round(14.1e9, 27, 70), launch_round(14.3e9, 26, 71), launch_round(1.53e9, 90, 240)]
+    assert trust.dirty_lines(turns, [2], [0, 1]) is None
+    assert len(trust.launch_problems(2, turns, cores=2)) == 1
+    # rounds without the curves (older parts): nothing to say
+    assert trust.dirty_lines([{"model": model()}, {"model": model()}], [0], [1]) is None
