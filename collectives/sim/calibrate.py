@@ -57,10 +57,13 @@ import numpy as np
 from collectives.sim.cost_model import CostModel, curve_time
 from collectives.sim.trust import (
     MAX_SPREAD,
+    MODE_GAP,
+    PROBE_BYTES,
     QUIET_ADVICE,
     busy_machine,
     core_share,
     current_cpu,
+    curve_at,
     describe_spread,
     launch_problems,
     median_model,
@@ -343,6 +346,7 @@ def merge_profile(
         "statistic": STATISTIC,
         "bind": bind,
         "rounds": min(len(rs) for rs in rounds.values()),
+        "launch_models": {str(p): [r["model"] for r in rs] for p, rs in rounds.items()},
         "launch_bandwidth": {
             str(p): [1 / r["model"]["beta"] if r["model"]["beta"] > 0 else None for r in rs] for p, rs in rounds.items()
         },
@@ -449,6 +453,37 @@ def describe_profile(profile: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------ validating
+def probe(comm: Any, repeats: int = 9) -> dict[str, float]:
+    """This launch's mode: the plain and the reducing exchange of ``PROBE_BYTES``, timed as
+    ``calibrate`` times them (the minimum over ``repeats``), seconds per step."""
+    from mpi4py import MPI
+
+    from collectives.mpi_transport import MPITransport
+
+    t = MPITransport(comm)
+    buf = np.zeros(PROBE_BYTES, np.uint8)
+    out = {}
+    for name, pattern in (("exchange", _exchange), ("exchange_reduce", _exchange_reduce)):
+        t.run(pattern(t, buf, None, 2, PROBE_BYTES))
+        times = []
+        for _ in range(repeats):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            t.run(pattern(t, buf, None, 16, PROBE_BYTES))
+            times.append(comm.allreduce(time.perf_counter() - t0, op=MPI.MAX) / 16)
+        out[name] = float(np.min(times))
+    return out
+
+
+def matching_launches(models: list[dict[str, Any]], calibrated: list[float], probed: float) -> list[dict[str, Any]]:
+    """The calibration launches in the mode a validation launch ran in: those whose reducing
+    exchange of ``PROBE_BYTES`` (``calibrated``, one per launch) is within ``MODE_GAP`` of the
+    closest one to the validation launch's (``probed``)."""
+    distance = [abs(np.log(c / probed)) for c in calibrated]
+    best = min(distance)
+    return [m for m, d in zip(models, distance) if d <= best + np.log(MODE_GAP)]
+
+
 def validate_worker(out: str, algorithms: list[str], sizes: list[int], repeats: int) -> None:
     """Under mpiexec: time each algorithm at each size for real; rank 0 writes {name: {size: seconds}}."""
     from mpi4py import MPI
@@ -480,12 +515,15 @@ def validate_worker(out: str, algorithms: list[str], sizes: list[int], repeats: 
         for n in sizes:
             first = batch(name, n, 2)
             iters[(name, n)] = int(comm.bcast(min(50, max(1, round(2e-3 / max(first, 1e-7)))), root=0))
+    probes = [probe(comm)]
     for _ in range(repeats):  # interleaved: every repetition visits every (algorithm, size)
         for name in algorithms:
             for n in sizes:
                 samples[name][n].append(once(name, n))
+    probes.append(probe(comm))
     if comm.Get_rank() == 0:
-        result = {name: {str(n): summarise(v) for n, v in per.items()} for name, per in samples.items()}
+        result: dict[str, Any] = {name: {str(n): summarise(v) for n, v in per.items()} for name, per in samples.items()}
+        result["probe"] = probes
         Path(out).write_text(json.dumps(result))
 
 
@@ -517,6 +555,7 @@ def validate(
     shared = replace(machine, by_ranks=one_per_core) if one_per_core else None
     load_before = load_average()
     rows = []
+    modes: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for p in nprocs:
             part = Path(tmp) / f"v{p}.json"
@@ -526,11 +565,18 @@ def validate(
             measured = json.loads(part.read_text())
             model, topology = machine.build(p)
             scaled = shared.build(p) if shared is not None and cores and p > cores else None
+            mode = _mode_matched(data, p, measured.get("probe"), Path(tmp) / f"mode{p}.json")
+            if mode is not None:
+                modes[str(p)] = mode[1]
             for name in algorithms:
                 for n in sizes:
                     predicted = simulate(name, p, n, model=model, topology=topology, dtype="float64").time
                     real = measured[name][str(n)]
                     row = {"algorithm": name, "p": p, "bytes": n, "measured": real, "predicted": predicted}
+                    if mode is not None:
+                        row["predicted_mode"] = simulate(
+                            name, p, n, model=mode[0][0], topology=mode[0][1], dtype="float64"
+                        ).time
                     if scaled is not None:
                         row["predicted_core_share"] = simulate(
                             name, p, n, model=scaled[0], topology=scaled[1], dtype="float64"
@@ -547,7 +593,40 @@ def validate(
     }
     if any("predicted_core_share" in r for r in rows):
         report["median_abs_error_core_share"] = _median_errors(rows, algorithms, "predicted_core_share")
+    if modes:
+        report["modes"] = modes
+        report["median_abs_error_mode"] = _median_errors(rows, algorithms, "predicted_mode")
     return report
+
+
+def _mode_matched(
+    profile: dict[str, Any], p: int, probes: list[dict[str, float]] | None, scratch: Path
+) -> tuple[Any, dict[str, Any]] | None:
+    """(model and topology for p from the calibration launches in the validation launch's mode,
+    what was matched), or None when the profile has no launches of p or the launch no probe.
+
+    A machine whose cores move modified data fast in one launch and slowly in the next
+    (:func:`collectives.sim.trust.dirty_lines`) is two machines; the probe says which one this
+    launch ran on, and the prediction uses the launches calibrated on that one.
+    """
+    from collectives.sim.machine import machine_from_options
+
+    launches = profile.get("launch_models", {}).get(str(p))
+    rounds = profile.get("measurements", {}).get(str(p))
+    if not launches or not rounds or not probes or len(launches) != len(rounds):
+        return None
+    calibrated = [curve_at(r.get("exchange_reduce"), PROBE_BYTES) for r in rounds]
+    if any(c is None or c <= 0 for c in calibrated):
+        return None
+    probed = float(np.median([pr["exchange_reduce"] for pr in probes]))
+    chosen = matching_launches(launches, calibrated, probed)
+    used = [i + 1 for i, m in enumerate(launches) if any(m is c for c in chosen)]
+    matched = dict(profile, by_ranks={**profile["by_ranks"], str(p): median_model(chosen)})
+    scratch.write_text(json.dumps(matched))
+    ends = [pr["exchange_reduce"] for pr in probes]
+    info = {"probe_s": probes, "calibrated_s": calibrated, "launches_used": used}
+    info["switched"] = max(ends) / min(ends) > MODE_GAP  # the mode changed while validating
+    return machine_from_options(profile=scratch).build(p), info
 
 
 def _median_errors(rows: list[dict[str, Any]], algorithms: list[str], key: str) -> dict[str, float]:
@@ -584,6 +663,21 @@ def validation_table(report: dict[str, Any]) -> str:
         )
         for name, e in report["median_abs_error_core_share"].items():
             lines.append(f"  {name:<20}{e:>6.1%}{'  (target <= 30%)' if e > 0.3 else ''}")
+    if "median_abs_error_mode" in report:
+        lines.append(
+            "predicted from the calibration launches in the mode each validation launch ran in (its probe of a "
+            f"{PROBE_BYTES >> 10} KiB reducing exchange against theirs; median absolute error):"
+        )
+        for name, e in report["median_abs_error_mode"].items():
+            lines.append(f"  {name:<20}{e:>6.1%}{'  (target <= 20%)' if e > 0.2 else ''}")
+        for p, mode in sorted(report["modes"].items(), key=lambda kv: int(kv[0])):
+            probe_us = ", ".join(f"{pr['exchange_reduce'] * 1e6:.0f}" for pr in mode["probe_s"])
+            calibrated_us = ", ".join(f"{c * 1e6:.0f}" for c in mode["calibrated_s"])
+            switched = "; the mode changed during the launch" if mode["switched"] else ""
+            lines.append(
+                f"  p={p}: probe {probe_us} us (start, end) against the launches' {calibrated_us} us: "
+                f"used launch(es) {', '.join(map(str, mode['launches_used']))}{switched}"
+            )
     if report.get("profile_untrusted"):
         lines.append("WARNING: the profile's calibration rounds disagreed (not trustworthy); errors above mean little:")
         lines += [f"  {problem}" for problem in report["profile_untrusted"]]

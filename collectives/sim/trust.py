@@ -107,7 +107,8 @@ def launch_modes(bandwidths: list[float], gap: float = MODE_GAP) -> tuple[list[i
 PROBE_BYTES = 256 << 10  # the message size at which the two exchanges are compared (:func:`dirty_lines`)
 
 
-def _at(curve: list[list[float]] | None, m: int) -> float | None:
+def curve_at(curve: list[list[float]] | None, m: int) -> float | None:
+    """The time a measured (bytes, seconds) curve gives at exactly m bytes, None if it was not measured."""
     return next((float(t) for size, t in curve or [] if size == m), None)
 
 
@@ -125,7 +126,7 @@ def dirty_lines(rounds: list[dict[str, Any]], slow: list[int], fast: list[int]) 
     """
 
     def median_at(ids: list[int], key: str) -> float | None:
-        values = [v for i in ids if (v := _at(rounds[i].get(key), PROBE_BYTES)) is not None]
+        values = [v for i in ids if (v := curve_at(rounds[i].get(key), PROBE_BYTES)) is not None]
         return float(np.median(values)) if values else None
 
     plain = [median_at(ids, "exchange") for ids in (slow, fast)]

@@ -246,3 +246,14 @@ def test_a_slow_mode_only_for_data_just_written_is_put_on_the_cores_not_on_the_r
     assert len(trust.launch_problems(2, turns, cores=2)) == 1
     # rounds without the curves (older parts): nothing to say
     assert trust.dirty_lines([{"model": model()}, {"model": model()}], [0], [1]) is None
+
+
+def test_validation_predicts_from_the_calibration_launches_in_its_own_mode():
+    """Calibrated in two fast launches (70 us per 256 KiB reducing exchange) and a slow one (240 us):
+    a validation launch probing 230 us is predicted from the slow launch, one probing 75 us from
+    the two fast ones."""
+    models = [model(bw=14.1e9), model(bw=14.3e9), model(bw=1.53e9)]
+    calibrated = [70e-6, 71e-6, 240e-6]
+    assert cal.matching_launches(models, calibrated, 230e-6) == [models[2]]
+    assert cal.matching_launches(models, calibrated, 75e-6) == models[:2]
+    assert cal.matching_launches(models, [70e-6, 100e-6, 120e-6], 70e-6) == models  # one mode: every launch
