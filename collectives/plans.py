@@ -53,7 +53,26 @@ class PlanCache(dict):
     def __setitem__(self, key: Any, plan: Plan) -> None:
         if len(self) >= self.LIMIT:
             self.clear()
+        old = self.get(key)
+        if old is not None and _exchange(old) is not _exchange(plan):
+            _release(old)
         super().__setitem__(key, plan)
+
+    def clear(self) -> None:
+        """Forget every plan, freeing their exchanges' persistent sends."""
+        for plan in self.values():
+            _release(plan)
+        super().clear()
+
+
+def _exchange(plan: Any) -> Any:
+    return getattr(plan, "exchange", None)
+
+
+def _release(plan: Any) -> None:
+    exchange = _exchange(plan)
+    if exchange is not None:
+        exchange.release()
 
 
 def current(cache: PlanCache) -> PlanCache:
@@ -69,4 +88,6 @@ def make_plan(ctx: CommContext, call: Call, op: Any, algorithm: Any) -> Plan:
     exchange = call.exchange
     if exchange is None and ctx.size > 1:  # the call was unchecked; a later one may not be
         exchange = exchange_for("allreduce", ctx, call, op, algorithm, 0, fuse=True)
+    if exchange is not None:
+        exchange.persist()  # a plan's exchange runs every time the call is made again
     return Plan(call.run, call.op, call.op.average, exchange)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from collectives.plans import PlanCache
+from collectives.plans import Plan, PlanCache
 
 
 def test_plan_cache_starts_over_at_its_limit() -> None:
@@ -26,3 +26,27 @@ def test_plan_cache_keeps_the_version_stamps_when_it_starts_over() -> None:
     for i in range(PlanCache.LIMIT + 1):
         cache[i] = object()
     assert (cache.registry, cache.model) == (7, 3)
+
+
+class _CountingExchange:
+    released = 0
+
+    def release(self) -> None:
+        self.released += 1
+
+
+def test_plans_forgotten_free_their_exchanges_persistent_sends() -> None:
+    cache = PlanCache()
+    kept, replaced, dropped = _CountingExchange(), _CountingExchange(), _CountingExchange()
+    cache["a"] = Plan(None, None, False, replaced)
+    cache["a"] = Plan(None, None, False, kept)  # a new plan for the same call frees the old one's sends
+    assert (replaced.released, kept.released) == (1, 0)
+    cache["a"] = Plan(None, None, False, kept)  # the same exchange again is not freed under itself
+    assert kept.released == 0
+    cache["b"] = Plan(None, None, False, dropped)
+    cache.clear()
+    assert (kept.released, dropped.released) == (1, 1)
+    made = [_CountingExchange() for _ in range(PlanCache.LIMIT + 1)]
+    for i, exchange in enumerate(made):  # starting over at the limit frees them too
+        cache[i] = Plan(None, None, False, exchange)
+    assert len(cache) == 1 and [e.released for e in made] == [1] * PlanCache.LIMIT + [0]
