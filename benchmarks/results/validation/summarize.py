@@ -5,7 +5,9 @@
 Reads the rows ``python -m collectives.sim validate --json`` writes (measured and predicted
 seconds per algorithm, p and size) and prints |predicted - measured| / measured, median over the
 sizes, for each rank count and run; for rank counts above the profile's cores also the error of
-the prediction from the one-rank-per-core models stretched by ranks per core ("shared").
+the prediction from the one-rank-per-core models stretched by ranks per core ("shared"), and
+where the run probed its launches' mode, the prediction from the calibration launches in that
+mode ("mode").
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ def main(paths: list[str]) -> None:
     columns = []
     for name, report in runs:
         plain = errors(report["rows"], "predicted")
-        shared = errors(report["rows"], "predicted_core_share")
+        extra = [("shared", errors(report["rows"], "predicted_core_share"))]
+        extra.append(("mode", errors(report["rows"], "predicted_mode")))
         for p in sorted({p for _, p in plain}):
             columns.append((f"{name} p={p}", {a: e for (a, q), e in plain.items() if q == p}))
-            if any(q == p for _, q in shared):
-                columns.append((f"{name} p={p} shared", {a: e for (a, q), e in shared.items() if q == p}))
+            for label, errs in extra:
+                if any(q == p for _, q in errs):
+                    columns.append((f"{name} p={p} {label}", {a: e for (a, q), e in errs.items() if q == p}))
     algorithms = sorted({a for _, col in columns for a in col})
     print("| algorithm | " + " | ".join(c for c, _ in columns) + " |")
     print("| --- |" + " --- |" * len(columns))
