@@ -146,18 +146,34 @@ def dirty_lines(rounds: list[dict[str, Any]], slow: list[int], fast: list[int]) 
 
 def launch_problems(p: int, rounds: list[dict[str, Any]], cores: int) -> list[str]:
     """The launches of rank count ``p`` in words when they split into a slow and a fast mode, and
-    every launch whose ranks shared a core although there were cores enough."""
+    every launch whose ranks shared a core although there were cores enough.
+
+    The modes are read off the measured reducing exchange of :data:`PROBE_BYTES` where every
+    launch has it (the fitted 1/beta swings with the largest sizes' noise: 32 to 191 GB/s between
+    three launches in one mode was seen), else off 1/beta.
+    """
     problems = []
-    bandwidths = [1 / float(r["model"]["beta"]) if float(r["model"]["beta"]) > 0 else 0.0 for r in rounds]
-    modes = launch_modes(bandwidths)
-    if modes is not None:
+    probes = [curve_at(r.get("exchange_reduce"), PROBE_BYTES) for r in rounds]
+    if all(t is not None and t > 0 for t in probes):
+        speeds = [PROBE_BYTES / t for t in probes]
 
         def show(ids: list[int]) -> str:
-            rates = ", ".join(f"{bandwidths[i] / 1e9:.3g}" for i in ids)
+            took = ", ".join(f"{probes[i] * 1e6:.0f}" for i in ids)
+            return f"{took} us (launch{'es' if len(ids) > 1 else ''} {', '.join(str(i + 1) for i in ids)})"
+
+        what = f"a {PROBE_BYTES >> 10} KiB reducing exchange took"
+    else:
+        speeds = [1 / float(r["model"]["beta"]) if float(r["model"]["beta"]) > 0 else 0.0 for r in rounds]
+
+        def show(ids: list[int]) -> str:
+            rates = ", ".join(f"{speeds[i] / 1e9:.3g}" for i in ids)
             return f"{rates} GB/s (launch{'es' if len(ids) > 1 else ''} {', '.join(str(i + 1) for i in ids)})"
 
+        what = "1/beta"
+    modes = launch_modes(speeds)
+    if modes is not None:
         problems.append(
-            f"p={p}: bimodal between launches: 1/beta {show(modes[0])} vs {show(modes[1])}; "
+            f"p={p}: bimodal between launches: {what} {show(modes[0])} vs {show(modes[1])}; "
             "each launch keeps its mode, so a model from one launch mispredicts another"
         )
         why = dirty_lines(rounds, *modes)

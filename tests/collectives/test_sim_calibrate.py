@@ -234,12 +234,17 @@ def test_a_slow_mode_only_for_data_just_written_is_put_on_the_cores_not_on_the_r
     reducing into it in 240 us against 70 us."""
     rounds = [launch_round(14.1e9, 27, 70), launch_round(14.3e9, 26, 71), launch_round(1.53e9, 27, 240)]
     problems = trust.launch_problems(2, rounds, cores=2)
-    assert problems[0].startswith("p=2: bimodal between launches: 1/beta 1.53 GB/s (launch 3)")
+    assert problems[0].startswith(
+        "p=2: bimodal between launches: a 256 KiB reducing exchange took 240 us (launch 3) vs 70, 71 us (launches 1, 2)"
+    )
     assert problems[1].startswith("p=2: the slow launches sent data just written 3.4x slower (70 -> 240 us")
     assert (
         "re-sent an unmodified buffer as fast (26 -> 27 us)" in problems[1]
         and "not ranks sharing a core" in problems[1]
     )
+    # one mode by the measured exchange, however far apart the fitted 1/beta: not bimodal
+    one_mode = [launch_round(32e9, 27, 71), launch_round(41e9, 26, 84), launch_round(191e9, 27, 73)]
+    assert trust.launch_problems(2, one_mode, cores=2) == []
     # both exchanges slow (ranks taking turns on one core): no such diagnosis
     turns = [launch_round(14.1e9, 27, 70), launch_round(14.3e9, 26, 71), launch_round(1.53e9, 90, 240)]
     assert trust.dirty_lines(turns, [2], [0, 1]) is None
