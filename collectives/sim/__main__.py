@@ -269,10 +269,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             print(cal.describe_profile(profile))
         return 0
     nprocs = parse_ranks(args.nprocs)
-    print(f"calibrating with mpiexec -n {', '.join(map(str, nprocs))}, {rounds} rounds each ...", flush=True)
+    launches = "; ".join(" ".join(cal.launch_command(p, args.bind)[1:]) for p in nprocs)
+    print(f"calibrating with mpiexec {launches}, {rounds} launches each ...", flush=True)
     try:
         profile = cal.calibrate(
-            nprocs, args.out, quick=args.quick, rounds=rounds, max_spread=args.max_spread, strict=args.strict
+            nprocs,
+            args.out,
+            quick=args.quick,
+            rounds=rounds,
+            max_spread=args.max_spread,
+            strict=args.strict,
+            bind=args.bind,
         )
     except RuntimeError as e:
         if not str(e).startswith("calibrate: the measurements disagree"):
@@ -297,7 +304,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 0
     if not Path(args.profile).exists():
         raise ValueError(f"validate: no profile at {args.profile}; run 'python -m collectives.sim calibrate' first")
-    report = cal.validate(args.profile, parse_ranks(args.nprocs), _algorithms(args.algorithms), sizes, args.repeats)
+    report = cal.validate(
+        args.profile, parse_ranks(args.nprocs), _algorithms(args.algorithms), sizes, args.repeats, bind=args.bind
+    )
     print(cal.validation_table(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
@@ -371,6 +380,12 @@ def _command(sub: Any, name: str, func: Any, help: str, description: str | None 
 def _launch_options(p: argparse.ArgumentParser, what: str) -> None:
     """The options of a subcommand that launches itself under mpiexec for each rank count."""
     p.add_argument("--nprocs", default="2,3,4", help=f"rank counts to {what} (default 2,3,4)")
+    p.add_argument(
+        "--bind",
+        default="auto",
+        help="pin the ranks: mpiexec --bind-to BIND (core, hwthread, ...; none: leave it to the OS; default auto: "
+        "core while there is a core per rank, else none)",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -459,13 +474,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Measure alpha and beta (ring exchanges through the project's transport) and gamma, delta "
         "(numpy reductions and copies on all ranks at once), per rank count, --rounds times, and write a JSON "
         "profile of the rounds' medians with the spread of every parameter; warn loudly (--strict: refuse) when "
-        "the rounds disagree by more than --max-spread. Run it plainly (it launches mpiexec -n for each of "
-        "--nprocs) or under mpiexec (it measures that rank count).",
+        "the rounds disagree by more than --max-spread or split into a slow and a fast mode. Run it plainly (it "
+        "launches mpiexec -n for each of --nprocs, once per round, pinning ranks to cores while there are cores "
+        "enough) or under your own mpiexec (it measures that rank count, every round in that one launch).",
     )
     p.add_argument("--out", default="profile.json", help="where to write the profile (default profile.json)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (and 2 rounds unless --rounds)")
     p.add_argument(
-        "--rounds", type=int, help="independent measurements per rank count, combined by their median (default 3)"
+        "--rounds",
+        type=int,
+        help="independent measurements per rank count, each a launch of its own, combined by their median (default 3)",
     )
     p.add_argument(
         "--max-spread",
@@ -487,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", default="profile.json", help="profile from 'calibrate' (default profile.json)")
     p.add_argument("--algorithms", default="all")
-    p.add_argument("--sizes", help="bytes per rank (default 1K,16K,256K,1M,4M,16M)")
+    p.add_argument("--sizes", help="bytes per rank (default 1K,16K,256K,1M,4M,16M,64M)")
     p.add_argument("--repeats", type=int, default=15, help="timed repetitions per case (default 15)")
     p.add_argument("--target", type=float, default=0.20, help="largest acceptable median error (default 0.20)")
     p.add_argument("--json", help="also write the rows and errors as JSON")

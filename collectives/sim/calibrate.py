@@ -40,6 +40,7 @@ median absolute error per algorithm.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -56,10 +57,15 @@ import numpy as np
 from collectives.sim.cost_model import CostModel, curve_time
 from collectives.sim.trust import (
     MAX_SPREAD,
+    MODE_GAP,
+    PROBE_BYTES,
     QUIET_ADVICE,
     busy_machine,
     core_share,
+    current_cpu,
+    curve_at,
     describe_spread,
+    launch_problems,
     median_model,
     parameter_spread,
     untrusted,
@@ -67,10 +73,20 @@ from collectives.sim.trust import (
 )
 from collectives.sim.units import format_size
 
+# Up to 32 MiB: the largest message (and reduction) of a 64 MiB allreduce on two ranks. Beyond the
+# last calibrated size the curves extend their last slope, and at 8 MiB that slope is still
+# partly the 32 MiB L3's: 16-64 MiB allreduces came out 25-45% under-predicted.
 EXCHANGE_SIZES = [0, 256, 4 << 10, 16 << 10, 64 << 10, 128 << 10, 256 << 10, 512 << 10, 1 << 20, 2 << 20, 8 << 20]
-REDUCE_SIZES = [1 << 10, 16 << 10, 128 << 10, 512 << 10, 2 << 20, 8 << 20, 16 << 20]
-VALIDATE_SIZES = [1 << 10, 16 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]
+EXCHANGE_SIZES += [32 << 20]
+REDUCE_SIZES = [1 << 10, 16 << 10, 128 << 10, 512 << 10, 2 << 20, 8 << 20, 16 << 20, 32 << 20]
+VALIDATE_SIZES = [1 << 10, 16 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20]
 MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+# Ranks pinned to cores (Hydra's and Open MPI's --bind-to) while there is a core per rank: unpinned,
+# two ranks may share one core for a whole launch, the suspected cause of launches that measured a
+# tenth of the bandwidth (collectives.sim.trust). With more ranks than cores, pinning fixes which
+# ranks share a core and the OS can no longer balance them (measured slower under load), so "auto"
+# leaves those to the OS.
+DEFAULT_BIND = "auto"
 
 
 def under_mpiexec() -> bool:
@@ -84,6 +100,26 @@ def mpiexec_path() -> str:
     if found is None:
         raise RuntimeError("mpiexec not found: install MPICH (pip install mpich) or load your site's MPI module")
     return found
+
+
+@functools.cache
+def _open_mpi() -> bool:
+    """Whether ``mpiexec`` is Open MPI's (it refuses to bind more ranks than cores unless told it may)."""
+    out = subprocess.run([mpiexec_path(), "--version"], capture_output=True, text=True, timeout=30)
+    return "Open MPI" in out.stdout + out.stderr or "OpenRTE" in out.stdout + out.stderr
+
+
+def launch_command(nprocs: int, bind: str = DEFAULT_BIND) -> list[str]:
+    """``mpiexec --bind-to bind -n nprocs`` (both Hydra and Open MPI read it); ``bind="none"`` leaves
+    placement to the OS, ``"auto"`` binds to cores when there is one per rank and otherwise leaves it.
+    More ranks than cores bound are bound round-robin (Open MPI: ``:overload-allowed``)."""
+    if bind == "auto":
+        bind = "core" if nprocs <= usable_cores() else "none"
+    if bind == "none":
+        return [mpiexec_path(), "-n", str(nprocs)]
+    if _open_mpi() and nprocs > usable_cores() and ":" not in bind:
+        bind += ":overload-allowed"
+    return [mpiexec_path(), "--bind-to", bind, "-n", str(nprocs)]
 
 
 def fit_line(xs: list[float], ys: list[float], relative: bool = True) -> tuple[float, float]:
@@ -153,6 +189,8 @@ def measure(comm: Any, quick: bool = False) -> dict[str, Any]:
     def steps_for(m: int) -> int:
         return 4 if m >= 2 << 20 else 16 if m >= 64 << 10 else 64
 
+    cpus: dict[str, int] = {}  # where this rank ran: CPU -> times seen (after each sample)
+
     def sample(pattern: Any, m: int) -> float:
         """The slowest rank's time per step of ``pattern`` with m-byte messages, one repetition."""
         from mpi4py import MPI
@@ -161,7 +199,11 @@ def measure(comm: Any, quick: bool = False) -> dict[str, Any]:
         comm.Barrier()
         t0 = time.perf_counter()
         t.run(pattern(t, buf, None, steps, m))
-        return comm.allreduce(time.perf_counter() - t0, op=MPI.MAX) / steps
+        elapsed = time.perf_counter() - t0
+        cpu = current_cpu()
+        if cpu is not None:
+            cpus[str(cpu)] = cpus.get(str(cpu), 0) + 1
+        return comm.allreduce(elapsed, op=MPI.MAX) / steps
 
     cases = [(pattern, m) for m in EXCHANGE_SIZES for pattern in (_exchange, _exchange_reduce)]
     cases += [(_exchange_3calls, m) for m in (0, 256, 4 << 10)]
@@ -220,9 +262,15 @@ def measure(comm: Any, quick: bool = False) -> dict[str, Any]:
         copy_curve=tuple(copy_t),
         name="calibrated",
     )
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = []
+    placement = comm.allgather({"rank": comm.Get_rank(), "affinity": affinity, "cpus": cpus})
     return {
         "ranks": comm.Get_size(),
         "model": model.to_dict(),
+        "placement": placement,
         "exchange": exchange,
         "exchange_reduce": exchange_reduce,
         "exchange_3calls": three,
@@ -254,7 +302,10 @@ def calibrate_worker(out: str, quick: bool, rounds: int = 1) -> None:
 
 
 def merge_profile(
-    parts: list[dict[str, Any]], max_spread: float = MAX_SPREAD, load_before: list[float] | None = None
+    parts: list[dict[str, Any]],
+    max_spread: float = MAX_SPREAD,
+    load_before: list[float] | None = None,
+    bind: str | None = None,
 ) -> dict[str, Any]:
     """One profile from measurements at several rank counts, each repeated in rounds.
 
@@ -263,13 +314,20 @@ def merge_profile(
     ``untrusted``). The smallest rank count is the default model. ``cores`` (usable cores) and each
     rank count's ``core_share`` let predictions for other rank counts account for ranks sharing cores.
     ``load_before`` (the load average before measuring) adds a problem when the machine was busy.
+    Parts with the same rank count (one per launch) are pooled; launches that split into a slow
+    and a fast mode, or whose ranks shared a core with cores free, are problems too
+    (:func:`collectives.sim.trust.launch_problems`). ``bind``: how the launches pinned their ranks.
     """
     parts = sorted(parts, key=lambda d: d["ranks"])
-    rounds = {d["ranks"]: d.get("rounds", [d]) for d in parts}  # a part without rounds is one round
+    rounds: dict[int, list[dict[str, Any]]] = {}
+    for d in parts:  # a part without rounds is one round
+        rounds.setdefault(d["ranks"], []).extend(d.get("rounds", [d]))
     by_ranks = {str(p): median_model([r["model"] for r in rs]) for p, rs in rounds.items()}
     spreads = {str(p): parameter_spread([r["model"] for r in rs]) for p, rs in rounds.items()}
     problems = untrusted(spreads, max_spread)
     cores = usable_cores()
+    for p, rs in rounds.items():
+        problems += launch_problems(p, rs, cores)
     busy = busy_machine(load_before, cores)
     if busy:
         problems.append(busy)
@@ -286,7 +344,13 @@ def merge_profile(
         "mpi": parts[0].get("mpi", "unknown"),
         "method": "ring sendrecv via MPITransport (alpha, beta); numpy add/copyto on all ranks at once (gamma, delta)",
         "statistic": STATISTIC,
+        "bind": bind,
         "rounds": min(len(rs) for rs in rounds.values()),
+        "launch_models": {str(p): [r["model"] for r in rs] for p, rs in rounds.items()},
+        "launch_bandwidth": {
+            str(p): [1 / r["model"]["beta"] if r["model"]["beta"] > 0 else None for r in rs] for p, rs in rounds.items()
+        },
+        "placement": {str(p): [r.get("placement") for r in rs] for p, rs in rounds.items()},
         "max_spread": max_spread,
         "trusted": not problems,
         "untrusted": problems,
@@ -310,8 +374,8 @@ def load_average() -> list[float] | None:
         return None
 
 
-def run_mpi_module(nprocs: int, args: list[str], timeout: float) -> None:
-    cmd = [mpiexec_path(), "-n", str(nprocs), sys.executable, "-m", "collectives.sim", *args]
+def run_mpi_module(nprocs: int, args: list[str], timeout: float, bind: str = DEFAULT_BIND) -> None:
+    cmd = [*launch_command(nprocs, bind), sys.executable, "-m", "collectives.sim", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -325,23 +389,28 @@ def calibrate(
     rounds: int = 3,
     max_spread: float = MAX_SPREAD,
     strict: bool = False,
+    bind: str = DEFAULT_BIND,
 ) -> dict[str, Any]:
-    """Measure ``rounds`` times at each rank count (launching mpiexec), merge, write ``out``; returns the profile.
+    """Measure ``rounds`` times at each rank count, each round a launch of its own (``mpiexec
+    --bind-to bind``), merge, write ``out``; returns the profile.
 
-    With ``strict``, a profile whose spread exceeds ``max_spread`` is not written and a
-    RuntimeError says why and how to measure quietly.
+    Separate launches, because what varies on a shared machine is the launch (where the ranks
+    land), not the rounds inside one. With ``strict``, a profile whose spread exceeds
+    ``max_spread`` (or whose launches disagree) is not written and a RuntimeError says why and
+    how to measure quietly.
     """
     if rounds < 1:
         raise ValueError(f"calibrate: --rounds must be at least 1, got {rounds}")
     parts = []
     load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
-        for p in nprocs:
-            part = Path(tmp) / f"p{p}.json"
-            args = ["calibrate", "--worker", "--out", str(part), "--rounds", str(rounds)]
-            run_mpi_module(p, args + (["--quick"] if quick else []), timeout * rounds)
-            parts.append(json.loads(part.read_text()))
-    profile = merge_profile(parts, max_spread, load_before)
+        for launch in range(rounds):  # rank counts interleaved, so a quiet spell is shared by all of them
+            for p in nprocs:
+                part = Path(tmp) / f"p{p}-{launch}.json"
+                args = ["calibrate", "--worker", "--out", str(part), "--rounds", "1"]
+                run_mpi_module(p, args + (["--quick"] if quick else []), timeout, bind)
+                parts.append(json.loads(part.read_text()))
+    profile = merge_profile(parts, max_spread, load_before, bind)
     if strict and not profile["trusted"]:
         raise RuntimeError(
             "calibrate: the measurements disagree too much to trust; no profile written:\n  "
@@ -384,6 +453,37 @@ def describe_profile(profile: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------ validating
+def probe(comm: Any, repeats: int = 9) -> dict[str, float]:
+    """This launch's mode: the plain and the reducing exchange of ``PROBE_BYTES``, timed as
+    ``calibrate`` times them (the minimum over ``repeats``), seconds per step."""
+    from mpi4py import MPI
+
+    from collectives.mpi_transport import MPITransport
+
+    t = MPITransport(comm)
+    buf = np.zeros(PROBE_BYTES, np.uint8)
+    out = {}
+    for name, pattern in (("exchange", _exchange), ("exchange_reduce", _exchange_reduce)):
+        t.run(pattern(t, buf, None, 2, PROBE_BYTES))
+        times = []
+        for _ in range(repeats):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            t.run(pattern(t, buf, None, 16, PROBE_BYTES))
+            times.append(comm.allreduce(time.perf_counter() - t0, op=MPI.MAX) / 16)
+        out[name] = float(np.min(times))
+    return out
+
+
+def matching_launches(models: list[dict[str, Any]], calibrated: list[float], probed: float) -> list[dict[str, Any]]:
+    """The calibration launches in the mode a validation launch ran in: those whose reducing
+    exchange of ``PROBE_BYTES`` (``calibrated``, one per launch) is within ``MODE_GAP`` of the
+    closest one to the validation launch's (``probed``)."""
+    distance = [abs(np.log(c / probed)) for c in calibrated]
+    best = min(distance)
+    return [m for m, d in zip(models, distance) if d <= best + np.log(MODE_GAP)]
+
+
 def validate_worker(out: str, algorithms: list[str], sizes: list[int], repeats: int) -> None:
     """Under mpiexec: time each algorithm at each size for real; rank 0 writes {name: {size: seconds}}."""
     from mpi4py import MPI
@@ -415,12 +515,15 @@ def validate_worker(out: str, algorithms: list[str], sizes: list[int], repeats: 
         for n in sizes:
             first = batch(name, n, 2)
             iters[(name, n)] = int(comm.bcast(min(50, max(1, round(2e-3 / max(first, 1e-7)))), root=0))
+    probes = [probe(comm)]
     for _ in range(repeats):  # interleaved: every repetition visits every (algorithm, size)
         for name in algorithms:
             for n in sizes:
                 samples[name][n].append(once(name, n))
+    probes.append(probe(comm))
     if comm.Get_rank() == 0:
-        result = {name: {str(n): summarise(v) for n, v in per.items()} for name, per in samples.items()}
+        result: dict[str, Any] = {name: {str(n): summarise(v) for n, v in per.items()} for name, per in samples.items()}
+        result["probe"] = probes
         Path(out).write_text(json.dumps(result))
 
 
@@ -431,6 +534,7 @@ def validate(
     sizes: list[int],
     repeats: int = 7,
     timeout: float = 900,
+    bind: str = DEFAULT_BIND,
 ) -> dict[str, Any]:
     """Measure for real and predict from the profile; returns rows and per-algorithm median errors.
 
@@ -449,21 +553,30 @@ def validate(
     cores = machine.cores
     one_per_core = {q: m for q, m in machine.by_ranks.items() if cores and q <= cores}
     shared = replace(machine, by_ranks=one_per_core) if one_per_core else None
+    load_before = load_average()
     rows = []
+    modes: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for p in nprocs:
             part = Path(tmp) / f"v{p}.json"
             args = ["validate", "--worker", "--out", str(part), "--repeats", str(repeats)]
             args += ["--algorithms", ",".join(algorithms), "--sizes", ",".join(str(s) for s in sizes)]
-            run_mpi_module(p, args, timeout)
+            run_mpi_module(p, args, timeout, bind)
             measured = json.loads(part.read_text())
             model, topology = machine.build(p)
             scaled = shared.build(p) if shared is not None and cores and p > cores else None
+            mode = _mode_matched(data, p, measured.get("probe"), Path(tmp) / f"mode{p}.json")
+            if mode is not None:
+                modes[str(p)] = mode[1]
             for name in algorithms:
                 for n in sizes:
                     predicted = simulate(name, p, n, model=model, topology=topology, dtype="float64").time
                     real = measured[name][str(n)]
                     row = {"algorithm": name, "p": p, "bytes": n, "measured": real, "predicted": predicted}
+                    if mode is not None:
+                        row["predicted_mode"] = simulate(
+                            name, p, n, model=mode[0][0], topology=mode[0][1], dtype="float64"
+                        ).time
                     if scaled is not None:
                         row["predicted_core_share"] = simulate(
                             name, p, n, model=scaled[0], topology=scaled[1], dtype="float64"
@@ -473,12 +586,47 @@ def validate(
         "rows": rows,
         "median_abs_error": _median_errors(rows, algorithms, "predicted"),
         "cores": cores,
+        "bind": bind,
+        "load_before": load_before,
         "profile_trusted": data.get("trusted"),
         "profile_untrusted": data.get("untrusted", []),
     }
     if any("predicted_core_share" in r for r in rows):
         report["median_abs_error_core_share"] = _median_errors(rows, algorithms, "predicted_core_share")
+    if modes:
+        report["modes"] = modes
+        report["median_abs_error_mode"] = _median_errors(rows, algorithms, "predicted_mode")
     return report
+
+
+def _mode_matched(
+    profile: dict[str, Any], p: int, probes: list[dict[str, float]] | None, scratch: Path
+) -> tuple[Any, dict[str, Any]] | None:
+    """(model and topology for p from the calibration launches in the validation launch's mode,
+    what was matched), or None when the profile has no launches of p or the launch no probe.
+
+    A machine whose cores move modified data fast in one launch and slowly in the next
+    (:func:`collectives.sim.trust.dirty_lines`) is two machines; the probe says which one this
+    launch ran on, and the prediction uses the launches calibrated on that one.
+    """
+    from collectives.sim.machine import machine_from_options
+
+    launches = profile.get("launch_models", {}).get(str(p))
+    rounds = profile.get("measurements", {}).get(str(p))
+    if not launches or not rounds or not probes or len(launches) != len(rounds):
+        return None
+    calibrated = [curve_at(r.get("exchange_reduce"), PROBE_BYTES) for r in rounds]
+    if any(c is None or c <= 0 for c in calibrated):
+        return None
+    probed = float(np.median([pr["exchange_reduce"] for pr in probes]))
+    chosen = matching_launches(launches, calibrated, probed)
+    used = [i + 1 for i, m in enumerate(launches) if any(m is c for c in chosen)]
+    matched = dict(profile, by_ranks={**profile["by_ranks"], str(p): median_model(chosen)})
+    scratch.write_text(json.dumps(matched))
+    ends = [pr["exchange_reduce"] for pr in probes]
+    info = {"probe_s": probes, "calibrated_s": calibrated, "launches_used": used}
+    info["switched"] = max(ends) / min(ends) > MODE_GAP  # the mode changed while validating
+    return machine_from_options(profile=scratch).build(p), info
 
 
 def _median_errors(rows: list[dict[str, Any]], algorithms: list[str], key: str) -> dict[str, float]:
@@ -515,6 +663,21 @@ def validation_table(report: dict[str, Any]) -> str:
         )
         for name, e in report["median_abs_error_core_share"].items():
             lines.append(f"  {name:<20}{e:>6.1%}{'  (target <= 30%)' if e > 0.3 else ''}")
+    if "median_abs_error_mode" in report:
+        lines.append(
+            "predicted from the calibration launches in the mode each validation launch ran in (its probe of a "
+            f"{PROBE_BYTES >> 10} KiB reducing exchange against theirs; median absolute error):"
+        )
+        for name, e in report["median_abs_error_mode"].items():
+            lines.append(f"  {name:<20}{e:>6.1%}{'  (target <= 20%)' if e > 0.2 else ''}")
+        for p, mode in sorted(report["modes"].items(), key=lambda kv: int(kv[0])):
+            probe_us = ", ".join(f"{pr['exchange_reduce'] * 1e6:.0f}" for pr in mode["probe_s"])
+            calibrated_us = ", ".join(f"{c * 1e6:.0f}" for c in mode["calibrated_s"])
+            switched = "; the mode changed during the launch" if mode["switched"] else ""
+            lines.append(
+                f"  p={p}: probe {probe_us} us (start, end) against the launches' {calibrated_us} us: "
+                f"used launch(es) {', '.join(map(str, mode['launches_used']))}{switched}"
+            )
     if report.get("profile_untrusted"):
         lines.append("WARNING: the profile's calibration rounds disagreed (not trustworthy); errors above mean little:")
         lines += [f"  {problem}" for problem in report["profile_untrusted"]]

@@ -109,7 +109,8 @@ def test_merge_profile_keeps_medians_spreads_verdict_and_core_shares(monkeypatch
     assert profile["by_ranks"]["4"]["alpha"] == 8e-6 and profile["model"] == profile["by_ranks"]["2"]
     assert profile["by_ranks"]["2"]["beta"] == pytest.approx(1 / 9e9)
     assert profile["rounds"] == 3 and profile["trusted"] is False
-    assert len(profile["untrusted"]) == 1 and profile["untrusted"][0].startswith("p=2: 1/beta")
+    assert len(profile["untrusted"]) == 2 and profile["untrusted"][0].startswith("p=2: 1/beta")
+    assert profile["untrusted"][1].startswith("p=2: bimodal between launches: 1/beta 1.4 GB/s (launch 2)")
     text = cal.describe_profile(profile)
     assert "NOT trustworthy" in text and "how to get a quiet measurement" in text and "-bind-to core" in text
     assert "spread over 3 rounds" in text and "ranks per core p=2: 1, p=4: 2" in text
@@ -156,3 +157,108 @@ def test_a_stretched_model_stretches_every_prediction():
 def test_calibrate_refuses_zero_rounds_before_launching_anything(tmp_path):
     with pytest.raises(ValueError, match="--rounds must be at least 1"):
         cal.calibrate([2], tmp_path / "p.json", rounds=0)
+
+
+def placed(*cpus_per_rank):
+    """A launch's placement: rank r seen on the CPUs ``cpus_per_rank[r]`` ({cpu: times})."""
+    return [{"rank": r, "affinity": [0, 1], "cpus": cpus} for r, cpus in enumerate(cpus_per_rank)]
+
+
+def test_launch_modes_split_at_the_largest_jump_above_the_gap():
+    """The issue's launches: 14.1, 14.3 GB/s and 1.53 GB/s are two modes; 8 vs 12 GB/s is noise."""
+    assert trust.launch_modes([14.1e9, 14.3e9, 1.53e9]) == ([2], [0, 1])
+    assert trust.launch_modes([8e9, 12e9, 10e9]) is None  # largest jump 1.2x
+    assert trust.launch_modes([1e9, 1.1e9, 5e9, 5.2e9]) == ([0, 1], [2, 3])
+    assert trust.launch_modes([3e9]) is None and trust.launch_modes([]) is None
+
+
+def test_shared_cores_names_ranks_on_one_cpu_only_when_there_were_cores_enough():
+    assert trust.shared_cores(placed({"0": 500, "1": 25}, {"0": 525}), cores=2) == "ranks 0, 1 on cpu 0"
+    assert trust.shared_cores(placed({"1": 525}, {"1": 170, "0": 355}), cores=2) is None  # mostly apart
+    assert trust.shared_cores(placed({"0": 9}, {"0": 9}, {"1": 9}), cores=2) is None  # 3 ranks, 2 cores: must share
+    assert trust.shared_cores(placed({}, {}), cores=2) is None  # never seen: nothing to say
+    assert trust.main_cpu({"3": 2, "1": 7}) == 1 and trust.main_cpu({}) is None
+
+
+def test_launches_pooled_per_rank_count_and_a_bimodal_or_crowded_launch_is_untrusted(monkeypatch):
+    """Three launches at p=2 as separate parts (calibrate's default): pooled into one model, and the
+    slow mode and the launch whose ranks shared a core are named."""
+    monkeypatch.setattr(cal, "usable_cores", lambda: 2)
+
+    def launch(bw, placement):
+        return {
+            "ranks": 2,
+            "mpi": "test MPI",
+            "rounds": [{"model": model(bw=bw), "placement": placement, **MEASUREMENTS}],
+        }
+
+    apart, together = placed({"0": 9}, {"1": 9}), placed({"0": 9}, {"0": 9})
+    profile = cal.merge_profile(
+        [launch(14.1e9, apart), launch(1.53e9, together), launch(14.3e9, apart)], load_before=[0.3], bind="none"
+    )
+    assert profile["rounds"] == 3 and profile["bind"] == "none"
+    assert profile["by_ranks"]["2"]["beta"] == pytest.approx(1 / 14.1e9)  # the median launch
+    assert [round(b / 1e9, 2) for b in profile["launch_bandwidth"]["2"]] == [14.1, 1.53, 14.3]
+    problems = profile["untrusted"]
+    assert any(
+        p.startswith("p=2: bimodal between launches: 1/beta 1.53 GB/s (launch 2) vs 14.1, 14.3 GB/s (launches 1, 3)")
+        for p in problems
+    )
+    assert "p=2: launch 2: ranks shared a core with 2 cores free (ranks 0, 1 on cpu 0)" in problems
+    quiet = cal.merge_profile([launch(14.1e9, apart), launch(13.5e9, apart), launch(14.3e9, apart)], load_before=[0.3])
+    assert quiet["trusted"] is True
+
+
+def test_launch_command_pins_ranks_unless_told_not_to(monkeypatch):
+    monkeypatch.setattr(cal, "mpiexec_path", lambda: "mpiexec")
+    monkeypatch.setattr(cal, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cal, "_open_mpi", lambda: False)
+    assert cal.launch_command(2) == ["mpiexec", "--bind-to", "core", "-n", "2"]  # auto: a core per rank
+    assert cal.launch_command(3) == ["mpiexec", "-n", "3"]  # auto: more ranks than cores, left to the OS
+    assert cal.launch_command(4, "core") == ["mpiexec", "--bind-to", "core", "-n", "4"]
+    assert cal.launch_command(4, "hwthread") == ["mpiexec", "--bind-to", "hwthread", "-n", "4"]
+    assert cal.launch_command(2, "none") == ["mpiexec", "-n", "2"]
+    monkeypatch.setattr(cal, "_open_mpi", lambda: True)  # Open MPI binds more ranks than cores only when allowed
+    assert cal.launch_command(4, "core") == ["mpiexec", "--bind-to", "core:overload-allowed", "-n", "4"]
+    assert cal.launch_command(2) == ["mpiexec", "--bind-to", "core", "-n", "2"]
+
+
+def launch_round(bw, plain_us, dirty_us):
+    """One launch's round: 1/beta ``bw`` and the two exchanges' times at the probe size (microseconds)."""
+    m = trust.PROBE_BYTES
+    return {"model": model(bw=bw), "exchange": [[m, plain_us * 1e-6]], "exchange_reduce": [[m, dirty_us * 1e-6]]}
+
+
+def test_a_slow_mode_only_for_data_just_written_is_put_on_the_cores_not_on_the_ranks():
+    """The quiet slow launch of the issue: 256 KiB re-sent in 27 us in both modes, but sent after
+    reducing into it in 240 us against 70 us."""
+    rounds = [launch_round(14.1e9, 27, 70), launch_round(14.3e9, 26, 71), launch_round(1.53e9, 27, 240)]
+    problems = trust.launch_problems(2, rounds, cores=2)
+    assert problems[0].startswith(
+        "p=2: bimodal between launches: a 256 KiB reducing exchange took 240 us (launch 3) vs 70, 71 us (launches 1, 2)"
+    )
+    assert problems[1].startswith("p=2: the slow launches sent data just written 3.4x slower (70 -> 240 us")
+    assert (
+        "re-sent an unmodified buffer as fast (26 -> 27 us)" in problems[1]
+        and "not ranks sharing a core" in problems[1]
+    )
+    # one mode by the measured exchange, however far apart the fitted 1/beta: not bimodal
+    one_mode = [launch_round(32e9, 27, 71), launch_round(41e9, 26, 84), launch_round(191e9, 27, 73)]
+    assert trust.launch_problems(2, one_mode, cores=2) == []
+    # both exchanges slow (ranks taking turns on one core): no such diagnosis
+    turns = [launch_round(14.1e9, 27, 70), launch_round(14.3e9, 26, 71), launch_round(1.53e9, 90, 240)]
+    assert trust.dirty_lines(turns, [2], [0, 1]) is None
+    assert len(trust.launch_problems(2, turns, cores=2)) == 1
+    # rounds without the curves (older parts): nothing to say
+    assert trust.dirty_lines([{"model": model()}, {"model": model()}], [0], [1]) is None
+
+
+def test_validation_predicts_from_the_calibration_launches_in_its_own_mode():
+    """Calibrated in two fast launches (70 us per 256 KiB reducing exchange) and a slow one (240 us):
+    a validation launch probing 230 us is predicted from the slow launch, one probing 75 us from
+    the two fast ones."""
+    models = [model(bw=14.1e9), model(bw=14.3e9), model(bw=1.53e9)]
+    calibrated = [70e-6, 71e-6, 240e-6]
+    assert cal.matching_launches(models, calibrated, 230e-6) == [models[2]]
+    assert cal.matching_launches(models, calibrated, 75e-6) == models[:2]
+    assert cal.matching_launches(models, [70e-6, 100e-6, 120e-6], 70e-6) == models  # one mode: every launch

@@ -141,3 +141,8 @@ def test_calibrate_then_validate_under_mpiexec(tmp_path):
     report = json.loads((tmp_path / "v.json").read_text())
     assert len(report["rows"]) == 4 and set(report["median_abs_error"]) == {"ring", "naive"}
     assert "median absolute error per algorithm" in val.stdout
+    # every calibration launch kept, and the validation launch's mode probed and matched to them
+    assert len(data["launch_models"]["2"]) == data["rounds"] == 2 and len(data["placement"]["2"]) == 2
+    mode = report["modes"]["2"]
+    assert len(mode["probe_s"]) == 2 and mode["launches_used"] and set(mode["launches_used"]) <= {1, 2}
+    assert set(report["median_abs_error_mode"]) == {"ring", "naive"} and "used launch(es)" in val.stdout
