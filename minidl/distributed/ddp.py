@@ -43,6 +43,7 @@ from minidl.nn.module import Module, Parameter
 from minidl.tensor import Tensor
 
 SWITCH_INTERVAL = 2e-4  # seconds; see DistributedDataParallel.__init__
+POLL_INTERVAL = 50e-6  # seconds between tests of a pending message (comm.poll_waits)
 
 
 @dataclass
@@ -110,6 +111,9 @@ class DistributedDataParallel(Module):
         # A private communicator: our allreduces can never match messages of the user's code,
         # even while the comm thread runs concurrently with the main thread.
         self.comm = base.Dup()
+        # Waits that sleep between tests: a wait spinning inside MPI would take the core from backward
+        # (and from the rank it waits for) while buckets are in flight.
+        dist.poll_waits(self.comm, POLL_INTERVAL)
         self.rank = self.comm.Get_rank()
         self.world_size = self.comm.Get_size()
         self.algorithm = algorithm
