@@ -23,7 +23,11 @@ Four experiments, each a ratio measured in one run with baseline and candidate i
              (loaded from its file) and the current one, each on its own replica of the model,
              interleaved; the step time of each and the ratio before / after (run on 1 rank too).
 
-Each prints a table and, with --json PATH, writes the raw numbers.
+Each prints a table and, with --json PATH, writes the raw numbers (with the machine, its load
+before and after every repeat, the versions and the command). ``report FILES`` rebuilds the
+docs' overlap and scaling tables from such files:
+
+  python benchmarks/ddp_bench.py report benchmarks/results/ddp/*.json
 """
 
 from __future__ import annotations
@@ -290,6 +294,12 @@ def launch(ranks: int, args: argparse.Namespace, independent: bool = False) -> f
 # The scaling experiment's launches: DDP on 1 and 2 ranks, and 2 ranks training on their own (no DDP,
 # no messages): what two processes get from this machine's two cores, the ceiling DDP can reach.
 SCALING_RUNS = {"1 rank": (1, False), "2 ranks": (2, False), "2 independent": (2, True)}
+SCALING_RATIOS = ("2 ranks / 1 rank", "2 independent / 1 rank", "2 ranks / 2 independent")
+
+
+def _split(ratio: str) -> tuple[str, str]:
+    num, den = ratio.split(" / ")
+    return num, den
 
 
 def scaling(args: argparse.Namespace) -> None:
@@ -304,9 +314,7 @@ def scaling(args: argparse.Namespace) -> None:
             rates[name].append(launch(ranks, args, independent))
     loads.append(load_average())
     ratios = {
-        "2 ranks / 1 rank": [b / a for a, b in zip(rates["1 rank"], rates["2 ranks"])],
-        "2 independent / 1 rank": [b / a for a, b in zip(rates["1 rank"], rates["2 independent"])],
-        "2 ranks / 2 independent": [b / a for a, b in zip(rates["2 independent"], rates["2 ranks"])],
+        f"{num} / {den}": [b / a for a, b in zip(rates[den], rates[num])] for num, den in map(_split, SCALING_RATIOS)
     }
     print(
         f"# scaling: {args.model}, batch {args.batch}/rank, 1 thread/rank, {args.repeats} launch triples in "
@@ -356,9 +364,54 @@ def throughput(args: argparse.Namespace) -> None:
         print(args.steps * args.batch * comm.Get_size() / elapsed)
 
 
+def report(paths: list[str]) -> None:
+    """Markdown rows rebuilt from raw JSON files of ``overlap`` and ``scaling`` (the docs' tables)."""
+
+    def spread(values: list[float], scale: float = 1.0, fmt: str = ".2f") -> str:
+        v = [x * scale for x in values]
+        return f"{statistics.median(v):{fmt}} ({min(v):{fmt}}-{max(v):{fmt}})"
+
+    overlap, scaling_rows = [], []
+    for path in paths:
+        raw = json.loads(Path(path).read_text())
+        loads = raw.get("loads") or []
+        load = "-" if not loads or loads[0] is None else f"{loads[0][0]:.1f}-{loads[-1][0]:.1f}"
+        name = Path(path).name
+        if raw["mode"] == "overlap":
+            rows = raw.get("per_repeat")
+            if rows:
+                cells = [
+                    spread([r["hidden"] for r in rows], 100, ".0f"),
+                    spread([r["saved"] for r in rows], 100, ".0f"),
+                    spread([r["comm_over_backward"] for r in rows]),
+                    spread([r["step_ratio"] for r in rows], 1, ".3f"),
+                ]
+            else:  # the older format: totals only
+                on = raw["results"]["overlap on"]
+                hidden = 1 - sum(r["exposed"] for r in on) / sum(r["comm"] for r in on)
+                cells = [f"{100 * hidden:.0f} (all repeats)", "-", "-", spread(raw["ratios"], 1, ".3f")]
+            overlap.append(f"| {name} | {load} | " + " | ".join(cells) + " |")
+        elif raw["mode"] == "scaling":
+            ratios = raw["ratios"]
+            if isinstance(ratios, dict):
+                cells = [spread(ratios[k]) for k in SCALING_RATIOS]
+            else:  # the older format: 2 ranks / 1 rank only
+                cells = [spread(ratios), "-", "-"]
+            scaling_rows.append(f"| {name} | {load} | " + " | ".join(cells) + " |")
+    if overlap:
+        print("| run | load | hidden % | saved % | comm / backward | step time off / on |")
+        print("| --- | --- | ---: | ---: | ---: | ---: |")
+        print("\n".join(overlap))
+    if scaling_rows:
+        print("| run | load | 2 ranks / 1 rank | 2 independent / 1 rank | 2 ranks / 2 independent |")
+        print("| --- | --- | ---: | ---: | ---: |")
+        print("\n".join(scaling_rows))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("overlap", "bucketing", "gradpath", "scaling", "throughput"))
+    p.add_argument("mode", choices=("overlap", "bucketing", "gradpath", "scaling", "throughput", "report"))
+    p.add_argument("files", nargs="*", help="report: raw JSON files of overlap and scaling runs")
     p.add_argument("--model", choices=("mlp", "lenet", "resnet"), default="resnet", help="default: resnet (ResNet-8)")
     p.add_argument("--batch", type=int, default=32, help="samples per rank (default: 32)")
     p.add_argument("--steps", type=int, default=10, help="steps per measurement (default: 10)")
@@ -369,6 +422,12 @@ def main() -> None:
     p.add_argument("--json", help="write the raw numbers here")
     p.add_argument("--independent", action="store_true", help=argparse.SUPPRESS)  # throughput: no DDP
     args = p.parse_args()
+    if args.mode == "report":
+        if not args.files:
+            p.error("report needs the raw JSON files to tabulate, e.g. benchmarks/results/ddp/*.json")
+        return report(args.files)
+    if args.files:
+        p.error(f"unexpected arguments {' '.join(args.files)!r} (files are for report)")
     if args.mode != "scaling":  # under mpiexec: an error on one rank ends the job instead of a hang
         from minidl import distributed as dist
 
