@@ -4,6 +4,7 @@
 # this branch (NEW), interleaved launch by launch so that the machine's drift hits both alike.
 #   mkdir -p /tmp/base && git archive a5ebe3b | tar -x -C /tmp/base && cp benchmarks/ddp_bench.py /tmp/base/benchmarks/
 #   BASE=/tmp/base benchmarks/results/ddp/measure_issue16.sh
+# Runs 6-10 are the same two loops with i in 6..10, made when the machine's load had dropped to 2-3.
 . /work/venv/bin/activate 2>/dev/null
 NEW=$(cd "$(dirname "$0")/../../.." && pwd); OUT=$NEW/benchmarks/results/ddp
 for i in 1 2 3 4 5; do
