@@ -6,25 +6,34 @@ Four experiments, each a ratio measured in one run with baseline and candidate i
   overlap    mpiexec -n 2 python benchmarks/ddp_bench.py overlap
              ResNet-8 in 0.05 MiB buckets, on an emulated link sized so one step's allreduce
              takes about as long as its backward: the fraction of communication hidden by
-             overlap (target >= 60%) and the step-time ratio overlap-off / overlap-on.
+             overlap (target >= 80%), the step time it saved as a share of the communication
+             time, and the step-time ratio overlap-off / overlap-on. The link is re-sized before
+             every repeat from the previous repeat's backward, since the machine's speed drifts.
   bucketing  mpiexec -n 2 python benchmarks/ddp_bench.py bucketing
              A ResNet (many small parameters): one allreduce per parameter vs 25 MiB buckets;
              messages per step and the step-time ratio.
   scaling    python benchmarks/ddp_bench.py scaling
-             Launches 1-rank and 2-rank runs alternately (one BLAS/numba thread per rank, no
-             emulated delay) and reports throughput(2 ranks) / throughput(1 rank) (target >= 1.6).
+             Launches 1-rank and 2-rank DDP runs and 2 independent processes (no DDP, no messages)
+             in rotating order (one BLAS/numba thread per rank, no emulated delay) and reports
+             throughput(2 ranks) / throughput(1 rank) (target >= 1.9) beside the ceiling the machine
+             allows, throughput(2 independent) / throughput(1 rank).
   gradpath   git show OLD:minidl/distributed/ddp.py > /tmp/ddp_before.py
              mpiexec -n 2 python benchmarks/ddp_bench.py gradpath --model mlp --before /tmp/ddp_before.py
              The gradient's path to the wire before and after a change of DDP: the older class
              (loaded from its file) and the current one, each on its own replica of the model,
              interleaved; the step time of each and the ratio before / after (run on 1 rank too).
 
-Each prints a table and, with --json PATH, writes the raw numbers.
+Each prints a table and, with --json PATH, writes the raw numbers (with the machine, its load
+before and after every repeat, the versions and the command). ``report FILES`` rebuilds the
+docs' overlap and scaling tables from such files:
+
+  python benchmarks/ddp_bench.py report benchmarks/results/ddp/*.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -80,6 +89,7 @@ def time_steps(ddp: Any, model: Any, opt: Any, x: Any, y: Any, steps: int) -> di
         "exposed": float(np.sum(exposed)),
         "backward": statistics.median(backward),
         "messages": statistics.median(messages),
+        "steps": steps,
     }
 
 
@@ -100,18 +110,19 @@ def in_process(args: argparse.Namespace) -> None:
     y = rng.integers(0, 10, args.batch)
 
     link = None
+    nbytes = sum(p.data.nbytes for p in model.parameters())
     if args.mode == "overlap":
-        # Size the link so that the allreduce takes about one backward pass.
+        # Size the link so that the allreduce takes about one backward pass (and re-size it before every
+        # repeat from the previous repeat's backward: the machine's speed drifts, see sized_link).
         probe = DistributedDataParallel(model, comm, overlap=False)
+        time_steps(probe, model, optim.SGD(model.parameters(), lr=0.01), x, y, 2)
         base = time_steps(probe, model, optim.SGD(model.parameters(), lr=0.01), x, y, 5)
         probe.close()
-        backward = float(dist.all_reduce(np.array([base["backward"]]), "max", comm=comm)[0])
-        nbytes = sum(p.data.nbytes for p in model.parameters())
-        # ring on 2 ranks: 2 steps of n/2 bytes each; latency small next to the transfer
-        link = dist.Link(latency=20e-6, bandwidth=nbytes / max(backward - 40e-6, 1e-4))
+        link = sized_link(base["backward"], nbytes, comm)
+        cap = args.bucket_mb
         variants = {
-            "overlap off": partial(DistributedDataParallel, overlap=False, bucket_cap_mb=args.bucket_mb, link=link),
-            "overlap on": partial(DistributedDataParallel, overlap=True, bucket_cap_mb=args.bucket_mb, link=link),
+            "overlap off": partial(DistributedDataParallel, overlap=False, bucket_cap_mb=cap, link=link),
+            "overlap on": partial(DistributedDataParallel, overlap=True, bucket_cap_mb=cap, link=link),
         }
     elif args.mode == "bucketing":
         variants = {
@@ -128,20 +139,31 @@ def in_process(args: argparse.Namespace) -> None:
     for run in runs.values():  # warm-up (and the first step's agreement check)
         time_steps(*run, x, y, 2)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
+    links = []
+    loads = [load_average()]
+    names = list(runs)
     for _ in range(args.repeats):
+        if link is not None:
+            for ddp, _, _ in runs.values():
+                ddp.link = link
+            links.append({"bandwidth": link.bandwidth, "latency": link.latency})
         for name, run in runs.items():
             comm.Barrier()
             results[name].append(time_steps(*run, x, y, args.steps))
+        if link is not None:  # the next repeat's link, from this repeat's backward without overlap
+            link = sized_link(results[names[0]][-1]["backward"], nbytes, comm)
+        loads.append(load_average())
     for ddp, _, _ in runs.values():
         ddp.close()
     if rank != 0:
         return
-    names = list(runs)
     base, cand = names[0], names[1]
     ratios = [b["step"] / c["step"] for b, c in zip(results[base], results[cand])]
     print(
         f"# {args.mode}: {args.model}, batch {args.batch}/rank, {comm.Get_size()} ranks, "
-        f"{args.repeats} interleaved repeats of {args.steps} steps" + (f", link {link}" if link else "")
+        f"{args.repeats} interleaved repeats of {args.steps} steps"
+        + (f", bucket cap {args.bucket_mb} MiB, link re-sized per repeat (see below)" if link else "")
+        + f"; load {loads[0]} -> {loads[-1]}"
     )
     # hidden comm can at most be about backward / comm: report both so a run can be judged
     print(
@@ -165,8 +187,86 @@ def in_process(args: argparse.Namespace) -> None:
         f"step-time ratio {base} / {cand}: median {statistics.median(ratios):.3f} "
         f"(min {min(ratios):.3f}, max {max(ratios):.3f})"
     )
+    raw: dict[str, Any] = {"mode": args.mode, "results": results, "ratios": ratios}
+    if args.mode == "overlap":
+        raw["links"] = links
+        raw["per_repeat"] = overlap_repeats(results[base], results[cand], links)
+        print_overlap(raw["per_repeat"])
+    raw["loads"] = loads
+    raw["run"] = run_record(args)
     if args.json:
-        Path(args.json).write_text(json.dumps({"mode": args.mode, "results": results, "ratios": ratios}, indent=1))
+        Path(args.json).write_text(json.dumps(raw, indent=1))
+
+
+def sized_link(backward: float, nbytes: int, comm: Any) -> Any:
+    """An emulated link on which allreducing ``nbytes`` takes about ``backward`` seconds (the slowest rank's).
+
+    Ring on 2 ranks: 2 steps of n/2 bytes each, each paying the 20 us latency.
+    """
+    from minidl import distributed as dist
+
+    backward = float(dist.all_reduce(np.array([backward]), "max", comm=comm)[0])
+    return dist.Link(latency=20e-6, bandwidth=nbytes / max(backward - 40e-6, 1e-4))
+
+
+def overlap_repeats(off: list[dict[str, float]], on: list[dict[str, float]], links: list[dict]) -> list[dict]:
+    """Per repeat: how close communication came to backward, and two measures of what overlap hid.
+
+    ``hidden`` is 1 - exposed / comm on the overlapping run (comm as the comm thread timed it);
+    ``saved`` is the step time overlap saved over the communication time of the run without it,
+    (step off - step on) / comm off per step, which no waiting inside the comm thread can inflate.
+    """
+    rows = []
+    for a, b, link in zip(off, on, links):
+        comm_off = a["comm"] / a["steps"]
+        rows.append(
+            {
+                "backward_off": a["backward"],
+                "comm_off_per_step": comm_off,
+                "comm_over_backward": comm_off / a["backward"] if a["backward"] else float("nan"),
+                "hidden": 1 - b["exposed"] / b["comm"] if b["comm"] else float("nan"),
+                "saved": (a["step"] - b["step"]) / comm_off if comm_off else float("nan"),
+                "step_ratio": a["step"] / b["step"],
+                "bandwidth": link["bandwidth"],
+            }
+        )
+    return rows
+
+
+def print_overlap(rows: list[dict]) -> None:
+    print(f"{'repeat':>6} {'backward ms':>12} {'comm/backward':>14} {'hidden':>7} {'saved':>6} {'off/on':>7}")
+    for i, r in enumerate(rows):
+        print(
+            f"{i:>6} {r['backward_off'] * 1e3:>12.2f} {r['comm_over_backward']:>14.2f} {100 * r['hidden']:>6.0f}% "
+            f"{100 * r['saved']:>5.0f}% {r['step_ratio']:>7.3f}"
+        )
+    for key in ("hidden", "saved"):
+        vals = [r[key] for r in rows]
+        print(
+            f"{key}: median {100 * statistics.median(vals):.0f}% (min {100 * min(vals):.0f}%, "
+            f"max {100 * max(vals):.0f}%) over {len(vals)} repeats"
+        )
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run_record(args: argparse.Namespace) -> dict[str, Any]:
+    """Machine, load, versions (BLAS and MPI included) and the command, stored with the raw numbers."""
+    from minidl.bench.report import machine_info
+
+    info = machine_info()
+    with contextlib.suppress(ImportError):
+        from mpi4py import MPI
+
+        info["mpi"] = MPI.Get_library_version().splitlines()[0]
+    info["command"] = [Path(sys.executable).name, "benchmarks/ddp_bench.py", *sys.argv[1:]]
+    info["date"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    return info
 
 
 def load_ddp(path: str | None) -> Any:
@@ -180,37 +280,59 @@ def load_ddp(path: str | None) -> Any:
     return module.DistributedDataParallel
 
 
-def launch(mode: str, ranks: int, args: argparse.Namespace) -> float:
+def launch(ranks: int, args: argparse.Namespace, independent: bool = False) -> float:
     """Run one ``throughput`` worker on ``ranks`` ranks, one thread each; returns the number it prints."""
     mpiexec = str(Path(sys.executable).parent / "mpiexec")
     env = dict(os.environ, PYTHONPATH=str(ROOT), MINIDL_THREADS="1")
-    cmd = [mpiexec, "-n", str(ranks), sys.executable, str(Path(__file__).resolve()), mode]
+    cmd = [mpiexec, "-n", str(ranks), sys.executable, str(Path(__file__).resolve()), "throughput"]
     cmd += ["--model", args.model, "--batch", str(args.batch), "--steps", str(args.steps)]
+    cmd += ["--independent"] if independent else []
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=True).stdout
     return float(out.strip().splitlines()[-1])
 
 
+# The scaling experiment's launches: DDP on 1 and 2 ranks, and 2 ranks training on their own (no DDP,
+# no messages): what two processes get from this machine's two cores, the ceiling DDP can reach.
+SCALING_RUNS = {"1 rank": (1, False), "2 ranks": (2, False), "2 independent": (2, True)}
+SCALING_RATIOS = ("2 ranks / 1 rank", "2 independent / 1 rank", "2 ranks / 2 independent")
+
+
+def _split(ratio: str) -> tuple[str, str]:
+    num, den = ratio.split(" / ")
+    return num, den
+
+
 def scaling(args: argparse.Namespace) -> None:
-    """Throughput of 2 ranks vs 1, each with one thread, launches alternating."""
-    rates: dict[int, list[float]] = {1: [], 2: []}
-    for _ in range(args.repeats):
-        for p in (1, 2):
-            rates[p].append(launch("throughput", p, args))
-    ratios = [b / a for a, b in zip(rates[1], rates[2])]
-    print(f"# scaling: {args.model}, batch {args.batch}/rank, 1 thread/rank, {args.repeats} alternating launch pairs")
-    for p in (1, 2):
-        print(f"{p} rank(s): {statistics.median(rates[p]):.0f} samples/s (median)")
+    """Throughput of 2 ranks vs 1 and vs 2 independent processes, one thread each, launches in rotating order."""
+    rates: dict[str, list[float]] = {name: [] for name in SCALING_RUNS}
+    loads = []
+    names = list(SCALING_RUNS)
+    for i in range(args.repeats):
+        loads.append(load_average())
+        for name in names[i % 3 :] + names[: i % 3]:  # rotate, so no run always follows the same one
+            ranks, independent = SCALING_RUNS[name]
+            rates[name].append(launch(ranks, args, independent))
+    loads.append(load_average())
+    ratios = {
+        f"{num} / {den}": [b / a for a, b in zip(rates[den], rates[num])] for num, den in map(_split, SCALING_RATIOS)
+    }
     print(
-        f"speed-up 2 ranks / 1 rank: median {statistics.median(ratios):.2f} "
-        f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
+        f"# scaling: {args.model}, batch {args.batch}/rank, 1 thread/rank, {args.repeats} launch triples in "
+        f"rotating order; load {loads[0]} -> {loads[-1]}"
     )
+    for name in names:
+        print(f"{name}: {statistics.median(rates[name]):.0f} samples/s (median)")
+    for name, values in ratios.items():
+        print(f"{name}: median {statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"mode": "scaling", "rates": rates, "ratios": ratios}, indent=1))
+        raw = {"mode": "scaling", "rates": rates, "ratios": ratios, "loads": loads, "run": run_record(args)}
+        Path(args.json).write_text(json.dumps(raw, indent=1))
 
 
 def throughput(args: argparse.Namespace) -> None:
     """One launch of the scaling experiment: prints global samples/s (rank 0)."""
     import minidl
+    import minidl.functional as F
     from minidl import optim
     from minidl.distributed import DistributedDataParallel, world
     from minidl.threads import configure_threads
@@ -221,22 +343,75 @@ def throughput(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(comm.Get_rank())
     x = minidl.tensor(rng.standard_normal((args.batch, *shape)).astype(np.float32))
     y = rng.integers(0, 10, args.batch)
-    ddp = DistributedDataParallel(model, comm)
+    ddp = None if args.independent else DistributedDataParallel(model, comm)
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    time_steps(ddp, model, opt, x, y, 3)
+
+    def train(steps: int) -> None:
+        for _ in range(steps):
+            F.cross_entropy((ddp or model)(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+
+    train(3)
     comm.Barrier()
     start = time.perf_counter()
-    time_steps(ddp, model, opt, x, y, args.steps)
+    train(args.steps)
     comm.Barrier()
     elapsed = time.perf_counter() - start
-    ddp.close()
+    if ddp is not None:
+        ddp.close()
     if comm.Get_rank() == 0:
         print(args.steps * args.batch * comm.Get_size() / elapsed)
 
 
+def report(paths: list[str]) -> None:
+    """Markdown rows rebuilt from raw JSON files of ``overlap`` and ``scaling`` (the docs' tables)."""
+
+    def spread(values: list[float], scale: float = 1.0, fmt: str = ".2f") -> str:
+        v = [x * scale for x in values]
+        return f"{statistics.median(v):{fmt}} ({min(v):{fmt}}-{max(v):{fmt}})"
+
+    overlap, scaling_rows = [], []
+    for path in paths:
+        raw = json.loads(Path(path).read_text())
+        loads = raw.get("loads") or []
+        load = "-" if not loads or loads[0] is None else f"{loads[0][0]:.1f}-{loads[-1][0]:.1f}"
+        name = Path(path).name
+        if raw["mode"] == "overlap":
+            rows = raw.get("per_repeat")
+            if rows:
+                cells = [
+                    spread([r["hidden"] for r in rows], 100, ".0f"),
+                    spread([r["saved"] for r in rows], 100, ".0f"),
+                    spread([r["comm_over_backward"] for r in rows]),
+                    spread([r["step_ratio"] for r in rows], 1, ".3f"),
+                ]
+            else:  # the older format: totals only
+                on = raw["results"]["overlap on"]
+                hidden = 1 - sum(r["exposed"] for r in on) / sum(r["comm"] for r in on)
+                cells = [f"{100 * hidden:.0f} (all repeats)", "-", "-", spread(raw["ratios"], 1, ".3f")]
+            overlap.append(f"| {name} | {load} | " + " | ".join(cells) + " |")
+        elif raw["mode"] == "scaling":
+            ratios = raw["ratios"]
+            if isinstance(ratios, dict):
+                cells = [spread(ratios[k]) for k in SCALING_RATIOS]
+            else:  # the older format: 2 ranks / 1 rank only
+                cells = [spread(ratios), "-", "-"]
+            scaling_rows.append(f"| {name} | {load} | " + " | ".join(cells) + " |")
+    if overlap:
+        print("| run | load | hidden % | saved % | comm / backward | step time off / on |")
+        print("| --- | --- | ---: | ---: | ---: | ---: |")
+        print("\n".join(overlap))
+    if scaling_rows:
+        print("| run | load | 2 ranks / 1 rank | 2 independent / 1 rank | 2 ranks / 2 independent |")
+        print("| --- | --- | ---: | ---: | ---: |")
+        print("\n".join(scaling_rows))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("overlap", "bucketing", "gradpath", "scaling", "throughput"))
+    p.add_argument("mode", choices=("overlap", "bucketing", "gradpath", "scaling", "throughput", "report"))
+    p.add_argument("files", nargs="*", help="report: raw JSON files of overlap and scaling runs")
     p.add_argument("--model", choices=("mlp", "lenet", "resnet"), default="resnet", help="default: resnet (ResNet-8)")
     p.add_argument("--batch", type=int, default=32, help="samples per rank (default: 32)")
     p.add_argument("--steps", type=int, default=10, help="steps per measurement (default: 10)")
@@ -245,7 +420,14 @@ def main() -> None:
     p.add_argument("--before", metavar="FILE", help="gradpath: an older minidl/distributed/ddp.py to compare with")
     p.add_argument("--after", metavar="FILE", help="gradpath: another ddp.py in place of the current one")
     p.add_argument("--json", help="write the raw numbers here")
+    p.add_argument("--independent", action="store_true", help=argparse.SUPPRESS)  # throughput: no DDP
     args = p.parse_args()
+    if args.mode == "report":
+        if not args.files:
+            p.error("report needs the raw JSON files to tabulate, e.g. benchmarks/results/ddp/*.json")
+        return report(args.files)
+    if args.files:
+        p.error(f"unexpected arguments {' '.join(args.files)!r} (files are for report)")
     if args.mode != "scaling":  # under mpiexec: an error on one rank ends the job instead of a hang
         from minidl import distributed as dist
 

@@ -23,10 +23,16 @@ node than cores (:func:`naps`), an exchange of at least :data:`NAP_BYTES` is the
 for by testing and sleeping briefly in between, which hands the core to a rank that has work;
 a small exchange stays one blocking call (a nap is longer than the whole message).
 ``COLLECTIVES_WAIT=mpi`` (always MPI's own wait) or ``=nap`` (always nap) overrides the choice.
+A transport made with ``nap_bytes=0`` naps on every wait, after spinning ``spin`` seconds (a small
+message's whole latency): DDP's communicator does (``minidl.distributed.comm.poll_waits``), since its
+comm thread waits beside backward on the same cores, and a wait spinning inside MPI took the core
+from backward and from the peer it waited for (one ResNet-8 bucket exchange took about 10 ms
+instead of 0.1-1 ms with 2 ranks on 2 cores, docs/distributed.md).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import deque
@@ -106,9 +112,16 @@ class _Waitall(Step):
         return MPI.Request.Testall(self.requests)
 
 
-def nap(requests: list[MPI.Request], seconds: float = NAP_SECONDS) -> None:
-    """Wait for ``requests`` without holding the core: test, and sleep ``seconds`` while they are not done."""
+def nap(requests: list[MPI.Request], seconds: float = NAP_SECONDS, spin: float = 0.0) -> None:
+    """Wait for ``requests`` without holding the core: test (back to back for ``spin`` seconds), then
+    sleep ``seconds`` between tests. Each test is an MPI progress call, so a transfer still advances."""
     testall, sleep = MPI.Request.Testall, time.sleep
+    if spin > 0:
+        clock = time.perf_counter
+        spin_until = clock() + spin
+        while clock() < spin_until:
+            if testall(requests):
+                return
     while not testall(requests):
         sleep(seconds)
 
@@ -117,10 +130,26 @@ class MPITransport(Transport):
     """Blocking transport over an mpi4py intracommunicator (one collective at a time).
 
     Every step is complete when the algorithm receives it (:data:`DONE`), and :meth:`run`
-    drains the generator without waiting on anything.
+    drains the generator without waiting on anything. ``nap_bytes``: exchanges of at least this
+    many bytes wait by napping (0: every wait, ``math.inf``: none; None: ``COLLECTIVES_WAIT``'s
+    choice, :data:`NAP_BYTES` when ranks outnumber cores); ``nap_seconds`` and ``spin`` shape the
+    nap (:func:`nap`).
     """
 
-    def __init__(self, comm: MPI.Comm, tag_offset: int = 0) -> None:
+    def __init__(
+        self,
+        comm: MPI.Comm,
+        tag_offset: int = 0,
+        *,
+        nap_bytes: float | None = None,
+        nap_seconds: float = NAP_SECONDS,
+        spin: float = 0.0,
+    ) -> None:
+        if not (nap_seconds > 0 and spin >= 0 and (nap_bytes is None or nap_bytes >= 0)):
+            raise ValueError(
+                f"nap_seconds must be > 0, spin >= 0 and nap_bytes >= 0 or None;"
+                f" got {nap_seconds!r}, {spin!r} and {nap_bytes!r}"
+            )
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
@@ -129,7 +158,9 @@ class MPITransport(Transport):
         self._isend, self._irecv = comm.Isend, comm.Irecv
         self._sendrecv, self._send, self._recv = comm.Sendrecv, comm.Send, comm.Recv
         self._waitall = MPI.Request.Waitall
-        self.naps = naps(self.size)  # wait for large exchanges by napping (module docstring)
+        if nap_bytes is None:  # wait for large exchanges by napping when ranks share cores (module docstring)
+            nap_bytes = NAP_BYTES if naps(self.size) else math.inf
+        self.nap_bytes, self.nap_seconds, self.spin = nap_bytes, float(nap_seconds), float(spin)
         self._arena = np.empty(0, np.uint8)
         self.used = 0  # bytes of the arena handed out in the current collective (reset when one starts)
         self._views: dict[tuple[int, int, np.dtype], tuple[np.ndarray, int]] = {}
@@ -140,30 +171,33 @@ class MPITransport(Transport):
     def irecv(self, buf: np.ndarray, source: int, tag: int) -> MPI.Request:
         return self._irecv(buf, source, self.tag_offset + tag % TAG_SPAN)
 
+    def _nap(self, requests: list[MPI.Request]) -> Step:
+        nap(requests, self.nap_seconds, self.spin)
+        return DONE
+
     def wait(self, *requests: MPI.Request) -> Step:
+        if self.nap_bytes == 0:  # the requests' sizes are not known here: only an always-napping transport naps
+            return self._nap(list(requests))
         self._waitall(requests)
         return DONE
 
     def sendrecv(self, sendbuf: np.ndarray, dest: int, recvbuf: np.ndarray, source: int, tag: int) -> Step:
         tag = self.tag_offset + tag % TAG_SPAN
-        if self.naps and (recvbuf.nbytes >= NAP_BYTES or sendbuf.nbytes >= NAP_BYTES):
-            nap([self._irecv(recvbuf, source, tag), self._isend(sendbuf, dest, tag)])
-        else:
-            self._sendrecv(sendbuf, dest, tag, recvbuf, source, tag)
+        if recvbuf.nbytes >= self.nap_bytes or sendbuf.nbytes >= self.nap_bytes:
+            return self._nap([self._irecv(recvbuf, source, tag), self._isend(sendbuf, dest, tag)])
+        self._sendrecv(sendbuf, dest, tag, recvbuf, source, tag)
         return DONE
 
     def send(self, buf: np.ndarray, dest: int, tag: int) -> Step:
-        if self.naps and buf.nbytes >= NAP_BYTES:
-            nap([self.isend(buf, dest, tag)])
-        else:
-            self._send(buf, dest, self.tag_offset + tag % TAG_SPAN)
+        if buf.nbytes >= self.nap_bytes:
+            return self._nap([self.isend(buf, dest, tag)])
+        self._send(buf, dest, self.tag_offset + tag % TAG_SPAN)
         return DONE
 
     def recv(self, buf: np.ndarray, source: int, tag: int) -> Step:
-        if self.naps and buf.nbytes >= NAP_BYTES:
-            nap([self.irecv(buf, source, tag)])
-        else:
-            self._recv(buf, source, self.tag_offset + tag % TAG_SPAN)
+        if buf.nbytes >= self.nap_bytes:
+            return self._nap([self.irecv(buf, source, tag)])
+        self._recv(buf, source, self.tag_offset + tag % TAG_SPAN)
         return DONE
 
     def reduce(self, op: ReduceOp, inout: np.ndarray, incoming: np.ndarray) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "get_rank",
     "get_world_size",
     "parse_link",
+    "poll_waits",
     "reduce_scatter",
     "resolve_link",
     "set_timeout",
@@ -92,6 +93,24 @@ def all_reduce(
             array, comm or world(), op, algorithm, ranks_per_node=grouping, link=resolve_link(link), check=check
         )
     return collectives.allreduce(array, comm or world(), op, algorithm, check=check, link=resolve_link(link))
+
+
+SPIN = 50e-6  # seconds a poll_waits wait tests back to back before its first sleep: a small message's latency
+
+
+def poll_waits(comm: Any, interval: float = 50e-6) -> None:
+    """Make the blocking collectives on ``comm`` wait by testing every ``interval`` seconds and sleeping in
+    between, instead of spinning inside MPI (``collectives.mpi_transport``, ``nap_bytes=0``).
+
+    For a communicator whose waits happen beside computation on the same cores (DDP's comm thread,
+    or ranks that outnumber the free cores): a spinning wait takes the core from the work it waits
+    for. Call it before the first collective on ``comm`` that has a ``link``.
+    """
+    from collectives.context import context
+    from collectives.mpi_transport import MPITransport
+
+    ctx = context(comm)
+    ctx.transport = MPITransport(ctx.comm, nap_bytes=0, nap_seconds=interval, spin=SPIN)
 
 
 def broadcast(array: np.ndarray, src: int = 0, comm: Any = None, *, check: bool | None = None) -> np.ndarray:

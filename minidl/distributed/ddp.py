@@ -7,8 +7,9 @@ every gradient of a bucket is complete (a post-accumulate hook counts them) the 
 to a communication thread that averages it across ranks (allreduce with op "avg", the division
 done in the same call) while backward goes on computing the gradients of earlier layers. numpy's
 BLAS and the MPI calls release the GIL, so the two really run at the same time. At the end of
-backward the rank waits for the buckets still in flight: that wait is the *exposed*
-communication, the part overlap failed to hide.
+backward the rank waits for the buckets still in flight and reduces the last bucket itself (it is
+ready only when every gradient is, so there is nothing left to overlap it with): that time is the
+*exposed* communication, the part overlap failed to hide.
 
 As with PyTorch's ``gradient_as_bucket_view=True``, a gradient array kept across steps is
 overwritten by the next step's gradient.
@@ -42,6 +43,7 @@ from minidl.nn.module import Module, Parameter
 from minidl.tensor import Tensor
 
 SWITCH_INTERVAL = 2e-4  # seconds; see DistributedDataParallel.__init__
+POLL_INTERVAL = 50e-6  # seconds between tests of a pending message (comm.poll_waits)
 
 
 @dataclass
@@ -109,6 +111,9 @@ class DistributedDataParallel(Module):
         # A private communicator: our allreduces can never match messages of the user's code,
         # even while the comm thread runs concurrently with the main thread.
         self.comm = base.Dup()
+        # Waits that sleep between tests: a wait spinning inside MPI would take the core from backward
+        # (and from the rank it waits for) while buckets are in flight.
+        dist.poll_waits(self.comm, POLL_INTERVAL)
         self.rank = self.comm.Get_rank()
         self.world_size = self.comm.Get_size()
         self.algorithm = algorithm
@@ -174,17 +179,17 @@ class DistributedDataParallel(Module):
             self.comm.Bcast(arr, root=0)
 
     def _sync_buffers(self) -> None:
-        """Broadcast rank 0's buffers, one message per dtype (they are many and small)."""
-        by_dtype: dict[np.dtype, list[np.ndarray]] = {}
-        for _, _, arr in self._state_arrays(parameters=False):
-            by_dtype.setdefault(arr.dtype, []).append(arr)
-        for arrays in by_dtype.values():
-            packed = np.concatenate([a.reshape(-1) for a in arrays])
-            dist.broadcast(packed, 0, self.comm)  # with the agreement exchange: the watchdog covers it
-            offset = 0
-            for a in arrays:
-                a.reshape(-1)[...] = packed[offset : offset + a.size]
-                offset += a.size
+        """Broadcast rank 0's buffers as one message of their bytes (they are many, small and of two
+        dtypes): one agreement exchange and one broadcast per forward instead of one of each per dtype."""
+        arrays = [arr.reshape(-1).view(np.uint8) for _, _, arr in self._state_arrays(parameters=False)]
+        if not arrays:
+            return
+        packed = np.concatenate(arrays)
+        dist.broadcast(packed, 0, self.comm)  # with the agreement exchange: the watchdog covers it
+        offset = 0
+        for a in arrays:
+            a[...] = packed[offset : offset + a.size]
+            offset += a.size
 
     def _state_arrays(self, parameters: bool = True) -> Iterator[tuple[str, str, np.ndarray]]:
         """(kind, name, array) of the parameters (unless ``parameters=False``) and buffers."""
@@ -335,19 +340,28 @@ class DistributedDataParallel(Module):
 
         return on_gradient_ready
 
-    def _launch_ready(self) -> None:
-        """Start the ready buckets, strictly in index order so all ranks issue the same sequence."""
-        while self._next_launch < len(self.buckets) and self.buckets[self._next_launch].pending == 0:
-            self._launch(self.buckets[self._next_launch])
+    def _launch_ready(self, inline: bool = False) -> None:
+        """Start the ready buckets, strictly in index order so all ranks issue the same sequence.
+
+        The last bucket is left to :meth:`_finish` (``inline``), which reduces it on the training
+        thread once the comm thread is done: when it is ready every gradient is, so nothing is left
+        to overlap it with, and handing it over would cost two thread wake-ups (slow when the cores
+        are busy). With one bucket (a small model) the comm thread is not used at all.
+        """
+        last = len(self.buckets) - 1
+        while self._next_launch <= last and self.buckets[self._next_launch].pending == 0:
+            if self._next_launch == last and not inline and self._executor is not None:
+                return
+            self._launch(self.buckets[self._next_launch], inline)
             self._next_launch = self._next_launch + 1
 
-    def _launch(self, bucket: Bucket) -> None:
+    def _launch(self, bucket: Bucket, inline: bool = False) -> None:
         if self.measure_noise_scale:
             grads = self._grads(bucket)
             self._local_sq += float(np.vdot(grads, grads).real)
             if bucket is self.buckets[-1]:  # launched last: the local sum is complete
                 bucket.flat[-1] = self._local_sq
-        if self._executor is None:
+        if self._executor is None or inline:
             self._reduce(bucket)
         else:
             self._futures.append(self._executor.submit(self._reduce, bucket))
@@ -419,9 +433,9 @@ class DistributedDataParallel(Module):
                             _point_grad_at(p, b.views[i])
                             b.ready[i] = True
                     b.pending = 0
-            self._launch_ready()
             for f in self._futures:
                 f.result()  # re-raises a communication error here, in the training thread
+            self._launch_ready(inline=True)  # after the comm thread's buckets: the order is the same on every rank
             if self.measure_noise_scale:
                 self._norms()
         finally:

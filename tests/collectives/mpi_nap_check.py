@@ -7,6 +7,7 @@ value's error, and "auto" following the launcher's count of ranks on the node. P
 "P ranks: N failures".
 """
 
+import math
 import os
 
 import numpy as np
@@ -53,7 +54,7 @@ t = context(None).transport
 n = 3 * NAP_BYTES // 8 + 7  # several chunks above NAP_BYTES, not a multiple of any rank count
 expected = sum((np.arange(n) % 97 + r) for r in range(size)).astype(np.float64)
 for napping in (True, False):
-    t.naps = napping
+    t.nap_bytes = NAP_BYTES if napping else math.inf
     for name in collectives.ALGORITHMS:
         buf = (np.arange(n) % 97 + rank).astype(np.float64)
         collectives.allreduce(buf, algorithm=name)

@@ -4,6 +4,7 @@ Exits non-zero with a message naming the first property that fails.
 """
 
 import sys
+import threading
 
 import numpy as np
 from mpi4py import MPI
@@ -203,6 +204,45 @@ with minidl.no_grad():  # a forward first broadcasts the buffers, then checks ev
     ddp(minidl.tensor(x.astype(np.float32)))
 ddp.close()
 
+from minidl.distributed import comm as process_group  # noqa: E402
+
+
+# 6b. the buffers travel as one broadcast of their bytes: every rank ends with rank 0's float32 and int64
+#     values, bit for bit (the int64 values need all 8 bytes, so a misplaced or narrowed byte shows)
+class WithBuffers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+        self.register_buffer("scale", np.zeros(5, np.float32))
+        self.register_buffer("count", np.zeros(3, np.int64))
+        self.register_buffer("shift", np.zeros((2, 2), np.float32))
+
+    def forward(self, x):  # leaves the buffers alone, so what they hold after forward is what arrived
+        return self.lin(x)
+
+
+model = WithBuffers()
+ddp = DistributedDataParallel(model, comm)
+model.scale.data[...] = np.arange(5) + 0.25 + rank
+model.count.data[...] = np.array([2**60 + 3, -(2**61) - 1, 7]) + rank  # beyond float64's 53 bits
+model.shift.data[...] = -1.5 - rank
+broadcasts = []
+real_broadcast = process_group.broadcast  # what DistributedDataParallel calls
+process_group.broadcast = lambda *a, **k: broadcasts.append(1) or real_broadcast(*a, **k)
+try:
+    ddp(minidl.tensor(np.ones((1, 3), np.float32)))
+finally:
+    process_group.broadcast = real_broadcast
+if size > 1 and len(broadcasts) != 1:
+    fail(f"the buffers took {len(broadcasts)} broadcasts, expected 1")
+if not (
+    np.array_equal(model.scale.data, np.arange(5, dtype=np.float32) + 0.25)
+    and np.array_equal(model.count.data, np.array([2**60 + 3, -(2**61) - 1, 7]))
+    and np.array_equal(model.shift.data, np.full((2, 2), -1.5, np.float32))
+):
+    fail(f"buffers after sync: {model.scale.data}, {model.count.data}, {model.shift.data}; expected rank 0's")
+ddp.close()
+
 # 7. a NaN on one rank reaches every rank through the average: all name the same first parameter
 model = make_model(0)
 ddp = DistributedDataParallel(model, comm, bucket_cap_mb=1e-4, first_bucket_mb=1e-4)
@@ -218,6 +258,28 @@ F.cross_entropy(ddp(minidl.tensor(x)), y).backward()
 names = comm.allgather(ddp.first_nonfinite_gradient())
 if names != ["0.weight"] * size:
     fail(f"ranks disagree on the first non-finite gradient: {names}")
+ddp.close()
+
+# 7b. with overlap, every bucket but the last goes to the comm thread; the last is reduced on the training
+#     thread at the end of backward (every gradient is ready by then, so a handover would only cost wake-ups)
+from minidl.distributed.hooks import allreduce_hook  # noqa: E402
+
+model = make_model(0)
+ddp = DistributedDataParallel(model, comm, bucket_cap_mb=1e-4, first_bucket_mb=1e-4)
+where = []
+ddp.register_comm_hook(
+    None,
+    lambda state, bucket: (
+        where.append((bucket.index, threading.current_thread() is threading.main_thread()))
+        or allreduce_hook(state, bucket)
+    ),
+)
+x, y = local(0)
+F.cross_entropy(ddp(minidl.tensor(x)), y).backward()
+last = len(ddp.buckets) - 1
+expected = [(i, i == last) for i in range(last + 1)] if size > 1 else []  # one rank: nothing to reduce
+if last < 2 or where != expected:
+    fail(f"(bucket, on the training thread) per bucket: {where}, expected {expected}")
 ddp.close()
 
 # 8. a communication hook replaces the allreduce: a hook that sums then divides by hand gives the same
