@@ -1,4 +1,4 @@
-"""The polling transport (``collectives.mpi_transport.PollingMPITransport``) under real mpiexec."""
+"""The always-napping transport (``collectives.mpi_transport.MPITransport(nap_bytes=0)``) under real mpiexec."""
 
 from pathlib import Path
 
