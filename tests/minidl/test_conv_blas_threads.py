@@ -51,3 +51,44 @@ def test_conv2d_gemms_run_on_one_blas_thread(monkeypatch):
         F.conv2d(x, w, None, 1, 1).sum().backward()
         assert blas_threads.blas_threads() == 2
     assert len(counts) >= 3 and set(counts) == {1}  # forward, weight and input gradients
+
+
+@pytest.mark.parametrize(
+    "shape, cout, kwargs",
+    [
+        ((8, 16, 32, 32), 16, {"padding": 1}),  # the ResNet block's: row layout, transposed input gradient
+        ((64, 6, 14, 14), 16, {}),  # LeNet-5's second: im2col per image, row col2im input gradient
+        ((64, 16, 16, 16), 8, {"stride": 2, "padding": 1}),  # strided: im2col per image, GEMM + col2im
+    ],
+)
+def test_chunks_shared_among_threads_give_the_same_bits(shape, cout, kwargs):
+    """With BLAS allowed two threads, conv2d shares its image chunks between two threads instead: the
+    forward and every gradient must be bitwise what one thread computes (each chunk is independent,
+    the weight gradient's partial sums are added in chunk order)."""
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal(shape).astype(np.float32)
+    w0 = (rng.standard_normal((cout, shape[1], 3, 3)) * 0.1).astype(np.float32)
+
+    def run(threads):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            x, w = minidl.Tensor(x0.copy(), requires_grad=True), minidl.Tensor(w0.copy(), requires_grad=True)
+            y = F.conv2d(x, w, **kwargs)
+            (y * y).sum().backward()
+        return y.data, x.grad.data, w.grad.data
+
+    original = conv._map_chunks
+    workers = []
+
+    def spy(fn, chunks):
+        workers.append(min(conv._workers, len(chunks)))
+        return original(fn, chunks)
+
+    conv._map_chunks = spy
+    try:
+        one = run(1)
+        two = run(2)
+    finally:
+        conv._map_chunks = original
+    assert max(workers) == 2, workers  # the chunks really were shared at 2 threads
+    for a, b, name in zip(one, two, ("output", "input gradient", "weight gradient"), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=name)
