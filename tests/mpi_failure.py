@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from mpi_launch import ROOT, launch_command, launch_env, mpiexec
+from mpi_launch import LAUNCH_RETRIES, ROOT, launch_command, launch_env, launcher_failed_to_start, mpiexec
 
 __all__ = ["ROOT", "Ended", "env", "launch_command", "mpiexec", "program_lines", "run"]
 
@@ -49,7 +49,19 @@ def env() -> dict[str, str]:
 
 
 def run(args: list[str], nprocs: int | None = None, timeout: float = 60) -> Ended:
-    """``python *args`` (under ``mpiexec -n nprocs`` if given); AssertionError if it is still running at ``timeout``."""
+    """``python *args`` (under ``mpiexec -n nprocs`` if given); AssertionError if it is still running at ``timeout``.
+
+    A launch whose launcher failed to start its own runtime is tried again, as ``mpi_launch.run_command`` does."""
+    for attempt in range(LAUNCH_RETRIES + 1):
+        ended = _run_once(args, nprocs, timeout)
+        done = subprocess.CompletedProcess(args, ended.returncode, ended.stdout, ended.stderr)
+        if not launcher_failed_to_start(done) or attempt == LAUNCH_RETRIES:
+            return ended
+        time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+def _run_once(args: list[str], nprocs: int | None, timeout: float) -> Ended:
     cmd = [sys.executable, *args] if nprocs is None else [*launch_command(nprocs), sys.executable, *args]
     start = time.monotonic()
     proc = subprocess.Popen(

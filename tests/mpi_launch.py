@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,34 @@ def run_mpi(
     return done
 
 
+# What a launcher prints when it failed to start its own runtime, before any rank ran: Open MPI's PRRTE
+# sometimes cannot start its PMIx listener on a busy machine (seen once in CI, exit 213). Such a launch is
+# tried again (at most LAUNCH_RETRIES more times); a rank's own failure never matches and is never retried.
+LAUNCHER_STARTUP_FAILURES = ("The PMIx server's listener thread failed to start",)
+LAUNCH_RETRIES = 2
+
+
+def launcher_failed_to_start(done: subprocess.CompletedProcess) -> bool:
+    """True when ``mpiexec`` itself failed to start (nothing ran), as told by its known messages."""
+    return done.returncode != 0 and not done.stdout and any(m in done.stderr for m in LAUNCHER_STARTUP_FAILURES)
+
+
 def run_command(cmd: list[str], env: dict[str, str], cwd: Any, timeout: float) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in a session of its own, so a timeout kills the ranks too, not only the launcher."""
+    """Run ``cmd`` in a session of its own, so a timeout kills the ranks too, not only the launcher.
+
+    A launch whose launcher failed to start its runtime (``launcher_failed_to_start``) is tried again after a
+    second, up to ``LAUNCH_RETRIES`` times; the last attempt's result is returned whatever it is.
+    """
+    for attempt in range(LAUNCH_RETRIES + 1):
+        done = _run_once(cmd, env, cwd, timeout)
+        if not launcher_failed_to_start(done) or attempt == LAUNCH_RETRIES:
+            return done
+        print(f"launcher failed to start, trying again: {done.stderr.strip()[:200]}", file=sys.stderr)
+        time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+def _run_once(cmd: list[str], env: dict[str, str], cwd: Any, timeout: float) -> subprocess.CompletedProcess:
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, start_new_session=True
     )

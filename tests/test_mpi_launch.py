@@ -1,11 +1,12 @@
 """The launcher every multi-rank test relies on: it detects the MPI, reports exit codes, and a
 timeout ends every rank (a hung test must not leave ranks behind, busy on a core)."""
 
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from mpi_launch import implementation, launch_command, run_mpi
+from mpi_launch import LAUNCH_RETRIES, implementation, launch_command, run_command, run_mpi
 
 HANG = """
 import sys, time
@@ -59,3 +60,34 @@ def test_a_timeout_kills_every_rank(tmp_path):
     while processes_running(script) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_running(script) == []
+
+
+# a stand-in launcher: fails like Open MPI's PRRTE when it cannot start its PMIx listener, FAILS times, then runs
+FLAKY_LAUNCHER = """
+import sys
+from pathlib import Path
+count = Path(sys.argv[1])
+tries = int(count.read_text()) if count.exists() else 0
+count.write_text(str(tries + 1))
+if tries < int(sys.argv[2]):
+    print("The PMIx server's listener thread failed to start. We cannot", file=sys.stderr)
+    sys.exit(213)
+print("ran")
+"""
+
+
+@pytest.mark.parametrize("failures", [1, LAUNCH_RETRIES, LAUNCH_RETRIES + 1])
+def test_a_launcher_that_failed_to_start_is_tried_again(tmp_path, failures):
+    script, count = tmp_path / "launcher.py", tmp_path / "count"
+    script.write_text(FLAKY_LAUNCHER)
+    done = run_command([sys.executable, str(script), str(count), str(failures)], {}, tmp_path, timeout=60)
+    ran = failures <= LAUNCH_RETRIES
+    assert (done.returncode, done.stdout) == ((0, "ran\n") if ran else (213, ""))
+    assert int(count.read_text()) == min(failures + 1, LAUNCH_RETRIES + 1)
+
+
+def test_a_failure_after_ranks_ran_is_not_retried(tmp_path):
+    script, count = tmp_path / "launcher.py", tmp_path / "count"
+    script.write_text(FLAKY_LAUNCHER.replace('print("The PMIx', 'print("partial output")\n    print("The PMIx'))
+    done = run_command([sys.executable, str(script), str(count), "1"], {}, tmp_path, timeout=60)
+    assert done.returncode == 213 and int(count.read_text()) == 1
