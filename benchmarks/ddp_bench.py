@@ -8,7 +8,9 @@ Four experiments, each a ratio measured in one run with baseline and candidate i
              takes about as long as its backward: the fraction of communication hidden by
              overlap (target >= 80%), the step time it saved as a share of the communication
              time, and the step-time ratio overlap-off / overlap-on. The link is re-sized before
-             every repeat from the previous repeat's backward, since the machine's speed drifts.
+             every repeat from the previous repeat's backward, since the machine's speed drifts,
+             and corrected by the comm / backward the previous repeat measured (per-bucket
+             latencies and software costs make the allreduce slower than the link alone).
   bucketing  mpiexec -n 2 python benchmarks/ddp_bench.py bucketing
              A ResNet (many small parameters): one allreduce per parameter vs 25 MiB buckets;
              messages per step and the step-time ratio.
@@ -138,6 +140,11 @@ def in_process(args: argparse.Namespace) -> None:
         runs[name] = (make(replica, comm), replica, optim.SGD(replica.parameters(), lr=0.01, momentum=0.9))
     for run in runs.values():  # warm-up (and the first step's agreement check)
         time_steps(*run, x, y, 2)
+    correction = 1.0
+    if link is not None:  # the first repeat's link, corrected by what 3 steps without overlap measured on it
+        off = time_steps(*runs[next(iter(runs))], x, y, 3)
+        correction = link_correction(correction, off, comm, damping=1.0)
+        link = sized_link(off["backward"], nbytes, comm, correction)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
     links = []
     loads = [load_average()]
@@ -151,7 +158,9 @@ def in_process(args: argparse.Namespace) -> None:
             comm.Barrier()
             results[name].append(time_steps(*run, x, y, args.steps))
         if link is not None:  # the next repeat's link, from this repeat's backward without overlap
-            link = sized_link(results[names[0]][-1]["backward"], nbytes, comm)
+            off = results[names[0]][-1]
+            correction = link_correction(correction, off, comm)
+            link = sized_link(off["backward"], nbytes, comm, correction)
         loads.append(load_average())
     for ddp, _, _ in runs.values():
         ddp.close()
@@ -198,15 +207,28 @@ def in_process(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(raw, indent=1))
 
 
-def sized_link(backward: float, nbytes: int, comm: Any) -> Any:
+def sized_link(backward: float, nbytes: int, comm: Any, correction: float = 1.0) -> Any:
     """An emulated link on which allreducing ``nbytes`` takes about ``backward`` seconds (the slowest rank's).
 
-    Ring on 2 ranks: 2 steps of n/2 bytes each, each paying the 20 us latency.
+    Ring on 2 ranks: 2 steps of n/2 bytes each, each paying the 20 us latency; ``correction`` multiplies the
+    bandwidth by what the link alone leaves out (see ``link_correction``).
     """
     from minidl import distributed as dist
 
     backward = float(dist.all_reduce(np.array([backward]), "max", comm=comm)[0])
-    return dist.Link(latency=20e-6, bandwidth=nbytes / max(backward - 40e-6, 1e-4))
+    return dist.Link(latency=20e-6, bandwidth=correction * nbytes / max(backward - 40e-6, 1e-4))
+
+
+def link_correction(correction: float, off: dict[str, float], comm: Any, damping: float = 0.5) -> float:
+    """The bandwidth correction for the next link: the last one times (comm / backward) ** ``damping``, as
+    measured without overlap (the slowest rank's), so that the allreduce, buckets' latencies and software
+    included, comes to about one backward. Damped, and clamped to a factor of 2 per repeat, because the
+    backward itself drifts from repeat to repeat: one disturbed repeat must not swing the next link."""
+    from minidl import distributed as dist
+
+    ratio = off["comm"] / off["steps"] / off["backward"] if off["backward"] > 0 else 1.0
+    ratio = float(dist.all_reduce(np.array([ratio]), "max", comm=comm)[0])
+    return correction * min(max(ratio, 0.5), 2.0) ** damping
 
 
 def overlap_repeats(off: list[dict[str, float]], on: list[dict[str, float]], links: list[dict]) -> list[dict]:
