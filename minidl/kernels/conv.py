@@ -53,17 +53,72 @@ def col2im_into(dcols: np.ndarray, out: np.ndarray, geom: Geometry) -> None:
 def _row_col2im(dcols, buf, base, plane, wp, dh, dw):  # pragma: no cover (compiled)
     c, kh, kw, m, hw = dcols.shape
     for b in range(m):  # one image's planes at a time: they stay in cache across the kh*kw runs
+        end = base + (b + 1) * c * plane
         for ci in range(c):
             dst = base + (b * c + ci) * plane
             for i in range(kh):
                 for j in range(kw):
                     src, d = dcols[ci, i, j, b], dst + i * dh * wp + j * dw
-                    for p in range(hw):
+                    # clipped at the image's end: past it the run holds only thrown-away (zero) columns,
+                    # and the next image may belong to another thread
+                    for p in range(min(hw, end - d)):
                         buf[d + p] += src[p]
 
 
 def row_col2im_into(dcols: np.ndarray, buf: np.ndarray, base: int, geom: Geometry) -> None:
     """Row-layout col2im: ``dcols`` (C, kh, kw, images, Ho*Wp), C-contiguous, added run by run into the
     flat padded planes ``buf`` (images x C planes of Hp*Wp floats from offset ``base``, plus slack):
-    run (c, i, j) of image b starts ``i*dh*Wp + j*dw`` into its plane (the adjoint of the row im2col)."""
+    run (c, i, j) of image b starts ``i*dh*Wp + j*dw`` into its plane (the adjoint of the row im2col).
+
+    Writes only the chunk's own planes (never the slack, nor the next image), so chunks of images
+    can run on several threads at once."""
     _row_col2im(dcols, buf, base, geom.hp * geom.wp, geom.wp, geom.dh, geom.dw)
+
+
+@kernel(lambda f: void(ro(f[:, :, :, ::1]), f[:, :, :, ::1], int64, int64, int64, int64))
+def _pad(x, xp, top, left, b0, b1):  # pragma: no cover (compiled)
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    hp, wp = xp.shape[2], xp.shape[3]
+    for b in range(b0, b1):
+        for ci in range(c):
+            src, dst = x[b, ci], xp[b, ci]
+            for y in range(hp):
+                row, sy = dst[y], y - top
+                if sy < 0 or sy >= h:
+                    for q in range(wp):
+                        row[q] = 0
+                    continue
+                s = src[sy]
+                for q in range(left):
+                    row[q] = 0
+                for q in range(w):
+                    row[left + q] = s[q]
+                for q in range(left + w, wp):
+                    row[q] = 0
+
+
+def pad_into(x: np.ndarray, xp: np.ndarray, top: int, left: int, images: slice) -> None:
+    """``xp[images]`` (N, C, Hp, Wp), C-contiguous, := ``x[images]`` (N, C, H, W), C-contiguous, at
+    row ``top`` and column ``left``, zeros around: each padded row written once (numpy's zeros then
+    a strided copy wrote every float twice)."""
+    _pad(x, xp, top, left, images.start, images.stop)
+
+
+@kernel(lambda f: void(ro(f[:, :, :, ::1]), f[:, :, :, ::1], int64, int64))
+def _row_grad(g, gz, b0, b1):  # pragma: no cover (compiled)
+    o, ho, wo = g.shape[1], g.shape[2], g.shape[3]
+    wp = gz.shape[3]
+    for b in range(b0, b1):
+        for oi in range(o):
+            for y in range(ho):
+                src, row = g[b, oi, y], gz[oi, b, y]
+                for q in range(wo):
+                    row[q] = src[q]
+                for q in range(wo, wp):
+                    row[q] = 0
+
+
+def row_grad_into(g: np.ndarray, gz: np.ndarray, images: slice) -> None:
+    """``gz[:, images]`` (O, N, Ho, Wp), C-contiguous, := ``g[images]`` (N, O, Ho, Wo), C-contiguous,
+    channel-major, with zeros in the Wp - Wo columns of every row (the row layout's output gradient)."""
+    _row_grad(g, gz, images.start, images.stop)

@@ -10,9 +10,6 @@ times.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -21,7 +18,7 @@ from numpy.lib.stride_tricks import as_strided
 from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward
 from minidl.grad_mode import is_grad_enabled
-from minidl.kernels.blas_threads import single_threaded_blas
+from minidl.kernels.workers import chunk_threads, map_parts, share
 from minidl.tensor import Tensor
 from minidl.window import Geometry, col2im, conv_padding, geometry, padded, pair, windows
 
@@ -142,9 +139,16 @@ def _pad_for(x: np.ndarray, geom: Geometry) -> np.ndarray:
     n, c = x.shape[:2]
     t, _, l, _ = geom.pads
     size = n * c * geom.hp * geom.wp
-    buf = np.zeros(size + slack, dtype=x.dtype)
+    if not kernels.wanted(x):
+        buf = np.zeros(size + slack, dtype=x.dtype)
+        xp = buf[:size].reshape(n, c, geom.hp, geom.wp)
+        xp[:, :, t : t + geom.h, l : l + geom.w] = x
+        return xp
+    buf = np.empty(size + slack, dtype=x.dtype)
+    buf[size:] = 0
     xp = buf[:size].reshape(n, c, geom.hp, geom.wp)
-    xp[:, :, t : t + geom.h, l : l + geom.w] = x
+    xc = np.ascontiguousarray(x)
+    share(lambda s: kernels.conv.pad_into(xc, xp, t, l, s), n, size)  # numba: each float written once
     return xp
 
 
@@ -169,46 +173,6 @@ def _row_cols(xp: np.ndarray, geom: Geometry, groups: int, images: slice) -> np.
     return view.reshape(groups, (c // groups) * geom.kh * geom.kw, -1)
 
 
-_workers = 1  # threads the chunk loops of the conv being run may use (chunk_threads)
-_pool: ThreadPoolExecutor | None = None
-
-
-@contextlib.contextmanager
-def chunk_threads() -> Iterator[int]:
-    """BLAS on one thread, and the image chunks of the GEMM loops shared among as many threads as BLAS had.
-
-    A per-chunk GEMM is too small to split inside BLAS (two BLAS threads on one made a ResNet-block
-    step 2.7x slower), but two chunks are independent work: each thread runs its own chunks' GEMMs
-    single-threaded (numpy releases the GIL in them). Yields the number of threads.
-    """
-    global _workers
-    with single_threaded_blas() as before:
-        saved, _workers = _workers, max(1, before)
-        try:
-            yield _workers
-        finally:
-            _workers = saved
-
-
-def _map_chunks(fn: Callable[[slice], Any], chunks: list[slice]) -> list[Any]:
-    """``[fn(s) for s in chunks]``, contiguous runs of chunks on up to ``_workers`` threads (this one included).
-
-    ``fn`` must only write what its own chunk owns (results come back in order).
-    """
-    global _pool
-    n = min(_workers, len(chunks))
-    if n <= 1:
-        return [fn(s) for s in chunks]
-    if _pool is None or _pool._max_workers < n - 1:
-        _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="minidl-conv")
-    parts = [chunks[i * len(chunks) // n : (i + 1) * len(chunks) // n] for i in range(n)]
-    futures = [_pool.submit(lambda part=part: [fn(s) for s in part]) for part in parts[1:]]
-    results = [fn(s) for s in parts[0]]
-    for future in futures:
-        results.extend(future.result())
-    return results
-
-
 def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``out`` (N, g, R, Ho, Wo) = ``wmat`` (g, R, K) @ the im2col columns of ``xp``, image chunk by chunk.
 
@@ -223,10 +187,10 @@ def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, ou
             full = np.matmul(wmat, _row_cols(xp, geom, g, s))  # (g, R, images*Ho*Wp)
             out[s] = full.reshape(g, r, s.stop - s.start, geom.ho, geom.wp).transpose(2, 0, 1, 3, 4)[..., : geom.wo]
 
-        _map_chunks(rows, _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET))
+        map_parts(rows, _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET))
         return out
     flat = out.reshape(n, g, r, geom.ho * geom.wo)
-    _map_chunks(
+    map_parts(
         lambda s: np.matmul(wmat, _image_cols(xp[s], geom, g), out=flat[s]),
         _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize),
     )
@@ -248,7 +212,7 @@ def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> 
     if use_rows(geom):
         hw = geom.ho * geom.wp
         gzf = _row_grad(g, geom, groups)
-        parts = _map_chunks(
+        parts = map_parts(
             lambda s: np.matmul(
                 _row_cols(xp, geom, groups, s), gzf[:, :, s.start * hw : s.stop * hw].transpose(0, 2, 1)
             ),
@@ -256,7 +220,7 @@ def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> 
         )
     else:
         gyb = g.reshape(n, groups, og, geom.ho * geom.wo).transpose(0, 1, 3, 2)
-        parts = _map_chunks(
+        parts = map_parts(
             lambda s: np.matmul(_image_cols(xp[s], geom, groups), gyb[s]).sum(axis=0),
             _chunks(n, groups * k * geom.ho * geom.wo * xp.itemsize),
         )
@@ -356,8 +320,13 @@ def _row_grad(g: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
     """The output gradient (N, O, Ho, Wo) as (groups, O/groups, N*Ho*Wp): the row layout's column
     order, with zeros in the Wp - Wo columns per row that the row layout computes and throws away."""
     n, o = g.shape[:2]
-    gz = np.zeros((groups, o // groups, n, geom.ho, geom.wp), dtype=g.dtype)
-    gz[..., : geom.wo] = g.reshape(n, groups, o // groups, geom.ho, geom.wo).transpose(1, 2, 0, 3, 4)
+    if kernels.wanted(g):  # numba: each float written once, the images shared among the threads
+        gz = np.empty((o, n, geom.ho, geom.wp), dtype=g.dtype)
+        gc = np.ascontiguousarray(g)
+        share(lambda s: kernels.conv.row_grad_into(gc, gz, s), n, gz.size)
+    else:
+        gz = np.zeros((groups, o // groups, n, geom.ho, geom.wp), dtype=g.dtype)
+        gz[..., : geom.wo] = g.reshape(n, groups, o // groups, geom.ho, geom.wo).transpose(1, 2, 0, 3, 4)
     return gz.reshape(groups, o // groups, n * geom.ho * geom.wp)
 
 
@@ -376,20 +345,25 @@ def row_col2im_input_grad(gz: np.ndarray, weight: np.ndarray, geom: Geometry, gr
     size = n * c * plane
     buf = np.zeros(size + (geom.kw - 1) * geom.dw, dtype=np.result_type(gz, weight))
     item = buf.itemsize
-    for s in _chunks(n, c * geom.kh * geom.kw * hw * item, ROW_BUDGET):
-        images = s.stop - s.start
-        dcols = np.matmul(wt, gz[:, :, s.start * hw : s.stop * hw])  # (g, C/g*kh*kw, images*Ho*Wp)
-        dcols = dcols.reshape(c, geom.kh, geom.kw, images, hw)
-        if kernels.wanted(dcols):  # numba: one image's runs at a time, each run one vectorised loop
-            kernels.conv.row_col2im_into(dcols, buf, s.start * c * plane, geom)
-        else:
+    chunks = _chunks(n, c * geom.kh * geom.kw * hw * item, ROW_BUDGET)
+    if kernels.wanted(buf):  # numba: one image's runs at a time, each run one vectorised loop
+
+        def fold(s: slice) -> None:  # writes only its own images' planes: chunks shared among the threads
+            dcols = np.matmul(wt, gz[:, :, s.start * hw : s.stop * hw])  # (g, C/g*kh*kw, images*Ho*Wp)
+            kernels.conv.row_col2im_into(dcols.reshape(c, geom.kh, geom.kw, -1, hw), buf, s.start * c * plane, geom)
+
+        map_parts(fold, chunks)
+    else:  # numpy: runs reach into the next image's first plane, so one chunk at a time
+        for s in chunks:
+            images = s.stop - s.start
+            dcols = np.matmul(wt, gz[:, :, s.start * hw : s.stop * hw]).reshape(c, geom.kh, geom.kw, images, hw)
             for i in range(geom.kh):
                 for j in range(geom.kw):
                     start = s.start * c * plane + i * geom.dh * geom.wp + j * geom.dw
                     strides = (plane * item, c * plane * item, item)
                     runs = as_strided(buf[start:], shape=(c, images, hw), strides=strides)
                     runs += dcols[:, i, j]
-        del dcols  # before the next chunk's product: one chunk of columns alive at a time
+            del dcols  # before the next chunk's product: one chunk of columns alive at a time
     t, _, l, _ = geom.pads
     gxp = buf[:size].reshape(n, c, geom.hp, geom.wp)
     if not any(geom.pads):

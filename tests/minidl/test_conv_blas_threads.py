@@ -9,6 +9,7 @@ from threadpoolctl import threadpool_limits
 import minidl
 import minidl.functional as F
 from minidl.kernels import blas_threads
+from minidl.kernels import workers as kernel_workers
 from minidl.ops import conv
 
 pytestmark = pytest.mark.skipif(not blas_threads._blas_controllers(), reason="no BLAS library found by threadpoolctl")
@@ -76,19 +77,19 @@ def test_chunks_shared_among_threads_give_the_same_bits(shape, cout, kwargs):
             (y * y).sum().backward()
         return y.data, x.grad.data, w.grad.data
 
-    original = conv._map_chunks
+    original = conv.map_parts
     workers = []
 
-    def spy(fn, chunks):
-        workers.append(min(conv._workers, len(chunks)))
-        return original(fn, chunks)
+    def spy(fn, chunks, n=None):
+        workers.append(min(kernel_workers.threads(), len(chunks)))
+        return original(fn, chunks, n)
 
-    conv._map_chunks = spy
+    conv.map_parts = spy
     try:
         one = run(1)
         two = run(2)
     finally:
-        conv._map_chunks = original
+        conv.map_parts = original
     assert max(workers) == 2, workers  # the chunks really were shared at 2 threads
     for a, b, name in zip(one, two, ("output", "input gradient", "weight gradient"), strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
