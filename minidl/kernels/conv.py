@@ -58,11 +58,13 @@ def _row_col2im(dcols, buf, base, plane, wp, dh, dw):  # pragma: no cover (compi
             dst = base + (b * c + ci) * plane
             for i in range(kh):
                 for j in range(kw):
-                    src, d = dcols[ci, i, j, b], dst + i * dh * wp + j * dw
-                    # clipped at the image's end: past it the run holds only thrown-away (zero) columns,
-                    # and the next image may belong to another thread
-                    for p in range(min(hw, end - d)):
-                        buf[d + p] += src[p]
+                    d = dst + i * dh * wp + j * dw
+                    # indices straight from range() (numba then drops its negative-index check); clipped
+                    # at the image's end: past it the run holds only thrown-away (zero) columns, and the
+                    # next image may belong to another thread
+                    src, run = dcols[ci, i, j, b], buf[d:end]
+                    for p in range(min(hw, run.size)):
+                        run[p] += src[p]
 
 
 def row_col2im_into(dcols: np.ndarray, buf: np.ndarray, base: int, geom: Geometry) -> None:
@@ -88,13 +90,14 @@ def _pad(x, xp, top, left, b0, b1):  # pragma: no cover (compiled)
                     for q in range(wp):
                         row[q] = 0
                     continue
-                s = src[sy]
+                # indices straight from range(): numba drops its negative-index check and vectorises
+                s, mid, tail = src[sy], row[left:], row[left + w :]
                 for q in range(left):
                     row[q] = 0
                 for q in range(w):
-                    row[left + q] = s[q]
-                for q in range(left + w, wp):
-                    row[q] = 0
+                    mid[q] = s[q]
+                for q in range(wp - left - w):
+                    tail[q] = 0
 
 
 def pad_into(x: np.ndarray, xp: np.ndarray, top: int, left: int, images: slice) -> None:
