@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import as_strided
 from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward
 from minidl.grad_mode import is_grad_enabled
-from minidl.kernels.workers import chunk_threads, map_parts, share
+from minidl.kernels.workers import chunk_threads, map_parts, share, threads
 from minidl.tensor import Tensor
 from minidl.window import Geometry, col2im, conv_padding, geometry, padded, pair, windows
 
@@ -181,6 +181,13 @@ def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, ou
     image and group, (R, K) @ (K, Ho*Wo), whose result is already NCHW.
     """
     n, g, r = xp.shape[0], groups, wmat.shape[1]
+    at = _fused_gemm(xp, wmat, groups) if use_rows(geom) else 0
+    if at:  # numba: each thread's images in one call, columns and GEMMs without the GIL
+        chunks = _chunks(n, wmat.shape[-1] * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET)
+        xflat, w2, out4 = _flat_with_slack(xp, geom), np.ascontiguousarray(wmat[0]), out.reshape(n, r, geom.ho, geom.wo)
+        per = chunks[0].stop
+        map_parts(lambda s: kernels.conv.row_correlate(xflat, w2, out4, at, geom, per, s), _runs(chunks))
+        return out
     if use_rows(geom):
 
         def rows(s: slice) -> None:
@@ -197,6 +204,27 @@ def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, ou
     return out
 
 
+def _fused_gemm(x: np.ndarray, other: np.ndarray, groups: int) -> int:
+    """The BLAS GEMM address for the row layout's fused kernels (:func:`minidl.kernels.conv.row_correlate`),
+    or 0 where they do not apply (numba off, another dtype, groups, no 64-bit-integer OpenBLAS)."""
+    if groups != 1 or not kernels.wanted(x) or other.dtype != x.dtype:
+        return 0
+    from minidl.kernels.gemm import gemm_address
+
+    return gemm_address(x.dtype)
+
+
+def _flat_with_slack(xp: np.ndarray, geom: Geometry) -> np.ndarray:
+    """``xp`` (from :func:`_pad_for`) flattened, with the ``(kw - 1) * dw`` floats of slack that follow it."""
+    return as_strided(xp, shape=(xp.size + (geom.kw - 1) * geom.dw,), strides=(xp.itemsize,), writeable=False)
+
+
+def _runs(chunks: list[slice]) -> list[slice]:
+    """The consecutive chunks as one run of images per thread (:func:`minidl.kernels.workers.threads`)."""
+    n = min(threads(), len(chunks))
+    return [slice(chunks[i * len(chunks) // n].start, chunks[(i + 1) * len(chunks) // n - 1].stop) for i in range(n)]
+
+
 def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
     """conv2d's weight gradient as (O, C/g*kh*kw): columns @ gy^T, summed over the image chunks.
 
@@ -209,7 +237,14 @@ def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> 
     og = o // groups
     k = xp.shape[1] // groups * geom.kh * geom.kw
     acc = np.zeros((groups, k, og), dtype=np.result_type(xp, g))
-    if use_rows(geom):
+    at = _fused_gemm(xp, g, groups) if use_rows(geom) else 0
+    if at:  # numba: each thread's chunks in one call, columns and GEMMs without the GIL
+        gzf = _row_grad(g, geom, groups)[0]
+        chunks = _chunks(n, k * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET)
+        parts = np.empty((len(chunks), k, o), dtype=acc.dtype)
+        xflat, per = _flat_with_slack(xp, geom), chunks[0].stop
+        map_parts(lambda s: kernels.conv.row_weight_grad(xflat, gzf, parts, at, geom, per, s), _runs(chunks))
+    elif use_rows(geom):
         hw = geom.ho * geom.wp
         gzf = _row_grad(g, geom, groups)
         parts = map_parts(
