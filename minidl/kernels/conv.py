@@ -79,8 +79,8 @@ def row_col2im_into(dcols: np.ndarray, buf: np.ndarray, base: int, geom: Geometr
     _row_col2im(dcols, buf, base, geom.hp * geom.wp, geom.wp, geom.dh, geom.dw)
 
 
-@kernel(lambda f: void(ro(f[:, :, :, ::1]), f[:, :, :, ::1], int64, int64, int64, int64))
-def _pad(x, xp, top, left, b0, b1):  # pragma: no cover (compiled)
+@numba.njit(nogil=True, cache=True)
+def _pad_images(x, xp, top, left, b0, b1):  # pragma: no cover (compiled)
     c, h, w = x.shape[1], x.shape[2], x.shape[3]
     hp, wp = xp.shape[2], xp.shape[3]
     for b in range(b0, b1):
@@ -100,6 +100,11 @@ def _pad(x, xp, top, left, b0, b1):  # pragma: no cover (compiled)
                     mid[q] = s[q]
                 for q in range(wp - left - w):
                     tail[q] = 0
+
+
+@kernel(lambda f: void(ro(f[:, :, :, ::1]), f[:, :, :, ::1], int64, int64, int64, int64))
+def _pad(x, xp, top, left, b0, b1):  # pragma: no cover (compiled)
+    _pad_images(x, xp, top, left, b0, b1)
 
 
 def pad_into(x: np.ndarray, xp: np.ndarray, top: int, left: int, images: slice) -> None:
@@ -129,35 +134,45 @@ def row_grad_into(g: np.ndarray, gz: np.ndarray, images: slice) -> None:
     _row_grad(g, gz, images.start, images.stop)
 
 
-_ROWS = (int64,) * 10  # gemm address, C, kh, kw, dh, dw, Wp, images per GEMM, first image, end image
+_ROWS = (int64,) * 8  # gemm address, kh, kw, dh, dw, images per GEMM, first image, end image
 
 
 @numba.njit(nogil=True, cache=True)
-def _gather_rows(xflat, cols, b, m, c, kh, kw, dh, dw, plane, wp, hw):  # pragma: no cover (compiled)
-    """The row layout's columns of images b .. b+m-1 into ``cols`` (C*kh*kw, m*Ho*Wp): run (c, i, j) of
-    an image is Ho*Wp consecutive floats of its flattened padded plane from ``i*dh*Wp + j*dw``."""
+def _gather_rows(xp, cols, b, m, kh, kw, dh, dw, hw):  # pragma: no cover (compiled)
+    """The row layout's columns of images b .. b+m-1 of ``xp`` (N, C, Hp, Wp) into ``cols`` (C*kh*kw, m*Ho*Wp).
+
+    Run (c, i, j) of an image is Ho*Wp consecutive floats of its flattened padded plane from
+    ``i*dh*Wp + j*dw``; the few that would fall past the image's last plane feed only thrown-away
+    columns and are written as zeros, so an image's columns read nothing but that image.
+    """
+    c, plane, wp = xp.shape[1], xp.shape[2] * xp.shape[3], xp.shape[3]
     for t in range(m):
+        image = xp[b + t].reshape(c * plane)
         r = 0
         for ci in range(c):
-            base = ((b + t) * c + ci) * plane
             for i in range(kh):
                 for j in range(kw):
-                    src, dst = xflat[base + i * dh * wp + j * dw :], cols[r, t * hw :]
-                    for q in range(hw):
+                    src, dst = image[ci * plane + i * dh * wp + j * dw :], cols[r, t * hw : (t + 1) * hw]
+                    inside = min(hw, src.size)
+                    for q in range(inside):
                         dst[q] = src[q]
+                    for q in range(hw - inside):
+                        dst[inside + q] = 0
                     r += 1
 
 
-@kernel(lambda f: void(ro(f[::1]), ro(f[:, ::1]), f[:, :, :, ::1], *_ROWS))
-def _row_correlate(xflat, w, out, at, c, kh, kw, dh, dw, wp, per, b0, b1):  # pragma: no cover (compiled)
+@kernel(lambda f: void(ro(f[:, :, :, ::1]), f[:, :, :, ::1], ro(f[:, ::1]), f[:, :, :, ::1], *_ROWS, int64, int64))
+def _row_correlate(x, xp, w, out, at, kh, kw, dh, dw, per, b0, b1, top, left):  # pragma: no cover (compiled)
     o, k = w.shape
-    ho, wo = out.shape[2], out.shape[3]
-    hw, plane = ho * wp, (ho + (kh - 1) * dh) * wp
-    cols = np.empty((k, per * hw), xflat.dtype)
-    full = np.empty((o, per * hw), xflat.dtype)
+    ho, wo, wp = out.shape[2], out.shape[3], xp.shape[3]
+    hw = ho * wp
+    cols = np.empty((k, per * hw), xp.dtype)
+    full = np.empty((o, per * hw), xp.dtype)
     for b in range(b0, b1, per):
         m = min(per, b1 - b)
-        _gather_rows(xflat, cols, b, m, c, kh, kw, dh, dw, plane, wp, hw)
+        if top >= 0:  # pad this chunk's images first: still in cache when their columns are gathered
+            _pad_images(x, xp, top, left, b, b + m)
+        _gather_rows(xp, cols, b, m, kh, kw, dh, dw, hw)
         gemm(at, 0, o, m * hw, k, w, k, cols, per * hw, full, per * hw)
         for t in range(m):
             for oi in range(o):
@@ -168,34 +183,54 @@ def _row_correlate(xflat, w, out, at, c, kh, kw, dh, dw, wp, per, b0, b1):  # pr
 
 
 def row_correlate(
-    xflat: np.ndarray, w: np.ndarray, out: np.ndarray, at: int, geom: Geometry, per: int, images: slice
+    x: np.ndarray | None,
+    xp: np.ndarray,
+    w: np.ndarray,
+    out: np.ndarray,
+    at: int,
+    geom: Geometry,
+    per: int,
+    images: slice,
 ) -> None:
-    """conv2d's row-layout correlation of ``images``, im2col and GEMM in one call: ``out`` (N, O, Ho, Wo)
-    := ``w`` (O, C*kh*kw) @ the row columns of the flattened padded input ``xflat`` (with its slack),
-    ``per`` images per GEMM, through the BLAS GEMM at address ``at`` (:mod:`minidl.kernels.gemm`)."""
-    c = w.shape[1] // (geom.kh * geom.kw)
-    _row_correlate(xflat, w, out, at, c, geom.kh, geom.kw, geom.dh, geom.dw, geom.wp, per, images.start, images.stop)
+    """conv2d's row-layout correlation of ``images`` in one call: ``out`` (N, O, Ho, Wo) := ``w``
+    (O, C*kh*kw) @ the row columns of the padded input ``xp`` (N, C, Hp, Wp), ``per`` images per GEMM,
+    through the BLAS GEMM at address ``at`` (:mod:`minidl.kernels.gemm`). With ``x`` (N, C, H, W) given,
+    each chunk's images of ``xp`` are first padded from it; else ``xp`` must already hold them."""
+    top, _, left, _ = geom.pads
+    args = (x, top, left) if x is not None else (xp, -1, -1)
+    _row_correlate(
+        args[0], xp, w, out, at, geom.kh, geom.kw, geom.dh, geom.dw, per, images.start, images.stop, *args[1:]
+    )
 
 
-@kernel(lambda f: void(ro(f[::1]), ro(f[:, ::1]), f[:, :, ::1], *_ROWS, int64))
-def _row_weight_grad(xflat, gz, parts, at, c, kh, kw, dh, dw, wp, per, b0, b1, ho):  # pragma: no cover (compiled)
-    o, k = gz.shape[0], parts.shape[1]
-    hw, plane = ho * wp, (ho + (kh - 1) * dh) * wp
-    cols = np.empty((k, per * hw), xflat.dtype)
+@kernel(lambda f: void(ro(f[:, :, :, ::1]), ro(f[:, :, :, ::1]), f[:, :, ::1], *_ROWS))
+def _row_weight_grad(xp, g, parts, at, kh, kw, dh, dw, per, b0, b1):  # pragma: no cover (compiled)
+    o, ho, wo = g.shape[1], g.shape[2], g.shape[3]
+    k, wp = parts.shape[1], xp.shape[3]
+    hw = ho * wp
+    cols = np.empty((k, per * hw), xp.dtype)
+    gz = np.empty((o, per * hw), xp.dtype)
     for b in range(b0, b1, per):
         m = min(per, b1 - b)
-        _gather_rows(xflat, cols, b, m, c, kh, kw, dh, dw, plane, wp, hw)
-        # (C*kh*kw, m*Ho*Wp) @ this chunk's (O, m*Ho*Wp) transposed: the reduction runs over the pixels
-        gemm(at, 1, k, o, m * hw, cols, per * hw, gz[:, b * hw :], gz.shape[1], parts[b // per], o)
+        # this chunk's output gradient in the row layout: (O, m*Ho*Wp), zeros in the thrown-away columns
+        for oi in range(o):
+            for t in range(m):
+                for y in range(ho):
+                    src, dst = g[b + t, oi, y], gz[oi, t * hw + y * wp : t * hw + (y + 1) * wp]
+                    for q in range(wo):
+                        dst[q] = src[q]
+                    for q in range(wp - wo):
+                        dst[wo + q] = 0
+        _gather_rows(xp, cols, b, m, kh, kw, dh, dw, hw)
+        # (C*kh*kw, m*Ho*Wp) @ (O, m*Ho*Wp) transposed: the reduction runs over the pixels
+        gemm(at, 1, k, o, m * hw, cols, per * hw, gz, per * hw, parts[b // per], o)
 
 
 def row_weight_grad(
-    xflat: np.ndarray, gz: np.ndarray, parts: np.ndarray, at: int, geom: Geometry, per: int, images: slice
+    xp: np.ndarray, g: np.ndarray, parts: np.ndarray, at: int, geom: Geometry, per: int, images: slice
 ) -> None:
     """conv2d's row-layout weight gradient, chunk by chunk: ``parts[i]`` (C*kh*kw, O) := the row columns of
-    chunk i (``per`` images from ``images.start``, a multiple of ``per``) @ its part of ``gz`` (O, N*Ho*Wp)
-    transposed, through the BLAS GEMM at address ``at``. The caller sums the parts in chunk order."""
-    c = parts.shape[1] // (geom.kh * geom.kw)
-    _row_weight_grad(
-        xflat, gz, parts, at, c, geom.kh, geom.kw, geom.dh, geom.dw, geom.wp, per, images.start, images.stop, geom.ho
-    )
+    chunk i (``per`` images from ``images.start``, a multiple of ``per``) of the padded input ``xp`` @ the
+    chunk's output gradient ``g`` (N, O, Ho, Wo) transposed, through the BLAS GEMM at address ``at``.
+    The caller sums the parts in chunk order."""
+    _row_weight_grad(xp, g, parts, at, geom.kh, geom.kw, geom.dh, geom.dw, per, images.start, images.stop)

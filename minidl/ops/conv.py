@@ -59,12 +59,10 @@ class Conv2d(Function):
         ctx: Context, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: Geometry, groups: int
     ) -> np.ndarray:
         n, o = x.shape[0], weight.shape[0]
-        xp = _pad_for(x, geom)
         out = np.empty((n, groups, o // groups, geom.ho, geom.wo), dtype=np.result_type(x, weight))
         with chunk_threads():  # per-chunk GEMMs on one BLAS thread each, the chunks shared out
-            _correlate(xp, geom, groups, weight.reshape(groups, o // groups, -1), out)
+            ctx.xp = _correlate(x, geom, groups, weight.reshape(groups, o // groups, -1), out)
         out = out.reshape(n, o, geom.ho, geom.wo)
-        ctx.xp = xp
         if bias is not None:
             out += bias.reshape(1, o, 1, 1)
         return out
@@ -128,9 +126,13 @@ ROW_WASTE = 1.1
 ROW_BUDGET = 384 << 10
 
 
-def _pad_for(x: np.ndarray, geom: Geometry) -> np.ndarray:
+def _pad_for(x: np.ndarray, geom: Geometry, fill: bool = True) -> np.ndarray:
     """``x`` padded for :func:`_correlate`: on the row path, C-contiguous and followed in memory
-    by the ``(kw - 1) * dw`` zeros that the last image's last rows read past its end."""
+    by the ``(kw - 1) * dw`` zeros that the last image's last rows read past its end.
+
+    ``fill=False``: the buffer only (slack zeroed), for the fused kernels that pad chunk by chunk
+    (:func:`minidl.kernels.conv.row_correlate`); ``x`` itself when it needs no copy either way.
+    """
     if not use_rows(geom):
         return padded(x, geom.pads)
     slack = (geom.kw - 1) * geom.dw
@@ -147,8 +149,9 @@ def _pad_for(x: np.ndarray, geom: Geometry) -> np.ndarray:
     buf = np.empty(size + slack, dtype=x.dtype)
     buf[size:] = 0
     xp = buf[:size].reshape(n, c, geom.hp, geom.wp)
-    xc = np.ascontiguousarray(x)
-    share(lambda s: kernels.conv.pad_into(xc, xp, t, l, s), n, size)  # numba: each float written once
+    if fill:
+        xc = np.ascontiguousarray(x)
+        share(lambda s: kernels.conv.pad_into(xc, xp, t, l, s), n, size)  # numba: each float written once
     return xp
 
 
@@ -173,21 +176,26 @@ def _row_cols(xp: np.ndarray, geom: Geometry, groups: int, images: slice) -> np.
     return view.reshape(groups, (c // groups) * geom.kh * geom.kw, -1)
 
 
-def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out`` (N, g, R, Ho, Wo) = ``wmat`` (g, R, K) @ the im2col columns of ``xp``, image chunk by chunk.
+def _correlate(x: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` (N, g, R, Ho, Wo) = ``wmat`` (g, R, K) @ the im2col columns of ``x``, image chunk by chunk;
+    returns ``x`` padded (:func:`_pad_for`), for the weight gradient.
 
-    Row path (``xp`` from :func:`_pad_for`): one GEMM per chunk and group, (R, K) @ (K, images*Ho*Wp),
-    then its first Wo columns of every row are copied out in NCHW order. Otherwise one GEMM per
-    image and group, (R, K) @ (K, Ho*Wo), whose result is already NCHW.
+    Row path: one GEMM per chunk and group, (R, K) @ (K, images*Ho*Wp), then its first Wo columns of
+    every row are copied out in NCHW order; with the numba kernels and one group, each thread's
+    chunks are padded, gathered, multiplied and copied out in one ``nogil`` call
+    (:func:`minidl.kernels.conv.row_correlate`). Otherwise one GEMM per image and group,
+    (R, K) @ (K, Ho*Wo), whose result is already NCHW.
     """
-    n, g, r = xp.shape[0], groups, wmat.shape[1]
-    at = _fused_gemm(xp, wmat, groups) if use_rows(geom) else 0
-    if at:  # numba: each thread's images in one call, columns and GEMMs without the GIL
-        chunks = _chunks(n, wmat.shape[-1] * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET)
-        xflat, w2, out4 = _flat_with_slack(xp, geom), np.ascontiguousarray(wmat[0]), out.reshape(n, r, geom.ho, geom.wo)
-        per = chunks[0].stop
-        map_parts(lambda s: kernels.conv.row_correlate(xflat, w2, out4, at, geom, per, s), _runs(chunks))
-        return out
+    n, g, r = x.shape[0], groups, wmat.shape[1]
+    at = _fused_gemm(x, wmat, groups) if use_rows(geom) else 0
+    if at:
+        xp = _pad_for(x, geom, fill=False)
+        source = None if xp is x else np.ascontiguousarray(x)  # None: xp is x, nothing to pad
+        chunks = _chunks(n, wmat.shape[-1] * geom.ho * geom.wp * x.itemsize, ROW_BUDGET)
+        w2, out4, per = np.ascontiguousarray(wmat[0]), out.reshape(n, r, geom.ho, geom.wo), chunks[0].stop
+        map_parts(lambda s: kernels.conv.row_correlate(source, xp, w2, out4, at, geom, per, s), _runs(chunks))
+        return xp
+    xp = _pad_for(x, geom)
     if use_rows(geom):
 
         def rows(s: slice) -> None:
@@ -195,13 +203,13 @@ def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, ou
             out[s] = full.reshape(g, r, s.stop - s.start, geom.ho, geom.wp).transpose(2, 0, 1, 3, 4)[..., : geom.wo]
 
         map_parts(rows, _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET))
-        return out
+        return xp
     flat = out.reshape(n, g, r, geom.ho * geom.wo)
     map_parts(
         lambda s: np.matmul(wmat, _image_cols(xp[s], geom, g), out=flat[s]),
         _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize),
     )
-    return out
+    return xp
 
 
 def _fused_gemm(x: np.ndarray, other: np.ndarray, groups: int) -> int:
@@ -212,11 +220,6 @@ def _fused_gemm(x: np.ndarray, other: np.ndarray, groups: int) -> int:
     from minidl.kernels.gemm import gemm_address
 
     return gemm_address(x.dtype)
-
-
-def _flat_with_slack(xp: np.ndarray, geom: Geometry) -> np.ndarray:
-    """``xp`` (from :func:`_pad_for`) flattened, with the ``(kw - 1) * dw`` floats of slack that follow it."""
-    return as_strided(xp, shape=(xp.size + (geom.kw - 1) * geom.dw,), strides=(xp.itemsize,), writeable=False)
 
 
 def _runs(chunks: list[slice]) -> list[slice]:
@@ -239,11 +242,10 @@ def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> 
     acc = np.zeros((groups, k, og), dtype=np.result_type(xp, g))
     at = _fused_gemm(xp, g, groups) if use_rows(geom) else 0
     if at:  # numba: each thread's chunks in one call, columns and GEMMs without the GIL
-        gzf = _row_grad(g, geom, groups)[0]
         chunks = _chunks(n, k * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET)
         parts = np.empty((len(chunks), k, o), dtype=acc.dtype)
-        xflat, per = _flat_with_slack(xp, geom), chunks[0].stop
-        map_parts(lambda s: kernels.conv.row_weight_grad(xflat, gzf, parts, at, geom, per, s), _runs(chunks))
+        gc, per = np.ascontiguousarray(g), chunks[0].stop
+        map_parts(lambda s: kernels.conv.row_weight_grad(xp, gc, parts, at, geom, per, s), _runs(chunks))
     elif use_rows(geom):
         hw = geom.ho * geom.wp
         gzf = _row_grad(g, geom, groups)
@@ -346,9 +348,8 @@ def transposed_input_grad(g: np.ndarray, weight: np.ndarray, geom: Geometry, gro
     # (O, C/g, kh, kw) -> (g, C/g, O/g*kh*kw), kernel flipped: row ci of group gi reads every output channel of gi
     wt = weight.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
     out = np.empty((n, groups, cg, geom.h, geom.w), dtype=np.result_type(g, weight))
-    return _correlate(_pad_for(g, tg), tg, groups, wt.reshape(groups, cg, -1), out).reshape(
-        n, groups * cg, geom.h, geom.w
-    )
+    _correlate(g, tg, groups, wt.reshape(groups, cg, -1), out)
+    return out.reshape(n, groups * cg, geom.h, geom.w)
 
 
 def _row_grad(g: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
