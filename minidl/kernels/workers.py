@@ -58,22 +58,35 @@ def _executor(n: int) -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None or _pool._max_workers < n:
+            if _pool is not None:
+                _pool.shutdown(wait=False)  # its idle threads exit; jobs already queued still run
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="minidl-worker")
         return _pool
+
+
+_local = threading.local()  # .inside: this thread is running a part for map_parts
+
+
+def _run(fn: Callable[[T], Any], run: Sequence[T]) -> list[Any]:
+    _local.inside = True
+    try:
+        return [fn(item) for item in run]
+    finally:
+        _local.inside = False
 
 
 def map_parts(fn: Callable[[T], Any], items: Sequence[T], workers: int | None = None) -> list[Any]:
     """``[fn(item) for item in items]``, contiguous runs of items on up to ``workers`` (default
     :func:`threads`) threads, this one included; results in order.
 
-    ``fn`` must only write what its own item owns.
+    ``fn`` must only write what its own item owns. Called from inside a part, it runs serially.
     """
     n = min(threads() if workers is None else workers, len(items))
-    if n <= 1:
+    if n <= 1 or getattr(_local, "inside", False):  # a part sharing again would wait on its own pool
         return [fn(item) for item in items]
     runs = [items[i * len(items) // n : (i + 1) * len(items) // n] for i in range(n)]
-    futures = [_executor(n - 1).submit(lambda run=run: [fn(item) for item in run]) for run in runs[1:]]
-    results = [fn(item) for item in runs[0]]
+    futures = [_executor(n - 1).submit(_run, fn, run) for run in runs[1:]]
+    results = _run(fn, runs[0])
     for future in futures:
         results.extend(future.result())
     return results

@@ -62,10 +62,14 @@ def test_conv2d_gemms_run_on_one_blas_thread(monkeypatch):
         ((64, 16, 16, 16), 8, {"stride": 2, "padding": 1}),  # strided: im2col per image, GEMM + col2im
     ],
 )
-def test_chunks_shared_among_threads_give_the_same_bits(shape, cout, kwargs):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-kernels", "numpy-chunks"])
+def test_chunks_shared_among_threads_give_the_same_bits(monkeypatch, shape, cout, kwargs, fused):
     """With BLAS allowed two threads, conv2d shares its image chunks between two threads instead: the
     forward and every gradient must be bitwise what one thread computes (each chunk is independent,
-    the weight gradient's partial sums are added in chunk order)."""
+    the weight gradient's partial sums are added in chunk order). Both with the row layout's fused
+    numba kernels and with numpy driving each chunk (the path without a 64-bit-integer OpenBLAS)."""
+    if not fused:
+        monkeypatch.setattr(conv, "_fused_gemm", lambda *args: 0)
     rng = np.random.default_rng(0)
     x0 = rng.standard_normal(shape).astype(np.float32)
     w0 = (rng.standard_normal((cout, shape[1], 3, 3)) * 0.1).astype(np.float32)

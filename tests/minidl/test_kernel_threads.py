@@ -61,6 +61,21 @@ def test_map_parts_keeps_the_order_and_runs_on_other_threads():
     assert threading.current_thread().name in names
 
 
+def test_map_parts_inside_a_part_runs_serially_instead_of_waiting_on_its_own_pool():
+    import threading
+
+    def inner(i):
+        return (i, threading.current_thread().name)
+
+    def outer(i):
+        return workers.map_parts(inner, [i, i + 10], 2)
+
+    results = workers.map_parts(outer, [0, 1], 2)  # a deadlock here would hang: run under the suite's timeout
+    assert [[v for v, _ in part] for part in results] == [[0, 10], [1, 11]]
+    for part in results:
+        assert len({name for _, name in part}) == 1  # each inner job ran on the thread of its outer part
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_batch_norm_at_two_threads_gives_the_same_bits(dtype, parts):
     rng = np.random.default_rng(1)
