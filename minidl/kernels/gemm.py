@@ -59,9 +59,10 @@ def _find(name: str) -> int:
 
 
 @intrinsic
-def gemm(typingctx, address, trans_b, m, n, k, a, lda, b, ldb, c, ldc):  # pragma: no cover (compiled)
+def gemm(typingctx, address, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):  # pragma: no cover (compiled)
     """``c`` (m x n, row stride ``ldc``) := ``a`` (m x k, row stride ``lda``) @ ``b`` (k x n), or @ ``b``
-    transposed (``b`` stored n x k) when ``trans_b``; row-major, through the ``cblas_?gemm`` at ``address``.
+    transposed (``b`` stored n x k) when ``trans_b``, plus ``beta`` (an integer, 0 or 1) times ``c``;
+    row-major, through the ``cblas_?gemm`` at ``address``.
 
     ``a``, ``b``, ``c`` are arrays of one float dtype, read from their first element on.
     """
@@ -69,7 +70,7 @@ def gemm(typingctx, address, trans_b, m, n, k, a, lda, b, ldb, c, ldc):  # pragm
         return None
     if a.dtype not in (types.float32, types.float64):
         return None
-    sig = types.void(address, trans_b, m, n, k, a, lda, b, ldb, c, ldc)
+    sig = types.void(address, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc)
     real = ir.FloatType() if a.dtype == types.float32 else ir.DoubleType()
 
     def codegen(context, builder, signature, args):
@@ -86,11 +87,11 @@ def gemm(typingctx, address, trans_b, m, n, k, a, lda, b, ldb, c, ldc):  # pragm
         fn = builder.inttoptr(integer(0), fnty.as_pointer())
         transposed = builder.icmp_signed("!=", integer(1), i64(0))
         op_b = builder.select(transposed, i32(_TRANS), i32(_NO_TRANS))
-        one, zero = ir.Constant(real, 1.0), ir.Constant(real, 0.0)
+        one, beta = ir.Constant(real, 1.0), builder.sitofp(integer(9), real)
         builder.call(
             fn,
             [i32(_ROW_MAJOR), i32(_NO_TRANS), op_b, integer(2), integer(3), integer(4), one, data(5), integer(6)]
-            + [data(7), integer(8), zero, data(9), integer(10)],
+            + [data(7), integer(8), beta, data(10), integer(11)],
         )
         return context.get_dummy_value()
 

@@ -191,8 +191,14 @@ def _correlate(x: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out
     if at:
         xp = _pad_for(x, geom, fill=False)
         source = None if xp is x else np.ascontiguousarray(x)  # None: xp is x, nothing to pad
-        chunks = _chunks(n, wmat.shape[-1] * geom.ho * geom.wp * x.itemsize, ROW_BUDGET)
-        w2, out4, per = np.ascontiguousarray(wmat[0]), out.reshape(n, r, geom.ho, geom.wo), chunks[0].stop
+        c = x.shape[1]
+        if c >= DIRECT_CHANNELS:  # kh*kw GEMMs straight from the padded planes, (kh, kw, R, C) weights
+            w2 = np.ascontiguousarray(wmat[0].reshape(r, c, geom.kh, geom.kw).transpose(2, 3, 0, 1))
+            chunks = [slice(b, b + 1) for b in range(n)]
+        else:  # gathered columns, one GEMM per chunk
+            w2 = np.ascontiguousarray(wmat[0])
+            chunks = _chunks(n, wmat.shape[-1] * geom.ho * geom.wp * x.itemsize, ROW_BUDGET)
+        out4, per = out.reshape(n, r, geom.ho, geom.wo), chunks[0].stop
         map_parts(lambda s: kernels.conv.row_correlate(source, xp, w2, out4, at, geom, per, s), _runs(chunks))
         return xp
     xp = _pad_for(x, geom)
@@ -210,6 +216,12 @@ def _correlate(x: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out
         _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize),
     )
     return xp
+
+
+# input channels from which the fused row kernels multiply straight from the padded planes (kh*kw GEMMs
+# with K = C, no column copy) instead of gathering columns: faster at 16 and 32 channels, slower at 3
+# (measurements in minidl/kernels/conv.py)
+DIRECT_CHANNELS = 16
 
 
 def _fused_gemm(x: np.ndarray, other: np.ndarray, groups: int) -> int:
@@ -242,10 +254,15 @@ def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> 
     acc = np.zeros((groups, k, og), dtype=np.result_type(xp, g))
     at = _fused_gemm(xp, g, groups) if use_rows(geom) else 0
     if at:  # numba: each thread's chunks in one call, columns and GEMMs without the GIL
-        chunks = _chunks(n, k * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET)
+        direct = xp.shape[1] >= DIRECT_CHANNELS
+        chunks = (
+            [slice(b, b + 1) for b in range(n)]
+            if direct
+            else _chunks(n, k * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET)
+        )
         parts = np.empty((len(chunks), k, o), dtype=acc.dtype)
         gc, per = np.ascontiguousarray(g), chunks[0].stop
-        map_parts(lambda s: kernels.conv.row_weight_grad(xp, gc, parts, at, geom, per, s), _runs(chunks))
+        map_parts(lambda s: kernels.conv.row_weight_grad(xp, gc, parts, at, geom, per, s, direct), _runs(chunks))
     elif use_rows(geom):
         hw = geom.ho * geom.wp
         gzf = _row_grad(g, geom, groups)
