@@ -47,7 +47,7 @@ def relu(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out = np.empty_like(a)
     mask = np.empty(a.shape, dtype=np.bool_)
     flat, dst, keep = a.reshape(-1), out.reshape(-1), mask.reshape(-1)
-    share(lambda s: _relu(flat[s], dst[s], keep[s]), a.size, a.size)
+    share(lambda s: _relu(flat[s], dst[s], keep[s]), a.size, 2 * a.size)  # read a, write out
     return out, mask
 
 
@@ -58,5 +58,5 @@ def relu_backward(grad: np.ndarray, mask: np.ndarray) -> np.ndarray:
     grad = contiguous(grad)
     out = np.empty_like(grad)
     flat, keep, dst = grad.reshape(-1), contiguous(mask).reshape(-1), out.reshape(-1)
-    share(lambda s: _relu_backward(flat[s], keep[s], dst[s]), grad.size, grad.size)
+    share(lambda s: _relu_backward(flat[s], keep[s], dst[s]), grad.size, 2 * grad.size)
     return out

@@ -226,7 +226,7 @@ def batch_normalize(
         xhat.reshape(n, c, sp),
         out.reshape(n, c, sp),
     )
-    share(lambda s: _channel_normalize(*args, s.start, s.stop), c, x.size)
+    share(lambda s: _channel_normalize(*args, s.start, s.stop), c, 3 * x.size)  # read x, write xhat, out
     return xhat, out
 
 
@@ -253,7 +253,7 @@ def batch_norm_train(
         xhat.reshape(n, c, sp),
         out.reshape(n, c, sp),
     )
-    share(lambda s: _channel_forward(*args, s.start, s.stop), c, x.size)
+    share(lambda s: _channel_forward(*args, s.start, s.stop), c, 5 * x.size)  # x read 3 times, 2 written
     return mean, var, invstd, xhat, out
 
 
@@ -279,7 +279,7 @@ def batch_norm_backward(
         gw,
         gb,
     )
-    share(lambda s: _channel_backward(*args, s.start, s.stop), c, g.size)
+    share(lambda s: _channel_backward(*args, s.start, s.stop), c, 5 * g.size)  # g, xhat read twice, gx written
     return tuple(a if need else None for a, need in zip((gx, gw, gb), needs))
 
 

@@ -151,7 +151,7 @@ def _pad_for(x: np.ndarray, geom: Geometry, fill: bool = True) -> np.ndarray:
     xp = buf[:size].reshape(n, c, geom.hp, geom.wp)
     if fill:
         xc = np.ascontiguousarray(x)
-        share(lambda s: kernels.conv.pad_into(xc, xp, t, l, s), n, size)  # numba: each float written once
+        share(lambda s: kernels.conv.pad_into(xc, xp, t, l, s), n, x.size + size)  # numba: each float written once
     return xp
 
 
@@ -376,7 +376,7 @@ def _row_grad(g: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
     if kernels.wanted(g):  # numba: each float written once, the images shared among the threads
         gz = np.empty((o, n, geom.ho, geom.wp), dtype=g.dtype)
         gc = np.ascontiguousarray(g)
-        share(lambda s: kernels.conv.row_grad_into(gc, gz, s), n, gz.size)
+        share(lambda s: kernels.conv.row_grad_into(gc, gz, s), n, g.size + gz.size)
     else:
         gz = np.zeros((groups, o // groups, n, geom.ho, geom.wp), dtype=g.dtype)
         gz[..., : geom.wo] = g.reshape(n, groups, o // groups, geom.ho, geom.wo).transpose(1, 2, 0, 3, 4)
