@@ -263,6 +263,7 @@ def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> 
         parts = np.empty((len(chunks), k, o), dtype=acc.dtype)
         gc, per = np.ascontiguousarray(g), chunks[0].stop
         map_parts(lambda s: kernels.conv.row_weight_grad(xp, gc, parts, at, geom, per, s, direct), _runs(chunks))
+        parts = [parts.sum(axis=0)]  # one call on this thread, after all parts: the same sum at any thread count
     elif use_rows(geom):
         hw = geom.ho * geom.wp
         gzf = _row_grad(g, geom, groups)
