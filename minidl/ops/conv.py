@@ -1,7 +1,10 @@
 """2-D convolution by im2col (a strided view, one copy) and one GEMM per group; unfold and fold.
 
-``Conv2d`` is a fused op: its forward and backward are plain numpy (the place where a compiled
-kernel can later slot in behind the same Function). Its reference composition,
+``Conv2d`` is a fused op: numpy im2col and GEMMs, image chunk by image chunk; on the row layout
+(stride 1, little padding waste) with one group, numba kernels that call numpy's own BLAS GEMM
+run each thread's whole share of the images without the GIL (:mod:`minidl.kernels.conv`,
+:mod:`minidl.kernels.gemm`). With several BLAS threads the chunks are shared among them
+(:mod:`minidl.kernels.workers`), bitwise what one thread computes. Its reference composition,
 :func:`conv2d_reference` (``Unfold`` then ``matmul``), is used when the gradient must itself be
 differentiable (``create_graph=True``) and as the oracle in tests. ``Unfold`` and ``Fold`` are
 each other's adjoints, so each one's backward is the other and both differentiate any number of
