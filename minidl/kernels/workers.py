@@ -101,6 +101,8 @@ def split(n: int, work: int) -> list[slice]:
     """``range(n)`` as at most :func:`threads` consecutive slices, fewer when a part would move less
     than MIN_PART floats of the job's ``work`` (floats read plus written, over all its passes); one
     slice at one thread."""
+    if work < 2 * MIN_PART:  # too small to share: not even the thread count is asked (a call into BLAS)
+        return [slice(0, n)]
     parts = max(1, min(threads(), n, work // MIN_PART))
     return [slice(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
 
@@ -110,5 +112,8 @@ def share(fn: Callable[[slice], Any], n: int, work: int) -> None:
 
     ``fn`` must write only the part of the output its slice owns.
     """
+    if work < 2 * MIN_PART:  # the common small case, at the cost of one comparison
+        fn(slice(0, n))
+        return
     parts = split(n, work)
     map_parts(fn, parts, len(parts))
