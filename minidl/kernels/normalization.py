@@ -4,66 +4,116 @@ The references (:mod:`minidl.ops.normalization`) make about ten full-size passes
 temporaries per forward and backward (``x - mean``, its square, the mean of that, ``xhat``,
 ``xhat * w``, ``+ b``, ...). Here the forward reads the input three times (sum, squared
 deviations, normalise) and the backward twice (two sums per channel or row, then the input
-gradient), accumulating in float64 (reassociation allowed, so the sums vectorise: 5x faster on the
+gradient); batch norm in training does all three passes one channel at a time, so the second
+and third read the channel from cache (each (N, S) channel of the ResNet block is 128 KiB).
+Sums accumulate in float64 (reassociation allowed, so the sums vectorise: 5x faster on the
 statistics, and deterministic for a given build). Batch norm works on the input viewed as (N, C, S) with S the
 product of the spatial dims; layer norm on rows of the trailing normalised dims.
+
+With several BLAS threads, batch norm's channels are shared out among them
+(:func:`minidl.kernels.workers.share`): each channel's sums run in the same order on one thread,
+so the results are bitwise what one thread computes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
-from numba import boolean, float64, void
+from numba import boolean, float64, int64, void
 
 from minidl.kernels.jit import REDUCE, contiguous, kernel
 from minidl.kernels.jit import readonly as ro
+from minidl.kernels.workers import share
 
 
-@kernel(lambda f: void(ro(f[:, :, ::1]), float64[::1], float64[::1]), fastmath=REDUCE)
-def _channel_stats(x, mean, var):  # pragma: no cover (compiled)
-    n, c, s = x.shape
+@numba.njit(nogil=True, cache=True, fastmath=set(REDUCE))
+def _stats_of(x, ch):  # pragma: no cover (compiled)
+    """Mean and biased variance of channel ``ch`` of ``x`` (N, C, S), accumulated in float64."""
+    n, _, s = x.shape
     count = n * s
-    for ch in range(c):
-        total = 0.0
-        for b in range(n):
-            row = x[b, ch]
-            for q in range(s):
-                total += row[q]
-        m = total / count
-        sq = 0.0
-        for b in range(n):
-            row = x[b, ch]
-            for q in range(s):
-                d = row[q] - m
-                sq += d * d
-        mean[ch] = m
-        var[ch] = sq / count
-
-
-@kernel(lambda f: void(ro(f[:, :, ::1]), ro(f[::1]), ro(f[::1]), ro(f[::1]), ro(f[::1]), f[:, :, ::1], f[:, :, ::1]))
-def _channel_normalize(x, mean, invstd, weight, bias, xhat, out):  # pragma: no cover (compiled)
-    n, c, s = x.shape
+    total = 0.0
     for b in range(n):
-        for ch in range(c):
-            m, r, w, a = mean[ch], invstd[ch], weight[ch], bias[ch]
-            src, xh, dst = x[b, ch], xhat[b, ch], out[b, ch]
-            for q in range(s):
-                v = (src[q] - m) * r
-                xh[q] = v
-                dst[q] = v * w + a
+        row = x[b, ch]
+        for q in range(s):
+            total += row[q]
+    m = total / count
+    sq = 0.0
+    for b in range(n):
+        row = x[b, ch]
+        for q in range(s):
+            d = row[q] - m
+            sq += d * d
+    return m, sq / count
+
+
+@numba.njit(nogil=True, cache=True)
+def _normalize_channel(x, ch, m, r, w, a, xhat, out):  # pragma: no cover (compiled)
+    for b in range(x.shape[0]):
+        src, xh, dst = x[b, ch], xhat[b, ch], out[b, ch]
+        for q in range(x.shape[2]):
+            v = (src[q] - m) * r
+            xh[q] = v
+            dst[q] = v * w + a
 
 
 @kernel(
     lambda f: void(
-        ro(f[:, :, ::1]), ro(f[:, :, ::1]), ro(f[::1]), ro(f[::1]), boolean, boolean, f[:, :, ::1], f[::1], f[::1]
+        ro(f[:, :, ::1]),
+        ro(f[::1]),
+        ro(f[::1]),
+        ro(f[::1]),
+        f[::1],
+        f[::1],
+        f[::1],
+        f[:, :, ::1],
+        f[:, :, ::1],
+        int64,
+        int64,
+    )
+)
+def _channel_forward(x, weight, bias, consts, mean, var, invstd, xhat, out, c0, c1):  # pragma: no cover (compiled)
+    """Training batch norm of channels c0 .. c1, each read from memory once: its statistics (two passes,
+    the second from cache), ``invstd`` with the reference's arithmetic in the input's dtype
+    (``consts`` = [eps, 1]), then normalise and affine."""
+    for ch in range(c0, c1):
+        m, v = _stats_of(x, ch)
+        mean[ch], var[ch] = m, v  # rounded to the dtype, as the reference's statistics are
+        invstd[ch] = consts[1] / np.sqrt(var[ch] + consts[0])
+        _normalize_channel(x, ch, mean[ch], invstd[ch], weight[ch], bias[ch], xhat, out)
+
+
+@kernel(
+    lambda f: void(
+        ro(f[:, :, ::1]), ro(f[::1]), ro(f[::1]), ro(f[::1]), ro(f[::1]), f[:, :, ::1], f[:, :, ::1], int64, int64
+    )
+)
+def _channel_normalize(x, mean, invstd, weight, bias, xhat, out, c0, c1):  # pragma: no cover (compiled)
+    for ch in range(c0, c1):
+        _normalize_channel(x, ch, mean[ch], invstd[ch], weight[ch], bias[ch], xhat, out)
+
+
+@kernel(
+    lambda f: void(
+        ro(f[:, :, ::1]),
+        ro(f[:, :, ::1]),
+        ro(f[::1]),
+        ro(f[::1]),
+        boolean,
+        boolean,
+        f[:, :, ::1],
+        f[::1],
+        f[::1],
+        int64,
+        int64,
     ),
     fastmath=REDUCE,
 )
-def _channel_backward(g, xhat, invstd, weight, training, want_gx, gx, gw, gb):  # pragma: no cover (compiled)
-    n, c, s = g.shape
+def _channel_backward(g, xhat, invstd, weight, training, want_gx, gx, gw, gb, c0, c1):  # pragma: no cover (compiled)
+    n, _, s = g.shape
     count = n * s
-    for ch in range(c):
+    for ch in range(c0, c1):
         sum_g = 0.0
         sum_gx = 0.0
         for b in range(n):
@@ -157,17 +207,6 @@ def _vector(v: np.ndarray | None, size: int, fill: float, dtype: np.dtype) -> np
     return np.full(size, fill, dtype) if v is None else contiguous(v, dtype=dtype).reshape(-1)
 
 
-def batch_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and biased variance of ``x`` (N, C, ...), in ``x``'s dtype, shape (C,)."""
-    x = contiguous(x)
-    n, c = x.shape[:2]
-    sp = _spatial(x.shape)
-    mean = np.empty(c)
-    var = np.empty(c)
-    _channel_stats(x.reshape(n, c, sp), mean, var)
-    return mean.astype(x.dtype), var.astype(x.dtype)
-
-
 def batch_normalize(
     x: np.ndarray, mean: np.ndarray, invstd: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +217,7 @@ def batch_normalize(
     dt = x.dtype
     xhat = np.empty_like(x)
     out = np.empty_like(x)
-    _channel_normalize(
+    args = (
         x.reshape(n, c, sp),
         _vector(mean, c, 0, dt),
         _vector(invstd, c, 1, dt),
@@ -187,7 +226,35 @@ def batch_normalize(
         xhat.reshape(n, c, sp),
         out.reshape(n, c, sp),
     )
+    share(lambda s: _channel_normalize(*args, s.start, s.stop), c, 3 * x.size)  # read x, write xhat, out
     return xhat, out
+
+
+def batch_norm_train(
+    x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training batch norm in one pass over memory per channel: ``(mean, var, invstd, xhat, out)``,
+    the statistics (C,) in ``x``'s dtype (``var`` biased), ``invstd = 1 / sqrt(var + eps)``."""
+    x = contiguous(x)
+    n, c = x.shape[:2]
+    sp = _spatial(x.shape)
+    dt = x.dtype
+    mean, var, invstd = np.empty(c, dt), np.empty(c, dt), np.empty(c, dt)
+    xhat = np.empty_like(x)
+    out = np.empty_like(x)
+    args = (
+        x.reshape(n, c, sp),
+        _vector(weight, c, 1, dt),
+        _vector(bias, c, 0, dt),
+        np.array([eps, 1], dt),
+        mean,
+        var,
+        invstd,
+        xhat.reshape(n, c, sp),
+        out.reshape(n, c, sp),
+    )
+    share(lambda s: _channel_forward(*args, s.start, s.stop), c, 5 * x.size)  # x read 3 times, 2 written
+    return mean, var, invstd, xhat, out
 
 
 def batch_norm_backward(
@@ -201,7 +268,7 @@ def batch_norm_backward(
     gx = np.empty_like(g) if needs[0] else np.empty((0, 0, 0), dt)
     gw = np.empty(c, dt)
     gb = np.empty(c, dt)
-    _channel_backward(
+    args = (
         g.reshape(n, c, sp),
         contiguous(xhat).reshape(n, c, sp),
         _vector(invstd, c, 1, dt),
@@ -212,6 +279,7 @@ def batch_norm_backward(
         gw,
         gb,
     )
+    share(lambda s: _channel_backward(*args, s.start, s.stop), c, 5 * g.size)  # g, xhat read twice, gx written
     return tuple(a if need else None for a, need in zip((gx, gw, gb), needs))
 
 

@@ -1,7 +1,10 @@
 """2-D convolution by im2col (a strided view, one copy) and one GEMM per group; unfold and fold.
 
-``Conv2d`` is a fused op: its forward and backward are plain numpy (the place where a compiled
-kernel can later slot in behind the same Function). Its reference composition,
+``Conv2d`` is a fused op: numpy im2col and GEMMs, image chunk by image chunk; on the row layout
+(stride 1, little padding waste) with one group, numba kernels that call numpy's own BLAS GEMM
+run each thread's whole share of the images without the GIL (:mod:`minidl.kernels.conv`,
+:mod:`minidl.kernels.gemm`). With several BLAS threads the chunks are shared among them
+(:mod:`minidl.kernels.workers`), bitwise what one thread computes. Its reference composition,
 :func:`conv2d_reference` (``Unfold`` then ``matmul``), is used when the gradient must itself be
 differentiable (``create_graph=True``) and as the oracle in tests. ``Unfold`` and ``Fold`` are
 each other's adjoints, so each one's backward is the other and both differentiate any number of
@@ -10,9 +13,6 @@ times.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import as_strided
 from minidl import kernels
 from minidl.autograd import Context, Function, composite_backward
 from minidl.grad_mode import is_grad_enabled
-from minidl.kernels.blas_threads import single_threaded_blas
+from minidl.kernels.workers import chunk_threads, map_parts, share, threads
 from minidl.tensor import Tensor
 from minidl.window import Geometry, col2im, conv_padding, geometry, padded, pair, windows
 
@@ -62,12 +62,10 @@ class Conv2d(Function):
         ctx: Context, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geom: Geometry, groups: int
     ) -> np.ndarray:
         n, o = x.shape[0], weight.shape[0]
-        xp = _pad_for(x, geom)
         out = np.empty((n, groups, o // groups, geom.ho, geom.wo), dtype=np.result_type(x, weight))
         with chunk_threads():  # per-chunk GEMMs on one BLAS thread each, the chunks shared out
-            _correlate(xp, geom, groups, weight.reshape(groups, o // groups, -1), out)
+            ctx.xp = _correlate(x, geom, groups, weight.reshape(groups, o // groups, -1), out)
         out = out.reshape(n, o, geom.ho, geom.wo)
-        ctx.xp = xp
         if bias is not None:
             out += bias.reshape(1, o, 1, 1)
         return out
@@ -131,9 +129,13 @@ ROW_WASTE = 1.1
 ROW_BUDGET = 384 << 10
 
 
-def _pad_for(x: np.ndarray, geom: Geometry) -> np.ndarray:
+def _pad_for(x: np.ndarray, geom: Geometry, fill: bool = True) -> np.ndarray:
     """``x`` padded for :func:`_correlate`: on the row path, C-contiguous and followed in memory
-    by the ``(kw - 1) * dw`` zeros that the last image's last rows read past its end."""
+    by the ``(kw - 1) * dw`` zeros that the last image's last rows read past its end.
+
+    ``fill=False``: the buffer only (slack zeroed), for the fused kernels that pad chunk by chunk
+    (:func:`minidl.kernels.conv.row_correlate`); ``x`` itself when it needs no copy either way.
+    """
     if not use_rows(geom):
         return padded(x, geom.pads)
     slack = (geom.kw - 1) * geom.dw
@@ -142,9 +144,17 @@ def _pad_for(x: np.ndarray, geom: Geometry) -> np.ndarray:
     n, c = x.shape[:2]
     t, _, l, _ = geom.pads
     size = n * c * geom.hp * geom.wp
-    buf = np.zeros(size + slack, dtype=x.dtype)
+    if not kernels.wanted(x):
+        buf = np.zeros(size + slack, dtype=x.dtype)
+        xp = buf[:size].reshape(n, c, geom.hp, geom.wp)
+        xp[:, :, t : t + geom.h, l : l + geom.w] = x
+        return xp
+    buf = np.empty(size + slack, dtype=x.dtype)
+    buf[size:] = 0
     xp = buf[:size].reshape(n, c, geom.hp, geom.wp)
-    xp[:, :, t : t + geom.h, l : l + geom.w] = x
+    if fill:
+        xc = np.ascontiguousarray(x)
+        share(lambda s: kernels.conv.pad_into(xc, xp, t, l, s), n, x.size + size)  # numba: each float written once
     return xp
 
 
@@ -169,68 +179,68 @@ def _row_cols(xp: np.ndarray, geom: Geometry, groups: int, images: slice) -> np.
     return view.reshape(groups, (c // groups) * geom.kh * geom.kw, -1)
 
 
-_workers = 1  # threads the chunk loops of the conv being run may use (chunk_threads)
-_pool: ThreadPoolExecutor | None = None
+def _correlate(x: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out`` (N, g, R, Ho, Wo) = ``wmat`` (g, R, K) @ the im2col columns of ``x``, image chunk by chunk;
+    returns ``x`` padded (:func:`_pad_for`), for the weight gradient.
 
-
-@contextlib.contextmanager
-def chunk_threads() -> Iterator[int]:
-    """BLAS on one thread, and the image chunks of the GEMM loops shared among as many threads as BLAS had.
-
-    A per-chunk GEMM is too small to split inside BLAS (two BLAS threads on one made a ResNet-block
-    step 2.7x slower), but two chunks are independent work: each thread runs its own chunks' GEMMs
-    single-threaded (numpy releases the GIL in them). Yields the number of threads.
+    Row path: one GEMM per chunk and group, (R, K) @ (K, images*Ho*Wp), then its first Wo columns of
+    every row are copied out in NCHW order; with the numba kernels and one group, each thread's
+    chunks are padded, gathered, multiplied and copied out in one ``nogil`` call
+    (:func:`minidl.kernels.conv.row_correlate`). Otherwise one GEMM per image and group,
+    (R, K) @ (K, Ho*Wo), whose result is already NCHW.
     """
-    global _workers
-    with single_threaded_blas() as before:
-        saved, _workers = _workers, max(1, before)
-        try:
-            yield _workers
-        finally:
-            _workers = saved
-
-
-def _map_chunks(fn: Callable[[slice], Any], chunks: list[slice]) -> list[Any]:
-    """``[fn(s) for s in chunks]``, contiguous runs of chunks on up to ``_workers`` threads (this one included).
-
-    ``fn`` must only write what its own chunk owns (results come back in order).
-    """
-    global _pool
-    n = min(_workers, len(chunks))
-    if n <= 1:
-        return [fn(s) for s in chunks]
-    if _pool is None or _pool._max_workers < n - 1:
-        _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="minidl-conv")
-    parts = [chunks[i * len(chunks) // n : (i + 1) * len(chunks) // n] for i in range(n)]
-    futures = [_pool.submit(lambda part=part: [fn(s) for s in part]) for part in parts[1:]]
-    results = [fn(s) for s in parts[0]]
-    for future in futures:
-        results.extend(future.result())
-    return results
-
-
-def _correlate(xp: np.ndarray, geom: Geometry, groups: int, wmat: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out`` (N, g, R, Ho, Wo) = ``wmat`` (g, R, K) @ the im2col columns of ``xp``, image chunk by chunk.
-
-    Row path (``xp`` from :func:`_pad_for`): one GEMM per chunk and group, (R, K) @ (K, images*Ho*Wp),
-    then its first Wo columns of every row are copied out in NCHW order. Otherwise one GEMM per
-    image and group, (R, K) @ (K, Ho*Wo), whose result is already NCHW.
-    """
-    n, g, r = xp.shape[0], groups, wmat.shape[1]
+    n, g, r = x.shape[0], groups, wmat.shape[1]
+    at = _fused_gemm(x, wmat, groups) if use_rows(geom) else 0
+    if at:
+        xp = _pad_for(x, geom, fill=False)
+        source = None if xp is x else np.ascontiguousarray(x)  # None: xp is x, nothing to pad
+        c = x.shape[1]
+        if c >= DIRECT_CHANNELS:  # kh*kw GEMMs straight from the padded planes, (kh, kw, R, C) weights
+            w2 = np.ascontiguousarray(wmat[0].reshape(r, c, geom.kh, geom.kw).transpose(2, 3, 0, 1))
+            chunks = [slice(b, b + 1) for b in range(n)]
+        else:  # gathered columns, one GEMM per chunk
+            w2 = np.ascontiguousarray(wmat[0])
+            chunks = _chunks(n, wmat.shape[-1] * geom.ho * geom.wp * x.itemsize, ROW_BUDGET)
+        out4, per = out.reshape(n, r, geom.ho, geom.wo), chunks[0].stop
+        map_parts(lambda s: kernels.conv.row_correlate(source, xp, w2, out4, at, geom, per, s), _runs(chunks))
+        return xp
+    xp = _pad_for(x, geom)
     if use_rows(geom):
 
         def rows(s: slice) -> None:
             full = np.matmul(wmat, _row_cols(xp, geom, g, s))  # (g, R, images*Ho*Wp)
             out[s] = full.reshape(g, r, s.stop - s.start, geom.ho, geom.wp).transpose(2, 0, 1, 3, 4)[..., : geom.wo]
 
-        _map_chunks(rows, _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET))
-        return out
+        map_parts(rows, _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET))
+        return xp
     flat = out.reshape(n, g, r, geom.ho * geom.wo)
-    _map_chunks(
+    map_parts(
         lambda s: np.matmul(wmat, _image_cols(xp[s], geom, g), out=flat[s]),
         _chunks(n, g * wmat.shape[-1] * geom.ho * geom.wo * xp.itemsize),
     )
-    return out
+    return xp
+
+
+# input channels from which the fused row kernels multiply straight from the padded planes (kh*kw GEMMs
+# with K = C, no column copy) instead of gathering columns: faster at 16 and 32 channels, slower at 3
+# (measurements in minidl/kernels/conv.py)
+DIRECT_CHANNELS = 16
+
+
+def _fused_gemm(x: np.ndarray, other: np.ndarray, groups: int) -> int:
+    """The BLAS GEMM address for the row layout's fused kernels (:func:`minidl.kernels.conv.row_correlate`),
+    or 0 where they do not apply (numba off, another dtype, groups, no 64-bit-integer OpenBLAS)."""
+    if groups != 1 or not kernels.wanted(x) or other.dtype != x.dtype:
+        return 0
+    from minidl.kernels.gemm import gemm_address
+
+    return gemm_address(x.dtype)
+
+
+def _runs(chunks: list[slice]) -> list[slice]:
+    """The consecutive chunks as one run of images per thread (:func:`minidl.kernels.workers.threads`)."""
+    n = min(threads(), len(chunks))
+    return [slice(chunks[i * len(chunks) // n].start, chunks[(i + 1) * len(chunks) // n - 1].stop) for i in range(n)]
 
 
 def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
@@ -245,10 +255,22 @@ def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> 
     og = o // groups
     k = xp.shape[1] // groups * geom.kh * geom.kw
     acc = np.zeros((groups, k, og), dtype=np.result_type(xp, g))
-    if use_rows(geom):
+    at = _fused_gemm(xp, g, groups) if use_rows(geom) else 0
+    if at:  # numba: each thread's chunks in one call, columns and GEMMs without the GIL
+        direct = xp.shape[1] >= DIRECT_CHANNELS
+        chunks = (
+            [slice(b, b + 1) for b in range(n)]
+            if direct
+            else _chunks(n, k * geom.ho * geom.wp * xp.itemsize, ROW_BUDGET)
+        )
+        parts = np.empty((len(chunks), k, o), dtype=acc.dtype)
+        gc, per = np.ascontiguousarray(g), chunks[0].stop
+        map_parts(lambda s: kernels.conv.row_weight_grad(xp, gc, parts, at, geom, per, s, direct), _runs(chunks))
+        parts = [parts.sum(axis=0)]  # one call on this thread, after all parts: the same sum at any thread count
+    elif use_rows(geom):
         hw = geom.ho * geom.wp
         gzf = _row_grad(g, geom, groups)
-        parts = _map_chunks(
+        parts = map_parts(
             lambda s: np.matmul(
                 _row_cols(xp, geom, groups, s), gzf[:, :, s.start * hw : s.stop * hw].transpose(0, 2, 1)
             ),
@@ -256,7 +278,7 @@ def _weight_grad(xp: np.ndarray, g: np.ndarray, geom: Geometry, groups: int) -> 
         )
     else:
         gyb = g.reshape(n, groups, og, geom.ho * geom.wo).transpose(0, 1, 3, 2)
-        parts = _map_chunks(
+        parts = map_parts(
             lambda s: np.matmul(_image_cols(xp[s], geom, groups), gyb[s]).sum(axis=0),
             _chunks(n, groups * k * geom.ho * geom.wo * xp.itemsize),
         )
@@ -347,17 +369,21 @@ def transposed_input_grad(g: np.ndarray, weight: np.ndarray, geom: Geometry, gro
     # (O, C/g, kh, kw) -> (g, C/g, O/g*kh*kw), kernel flipped: row ci of group gi reads every output channel of gi
     wt = weight.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
     out = np.empty((n, groups, cg, geom.h, geom.w), dtype=np.result_type(g, weight))
-    return _correlate(_pad_for(g, tg), tg, groups, wt.reshape(groups, cg, -1), out).reshape(
-        n, groups * cg, geom.h, geom.w
-    )
+    _correlate(g, tg, groups, wt.reshape(groups, cg, -1), out)
+    return out.reshape(n, groups * cg, geom.h, geom.w)
 
 
 def _row_grad(g: np.ndarray, geom: Geometry, groups: int) -> np.ndarray:
     """The output gradient (N, O, Ho, Wo) as (groups, O/groups, N*Ho*Wp): the row layout's column
     order, with zeros in the Wp - Wo columns per row that the row layout computes and throws away."""
     n, o = g.shape[:2]
-    gz = np.zeros((groups, o // groups, n, geom.ho, geom.wp), dtype=g.dtype)
-    gz[..., : geom.wo] = g.reshape(n, groups, o // groups, geom.ho, geom.wo).transpose(1, 2, 0, 3, 4)
+    if kernels.wanted(g):  # numba: each float written once, the images shared among the threads
+        gz = np.empty((o, n, geom.ho, geom.wp), dtype=g.dtype)
+        gc = np.ascontiguousarray(g)
+        share(lambda s: kernels.conv.row_grad_into(gc, gz, s), n, g.size + gz.size)
+    else:
+        gz = np.zeros((groups, o // groups, n, geom.ho, geom.wp), dtype=g.dtype)
+        gz[..., : geom.wo] = g.reshape(n, groups, o // groups, geom.ho, geom.wo).transpose(1, 2, 0, 3, 4)
     return gz.reshape(groups, o // groups, n * geom.ho * geom.wp)
 
 
@@ -376,20 +402,25 @@ def row_col2im_input_grad(gz: np.ndarray, weight: np.ndarray, geom: Geometry, gr
     size = n * c * plane
     buf = np.zeros(size + (geom.kw - 1) * geom.dw, dtype=np.result_type(gz, weight))
     item = buf.itemsize
-    for s in _chunks(n, c * geom.kh * geom.kw * hw * item, ROW_BUDGET):
-        images = s.stop - s.start
-        dcols = np.matmul(wt, gz[:, :, s.start * hw : s.stop * hw])  # (g, C/g*kh*kw, images*Ho*Wp)
-        dcols = dcols.reshape(c, geom.kh, geom.kw, images, hw)
-        if kernels.wanted(dcols):  # numba: one image's runs at a time, each run one vectorised loop
-            kernels.conv.row_col2im_into(dcols, buf, s.start * c * plane, geom)
-        else:
+    chunks = _chunks(n, c * geom.kh * geom.kw * hw * item, ROW_BUDGET)
+    if kernels.wanted(buf):  # numba: one image's runs at a time, each run one vectorised loop
+
+        def fold(s: slice) -> None:  # writes only its own images' planes: chunks shared among the threads
+            dcols = np.matmul(wt, gz[:, :, s.start * hw : s.stop * hw])  # (g, C/g*kh*kw, images*Ho*Wp)
+            kernels.conv.row_col2im_into(dcols.reshape(c, geom.kh, geom.kw, -1, hw), buf, s.start * c * plane, geom)
+
+        map_parts(fold, chunks)
+    else:  # numpy: runs reach into the next image's first plane, so one chunk at a time
+        for s in chunks:
+            images = s.stop - s.start
+            dcols = np.matmul(wt, gz[:, :, s.start * hw : s.stop * hw]).reshape(c, geom.kh, geom.kw, images, hw)
             for i in range(geom.kh):
                 for j in range(geom.kw):
                     start = s.start * c * plane + i * geom.dh * geom.wp + j * geom.dw
                     strides = (plane * item, c * plane * item, item)
                     runs = as_strided(buf[start:], shape=(c, images, hw), strides=strides)
                     runs += dcols[:, i, j]
-        del dcols  # before the next chunk's product: one chunk of columns alive at a time
+            del dcols  # before the next chunk's product: one chunk of columns alive at a time
     t, _, l, _ = geom.pads
     gxp = buf[:size].reshape(n, c, geom.hp, geom.wp)
     if not any(geom.pads):

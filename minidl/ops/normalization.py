@@ -56,9 +56,10 @@ class BatchNorm(Function):
         c = x.shape[1]
         axes = (0, *range(2, x.ndim))
         bshape = (1, c) + (1,) * (x.ndim - 2)
-        fast = kernels.wanted(x)  # numba: statistics in two passes, normalise and affine in one
+        fast = kernels.wanted(x)  # numba: per channel, statistics (two passes) then normalise and affine
         if training and fast:
-            mean, var = (s.reshape(bshape) for s in kernels.normalization.batch_stats(x))
+            mean, var, invstd, ctx.xhat, out = kernels.normalization.batch_norm_train(x, weight, bias, eps)
+            mean, var, invstd = mean.reshape(bshape), var.reshape(bshape), invstd.reshape(bshape)
         elif training:
             mean = x.mean(axis=axes, keepdims=True)
             var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
@@ -73,6 +74,9 @@ class BatchNorm(Function):
         else:
             mean = np.asarray(_data(running_mean), dtype=x.dtype).reshape(bshape)
             var = np.asarray(_data(running_var), dtype=x.dtype).reshape(bshape)
+        if training and fast:
+            ctx.invstd, ctx.axes = invstd, axes
+            return out
         invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
         if fast:
             ctx.xhat, out = kernels.normalization.batch_normalize(x, mean, invstd, weight, bias)

@@ -9,6 +9,7 @@ from threadpoolctl import threadpool_limits
 import minidl
 import minidl.functional as F
 from minidl.kernels import blas_threads
+from minidl.kernels import workers as kernel_workers
 from minidl.ops import conv
 
 pytestmark = pytest.mark.skipif(not blas_threads._blas_controllers(), reason="no BLAS library found by threadpoolctl")
@@ -61,10 +62,14 @@ def test_conv2d_gemms_run_on_one_blas_thread(monkeypatch):
         ((64, 16, 16, 16), 8, {"stride": 2, "padding": 1}),  # strided: im2col per image, GEMM + col2im
     ],
 )
-def test_chunks_shared_among_threads_give_the_same_bits(shape, cout, kwargs):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-kernels", "numpy-chunks"])
+def test_chunks_shared_among_threads_give_the_same_bits(monkeypatch, shape, cout, kwargs, fused):
     """With BLAS allowed two threads, conv2d shares its image chunks between two threads instead: the
     forward and every gradient must be bitwise what one thread computes (each chunk is independent,
-    the weight gradient's partial sums are added in chunk order)."""
+    the weight gradient's partial sums are added in chunk order). Both with the row layout's fused
+    numba kernels and with numpy driving each chunk (the path without a 64-bit-integer OpenBLAS)."""
+    if not fused:
+        monkeypatch.setattr(conv, "_fused_gemm", lambda *args: 0)
     rng = np.random.default_rng(0)
     x0 = rng.standard_normal(shape).astype(np.float32)
     w0 = (rng.standard_normal((cout, shape[1], 3, 3)) * 0.1).astype(np.float32)
@@ -76,19 +81,19 @@ def test_chunks_shared_among_threads_give_the_same_bits(shape, cout, kwargs):
             (y * y).sum().backward()
         return y.data, x.grad.data, w.grad.data
 
-    original = conv._map_chunks
+    original = conv.map_parts
     workers = []
 
-    def spy(fn, chunks):
-        workers.append(min(conv._workers, len(chunks)))
-        return original(fn, chunks)
+    def spy(fn, chunks, n=None):
+        workers.append(min(kernel_workers.threads(), len(chunks)))
+        return original(fn, chunks, n)
 
-    conv._map_chunks = spy
+    conv.map_parts = spy
     try:
         one = run(1)
         two = run(2)
     finally:
-        conv._map_chunks = original
+        conv.map_parts = original
     assert max(workers) == 2, workers  # the chunks really were shared at 2 threads
     for a, b, name in zip(one, two, ("output", "input gradient", "weight gradient"), strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)
