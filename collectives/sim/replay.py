@@ -17,7 +17,7 @@ import numpy as np
 
 from collectives.sim.cost_model import CostModel, curve_time
 from collectives.sim.network import Network, PairwiseNetwork, make_network
-from collectives.sim.record import SEND_KIND, Schedule
+from collectives.sim.record import SEND_KIND, Schedule, small_pages
 from collectives.sim.result import SimResult
 from collectives.sim.scheduler import COPY, MSG, REDUCE, default_topology
 from collectives.sim.topology import Topology
@@ -30,7 +30,11 @@ def replay(
     schedule: Schedule, model: CostModel | None = None, topology: Topology | None = None, timeline: bool = False
 ) -> SimResult | None:
     """The reference scheduler's result for ``schedule``, computed by the compiled loop; None on a deadlock."""
-    from collectives.sim.replay_loop import REQUEST, STEP
+    with small_pages():
+        return _replay(schedule, model, topology, timeline)
+
+
+def _replay(schedule: Schedule, model: CostModel | None, topology: Topology | None, timeline: bool) -> SimResult | None:
     from collectives.sim.replay_loop import replay as loop
 
     wall, cpu = time.perf_counter(), time.process_time()
@@ -73,7 +77,6 @@ def replay(
         schedule.req_base, schedule.partner, schedule.waits, schedule.wait_base, schedule.step_base,
         local_dt, schedule.local_base, msg_link, msg_x, *routing, nlinks,
         np.array(fp, dtype=np.float64), np.array(ip, dtype=np.int64), max_events,
-        np.empty(schedule.req_kind.size, REQUEST), np.empty(int(schedule.step_base[-1]), STEP),
     )  # fmt: skip
     status, finish, steps, link_msgs, link_bytes, link_busy = out[:6]
     if status:

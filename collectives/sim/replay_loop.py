@@ -233,12 +233,9 @@ def replay(
     fp,
     ip,
     max_events,
-    req,
-    st,
 ):  # pragma: no cover - compiled
     """Time the schedule; returns (status, finish, steps, link_msgs, link_bytes, link_busy, events...).
 
-    ``req`` and ``st`` are uninitialised REQUEST and STEP records, one per request and step.
     status 0: every rank returned; 1: some ranks are blocked (a deadlock, which the reference
     scheduler then reports in full).
     """
@@ -249,6 +246,10 @@ def replay(
     # (Filling the records rank by rank, scattered, measured faster than in their own order.)
     req_id = round_major(req_base)
     step_id = round_major(step_base)
+    # Allocated here rather than by numpy, which asks the kernel for huge pages for big arrays: on a
+    # fragmented machine their first touch (compaction) cost more system time than the loop itself.
+    req = np.empty(req_base[p], REQUEST)
+    st = np.empty(step_base[p], STEP)
     m = 0  # messages so far: msg_x and msg_link are per message (send), in posting order
     for r in range(p):
         for q in range(req_base[r], req_base[r + 1]):
