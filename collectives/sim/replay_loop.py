@@ -26,9 +26,11 @@ HEAP_N, SEQ, EVENTS = 0, 1, 2
 # One record per request and per step, so that everything the loop reads about one sits in one cache
 # line (separate arrays per field cost a cache miss each on large runs). ``time`` is when the request
 # was posted until it completes, then when it completed (nothing reads the first after that).
+# A send's size is its class (``size``): an index into the distinct sizes, whose bytes and link time
+# the loop looks up in two small tables, so that a record is half a cache line.
 REQUEST = np.dtype(
-    [("time", "f8"), ("x", "f8"), ("bytes", "i8"), ("partner", "i4"), ("step", "i4"), ("rank", "i4"),
-     ("link", "i4"), ("send", "i1"), ("posted", "i1"), ("isdone", "i1")],
+    [("time", "f8"), ("partner", "i4"), ("step", "i4"), ("rank", "i4"), ("link", "i4"), ("size", "i4"),
+     ("send", "i1"), ("posted", "i1"), ("isdone", "i1")],
     align=True,
 )  # fmt: skip
 STEP = np.dtype([("ready", "f8"), ("pending", "i4"), ("rank", "i4"), ("yielded", "i1")], align=True)
@@ -201,7 +203,7 @@ def round_major(base):  # pragma: no cover - compiled
         start[1 : base[r + 1] - base[r] + 1] += 1
     for k in range(longest):
         start[k + 1] += start[k]
-    new_id = np.empty(base[p], np.int64)
+    new_id = np.empty(base[p], np.int32)  # callers check that ids fit
     for r in range(p):
         for k in range(base[r + 1] - base[r]):
             new_id[base[r] + k] = start[k]
@@ -214,16 +216,18 @@ def replay(
     ops,
     op_base,
     req_kind,
-    req_bytes,
     req_base,
     partner,
     waits,
     wait_base,
     step_base,
+    local_size,
     local_dt,
     local_base,
     msg_link,
-    msg_x,
+    msg_size,
+    size_bytes,
+    size_x,
     route_ptr,
     route_links,
     route_lat,
@@ -235,6 +239,10 @@ def replay(
     max_events,
 ):  # pragma: no cover - compiled
     """Time the schedule; returns (status, finish, steps, link_msgs, link_bytes, link_busy, events...).
+
+    Message m (the m-th send, in posting order) has ``msg_size[m]``, an index into ``size_bytes`` and
+    ``size_x`` (its time on a pair link), and ``msg_link[m]``; local operation i takes
+    ``local_dt[local_size[i]]``.
 
     status 0: every rank returned; 1: some ranks are blocked (a deadlock, which the reference
     scheduler then reports in full).
@@ -250,12 +258,11 @@ def replay(
     # fragmented machine their first touch (compaction) cost more system time than the loop itself.
     req = np.empty(req_base[p], REQUEST)
     st = np.empty(step_base[p], STEP)
-    m = 0  # messages so far: msg_x and msg_link are per message (send), in posting order
+    m = 0  # messages so far: msg_size and msg_link are per message (send), in posting order
     for r in range(p):
         for q in range(req_base[r], req_base[r + 1]):
             i = req_id[q]
             req[i].time = 0.0
-            req[i].bytes = req_bytes[q]
             req[i].partner = req_id[partner[q]]
             req[i].step = -1
             req[i].rank = r
@@ -263,12 +270,12 @@ def replay(
             req[i].isdone = 0
             if req_kind[q] == 0:
                 req[i].send = 1
-                req[i].x = msg_x[m]
+                req[i].size = msg_size[m]
                 req[i].link = msg_link[m]
                 m += 1
             else:
                 req[i].send = 0
-                req[i].x = 0.0
+                req[i].size = -1
                 req[i].link = -1
         for s in range(step_base[r], step_base[r + 1]):
             i = step_id[s]
@@ -276,7 +283,7 @@ def replay(
             st[i].pending = 0
             st[i].rank = r
             st[i].yielded = 0
-    wait_id = np.empty(waits.size, np.int64)
+    wait_id = np.empty(waits.size, np.int32)
     for j in range(waits.size):
         wait_id[j] = req_id[waits[j]]
     now = np.zeros(p)
@@ -336,7 +343,7 @@ def replay(
             if code == REDUCE or code == COPY:
                 i = lc[r]
                 lc[r] += 1
-                dt = local_dt[i]
+                dt = local_dt[local_size[i]]
                 if dt:
                     if timeline:
                         e = ctr[EVENTS]
@@ -373,7 +380,8 @@ def replay(
                 if req[other].posted:
                     s_req, r_req = (q, other) if is_send else (other, q)
                     # --- Simulator._match ---
-                    nbytes = req[s_req].bytes
+                    size = req[s_req].size
+                    nbytes = size_bytes[size]
                     src, dst = req[s_req].rank, req[r_req].rank
                     start = req[s_req].time
                     posted_at = req[r_req].time
@@ -385,7 +393,7 @@ def replay(
                         src,
                         dst,
                         req[s_req].link,
-                        req[s_req].x,
+                        size_x[size],
                         nbytes,
                         start,
                         fp,
