@@ -27,7 +27,7 @@ def test_size_classes_are_numpy_unique(distinct):
 def _schedule(p, rng, sends):
     """Random requests, rank by rank: kinds, peers, bytes, bases (receives interleaved)."""
     kind, peer, nbytes, base = [], [], [], [0]
-    for r in range(p):
+    for _rank in range(p):
         for _ in range(int(rng.integers(0, 2 * sends // p + 1))):
             kind.append(int(rng.integers(0, 2)))
             peer.append(int(rng.integers(0, p)))
