@@ -22,7 +22,7 @@ END, ISEND, IRECV, WAIT, YIELD, REDUCE, COPY, SENDRECV, SEND, RECV, YIELD_LAST =
 PORTS_MULTI, PORTS_ONE, PORTS_NIC = 0, 1, 2
 MSG_EVENT, REDUCE_EVENT, COPY_EVENT = 0, 1, 2
 # ctr: counters shared by the helpers
-HEAP_N, SEQ, EVENTS = 0, 1, 2
+HEAP_N, SEQ, EVENTS, FIFO_HEAD, FIFO_N = range(5)
 # One record per request and per step, so that everything the loop reads about one sits in one cache
 # line (separate arrays per field cost a cache miss each on large runs). ``time`` is when the request
 # was posted until it completes, then when it completed (nothing reads the first after that).
@@ -48,20 +48,34 @@ def _before(ta, ka, tb, kb):  # pragma: no cover - compiled
 
 @njit(nogil=True, cache=True, inline="always")
 def _push(heap, ctr, t, r, p):  # pragma: no cover - compiled
-    """heapq.heappush of (t, next sequence number, r), in a 4-ary heap of [time, seq * p + r] rows.
+    """heapq.heappush of (t, next sequence number, r), as a row [time, seq * p + r].
 
-    The key is exact in float64 below 2**53 (checked); any heap pops in the same order as heapq,
-    since no two entries have the same (time, seq). Four children share a cache line.
+    The queue is a sorted FIFO in front of a 4-ary heap (``heap``'s rows from ``2p + 4`` on hold
+    the FIFO's ring): an entry no earlier than the FIFO's last joins the FIFO in O(1), others go to
+    the heap, and a pop takes the smaller of the two fronts. Ranks that run in step (a ring's all
+    finish a step at one time) thus mostly skip the heap. The key is exact in float64 below 2**53
+    (checked); the pops come in heapq's order, since no two entries have the same (time, seq).
+    Four children share a cache line.
     """
-    i = ctr[HEAP_N]
-    if i >= heap.shape[0]:
-        raise RuntimeError("replay: event heap overflow (a rank queued twice)")
-    ctr[HEAP_N] = i + 1
     seq = ctr[SEQ]
     ctr[SEQ] = seq + 1
     if seq >= (1 << 53) // p:
         raise RuntimeError("replay: too many events for exact keys")
     key = float(seq * p + r)
+    base, cap = 2 * p + 4, p + 4
+    nf = ctr[FIFO_N]
+    if nf == 0 or heap[base + (ctr[FIFO_HEAD] + nf - 1) % cap, 0] <= t:  # its key is the largest yet
+        if nf >= cap:
+            raise RuntimeError("replay: event queue overflow (a rank queued twice)")
+        row = base + (ctr[FIFO_HEAD] + nf) % cap
+        heap[row, 0] = t
+        heap[row, 1] = key
+        ctr[FIFO_N] = nf + 1
+        return
+    i = ctr[HEAP_N]
+    if i >= base:
+        raise RuntimeError("replay: event heap overflow (a rank queued twice)")
+    ctr[HEAP_N] = i + 1
     while i > 0:  # move the hole up to where (t, key) belongs
         parent = (i - 1) >> 2
         if _before(heap[parent, 0], heap[parent, 1], t, key):
@@ -74,8 +88,26 @@ def _push(heap, ctr, t, r, p):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _earliest(heap, ctr, p):  # pragma: no cover - compiled
+    """The time of the entry :func:`_pop` would return; infinity when nothing is queued."""
+    t = np.inf
+    if ctr[FIFO_N]:
+        t = heap[2 * p + 4 + ctr[FIFO_HEAD], 0]
+    if ctr[HEAP_N] and heap[0, 0] < t:
+        t = heap[0, 0]
+    return t
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _pop(heap, ctr, p):  # pragma: no cover - compiled
     """heapq.heappop: (time, rank) of the entry with the smallest (time, sequence)."""
+    nf = ctr[FIFO_N]
+    if nf:
+        h = 2 * p + 4 + ctr[FIFO_HEAD]
+        if ctr[HEAP_N] == 0 or _before(heap[h, 0], heap[h, 1], heap[0, 0], heap[0, 1]):
+            ctr[FIFO_HEAD] = (ctr[FIFO_HEAD] + 1) % (p + 4)
+            ctr[FIFO_N] = nf - 1
+            return heap[h, 0], int(heap[h, 1]) % p
     t = heap[0, 0]
     r = int(heap[0, 1]) % p
     n = ctr[HEAP_N] - 1
@@ -306,14 +338,16 @@ def replay(
     ev_t0 = np.zeros(max_events)
     ev_t1 = np.zeros(max_events)
     ev_n = np.zeros(max_events, np.int64)
-    heap = np.zeros((2 * p + 4, 2))  # at most one entry per rank is ever queued; twice that for safety
-    ctr = np.zeros(4, np.int64)
+    # At most one entry per rank is ever queued: a heap of 2p + 4 rows (twice that, for safety), then
+    # the FIFO's ring of p + 4 (see _push).
+    heap = np.zeros((3 * p + 8, 2))
+    ctr = np.zeros(5, np.int64)
     o, g, call, eager = fp[O], fp[G], fp[CALL], fp[EAGER]
     ports, sync_send, routed, timeline = ip[PORTS], ip[SYNC_SEND], ip[ROUTED], ip[TIMELINE]
     for r in range(p):
         _push(heap, ctr, 0.0, r, p)
     steps = 0
-    while ctr[HEAP_N] > 0:
+    while ctr[HEAP_N] + ctr[FIFO_N] > 0:
         t_pop, r = _pop(heap, ctr, p)
         if t_pop > now[r]:
             now[r] = t_pop
@@ -331,7 +365,7 @@ def replay(
                 if st[s].pending:
                     break  # asleep until _complete finishes the step's last request
                 at = st[s].ready if st[s].ready > now[r] else now[r]
-                if ctr[HEAP_N] == 0 or heap[0, 0] >= at:
+                if _earliest(heap, ctr, p) >= at:
                     now[r] = at  # already complete and nobody is earlier: go on without the heap
                     continue
                 _push(heap, ctr, at, r, p)
