@@ -65,7 +65,7 @@ def _replay(schedule: Schedule, model: CostModel | None, topology: Topology | No
         nlinks = len(topology.link_per_byte)
         fp = [model.alpha, 0.0]
     local = schedule.local_bytes
-    local_size, local_sizes = size_classes(local)
+    local_size, local_sizes = size_classes(local, None)
     local_dt = np.array([_local_time(model, m) for m in local_sizes.tolist()], dtype=np.float64)
     fp += [model.o, model.g, model.call_overhead, float(model.eager_limit)]
     ip = [PORTS[model.ports], int(model.sync_send), int(not pairwise), int(timeline)]

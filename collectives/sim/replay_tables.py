@@ -21,15 +21,16 @@ FEW_SIZES = 64
 
 
 @njit(nogil=True, cache=True)
-def size_classes(values):  # pragma: no cover - compiled
-    """(classes, distinct): ``distinct`` the sorted distinct values, ``classes[i]`` the index of values[i] in it."""
-    n = values.size
+def size_classes(values, index):  # pragma: no cover - compiled
+    """(classes, distinct) of ``values[index]``: ``distinct`` its sorted distinct values, ``classes[i]``
+    the position of ``values[index[i]]`` in it (``index`` None: all of ``values``)."""
+    n = values.size if index is None else index.size
     classes = np.empty(n, np.int32)
     seen = np.empty(FEW_SIZES, values.dtype)
     nseen = 0
     last, last_class = 0, -1
     for i in range(n):
-        v = values[i]
+        v = values[i] if index is None else values[index[i]]
         if last_class >= 0 and v == last:
             classes[i] = last_class
             continue
@@ -40,9 +41,10 @@ def size_classes(values):  # pragma: no cover - compiled
                 break
         if c < 0:
             if nseen == FEW_SIZES:  # many distinct values: sort them all
-                distinct = np.unique(values)
+                chosen = values.copy() if index is None else values[index]
+                distinct = np.unique(chosen)
                 for k in range(n):
-                    classes[k] = np.searchsorted(distinct, values[k])
+                    classes[k] = np.searchsorted(distinct, chosen[k])
                 return classes, distinct
             seen[nseen] = v
             c = nseen
@@ -72,58 +74,59 @@ def message_tables(req_kind, req_peer, req_bytes, req_base, p, pair_table, skip_
     nsend = 0
     for q in range(nreq):
         nsend += req_kind[q] == 0
-    src = np.empty(nsend, np.int64)
-    dst = np.empty(nsend, np.int64)
-    nbytes = np.empty(nsend, np.int64)
     sent_msgs = np.zeros(p, np.int64)
     sent_bytes = np.zeros(p, np.int64)
     recv_msgs = np.zeros(p, np.int64)
     recv_bytes = np.zeros(p, np.int64)
+    sends = np.empty(nsend, np.int32)  # request ids of the messages
     m = 0
     for r in range(p):
         for q in range(req_base[r], req_base[r + 1]):
             if req_kind[q] == 0:
                 d, b = req_peer[q], req_bytes[q]
-                src[m], dst[m], nbytes[m] = r, d, b
+                sends[m] = q
                 sent_msgs[r] += 1
                 sent_bytes[r] += b
                 recv_msgs[d] += 1
                 recv_bytes[d] += b
                 m += 1
-    classes, sizes = size_classes(nbytes)
+    classes, sizes = size_classes(req_bytes, sends)
     pair = np.empty(nsend, np.int32)
     if pair_table.size == 0:
         keys = np.empty(nsend, np.int64)
         k = 0
-        for i in range(nsend):
-            if not (skip_self and src[i] == dst[i]):
-                keys[k] = src[i] * p + dst[i]
-                k += 1
+        m = 0
+        for r in range(p):
+            for q in range(req_base[r], req_base[r + 1]):
+                if req_kind[q] == 0 and not (skip_self and req_peer[q] == r):
+                    keys[k] = np.int64(r) * p + req_peer[q]
+                    k += 1
         distinct = np.unique(keys[:k])
-        for i in range(nsend):
-            if skip_self and src[i] == dst[i]:
-                pair[i] = -1
-            else:
-                pair[i] = np.searchsorted(distinct, src[i] * p + dst[i])
-        return classes, pair, sizes, distinct, sent_msgs, sent_bytes, recv_msgs, recv_bytes
-    found = np.empty(min(nsend, p * p), np.int64)
-    k = 0
-    for i in range(nsend):
-        if skip_self and src[i] == dst[i]:
-            continue
-        key = src[i] * p + dst[i]
-        if pair_table[key] == 0:
-            found[k] = key
-            k += 1
-            pair_table[key] = 1
-    distinct = np.sort(found[:k])
-    for j in range(k):
-        pair_table[distinct[j]] = j + 1
-    for i in range(nsend):
-        if skip_self and src[i] == dst[i]:
-            pair[i] = -1
-        else:
-            pair[i] = pair_table[src[i] * p + dst[i]] - 1
+    else:
+        found = np.empty(min(nsend, p * p), np.int64)
+        k = 0
+        for r in range(p):
+            for q in range(req_base[r], req_base[r + 1]):
+                if req_kind[q] == 0 and not (skip_self and req_peer[q] == r):
+                    key = np.int64(r) * p + req_peer[q]
+                    if pair_table[key] == 0:
+                        found[k] = key
+                        k += 1
+                        pair_table[key] = 1
+        distinct = np.sort(found[:k])
+        for j in range(k):
+            pair_table[distinct[j]] = j + 1
+    m = 0
+    for r in range(p):
+        for q in range(req_base[r], req_base[r + 1]):
+            if req_kind[q] == 0:
+                if skip_self and req_peer[q] == r:
+                    pair[m] = -1
+                elif pair_table.size:
+                    pair[m] = pair_table[np.int64(r) * p + req_peer[q]] - 1
+                else:
+                    pair[m] = np.searchsorted(distinct, np.int64(r) * p + req_peer[q])
+                m += 1
     return classes, pair, sizes, distinct, sent_msgs, sent_bytes, recv_msgs, recv_bytes
 
 

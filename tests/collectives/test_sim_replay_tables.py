@@ -18,8 +18,13 @@ def test_size_classes_are_numpy_unique(distinct):
     pool = rng.choice(np.arange(-(1 << 40), 1 << 40, 7919), size=max(distinct, 1), replace=False)
     values = pool[rng.integers(0, max(distinct, 1), 3000)] if distinct else np.zeros(0, np.int64)
     values = np.repeat(values, rng.integers(1, 4, values.size))  # runs of equal values, as schedules have
-    classes, sizes = size_classes(values.astype(np.int64))
+    classes, sizes = size_classes(values.astype(np.int64), None)
     expected_sizes, expected_classes = np.unique(values, return_inverse=True)
+    assert sizes.tolist() == expected_sizes.tolist()
+    assert classes.tolist() == expected_classes.reshape(-1).tolist()
+    index = np.arange(values.size - 1, -1, -2, dtype=np.int32)  # a subset, in another order
+    classes, sizes = size_classes(values.astype(np.int64), index)
+    expected_sizes, expected_classes = np.unique(values[index], return_inverse=True)
     assert sizes.tolist() == expected_sizes.tolist()
     assert classes.tolist() == expected_classes.reshape(-1).tolist()
 
