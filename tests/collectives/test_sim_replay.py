@@ -144,7 +144,19 @@ def huge_tags(t, buf, op):
         t.reduce(op, inbox, other)
 
 
-@pytest.mark.parametrize("pattern", [fan_in, same_tag_stream, to_self_and_around, huge_tags])
+def growing_ranks(t, buf, op):
+    """Each rank posts more than the one before it and rank 0 nothing, so the recording's arrays,
+    sized from the ranks parsed so far, must grow again and again."""
+    r, p = t.rank, t.size
+    inbox = t.scratch(buf.size, buf.dtype)
+    sends = [t.isend(buf[: k + 1], r + 1, k) for k in range(r)] if r + 1 < p else []
+    for k in range(r - 1):
+        yield t.wait(t.irecv(inbox[: k + 1], r - 1, k))
+        t.reduce(op, buf[: k + 1], inbox[: k + 1])
+    yield t.wait(*sends)
+
+
+@pytest.mark.parametrize("pattern", [fan_in, same_tag_stream, to_self_and_around, huge_tags, growing_ranks])
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_hand_written_patterns_same_on_both_engines(pattern, model):
     for p, topo in ((2, "full"), (5, "switch"), (6, "default"), (7, "ring")):
