@@ -37,6 +37,7 @@ import numpy as np
 from collectives.ops import ReduceOp
 from collectives.sim import tape as T
 from collectives.sim.payload import SizesPayload
+from collectives.sim.tape import T_COPY, T_IRECV, T_ISEND, T_RECV, T_REDUCE, T_SEND, T_SENDRECV, T_WAIT
 from collectives.transport import Transport
 
 # The op codes of a Schedule's ``ops`` (see collectives.sim.tape and replay_loop). Every transport
@@ -78,35 +79,35 @@ class RecordingTransport(Transport):
     def isend(self, buf: Any, dest: int, tag: int) -> int:
         q = self._request
         self._request = q + 1
-        self._extend((T.T_ISEND, dest, tag, buf.nbytes))
+        self._extend((T_ISEND, dest, tag, buf.nbytes))
         return q
 
     def irecv(self, buf: Any, source: int, tag: int) -> int:
         q = self._request
         self._request = q + 1
-        self._extend((T.T_IRECV, source, tag, buf.nbytes))
+        self._extend((T_IRECV, source, tag, buf.nbytes))
         return q
 
     def wait(self, *requests: int) -> int:
-        self._extend((T.T_WAIT, len(requests), *requests))
+        self._extend((T_WAIT, len(requests), *requests))
         s = self._step
         self._step = s - 1
         return s
 
     def sendrecv(self, sendbuf: Any, dest: int, recvbuf: Any, source: int, tag: int) -> int:
-        self._extend((T.T_SENDRECV, dest, source, tag, sendbuf.nbytes, recvbuf.nbytes))
+        self._extend((T_SENDRECV, dest, source, tag, sendbuf.nbytes, recvbuf.nbytes))
         s = self._step
         self._step = s - 1
         return s
 
     def send(self, buf: Any, dest: int, tag: int) -> int:
-        self._extend((T.T_SEND, dest, tag, buf.nbytes))
+        self._extend((T_SEND, dest, tag, buf.nbytes))
         s = self._step
         self._step = s - 1
         return s
 
     def recv(self, buf: Any, source: int, tag: int) -> int:
-        self._extend((T.T_RECV, source, tag, buf.nbytes))
+        self._extend((T_RECV, source, tag, buf.nbytes))
         s = self._step
         self._step = s - 1
         return s
@@ -114,12 +115,12 @@ class RecordingTransport(Transport):
     def reduce(self, op: ReduceOp, inout: Any, incoming: Any) -> None:
         if inout.size != incoming.size:
             raise NotRecordable(f"rank {self.rank}: t.reduce on buffers of different sizes")
-        self._extend((T.T_REDUCE, incoming.nbytes))
+        self._extend((T_REDUCE, incoming.nbytes))
 
     def copy(self, dst: Any, src: Any) -> None:
         if dst.size != src.size:
             raise NotRecordable(f"rank {self.rank}: t.copy on buffers of different sizes")
-        self._extend((T.T_COPY, src.nbytes))
+        self._extend((T_COPY, src.nbytes))
 
     def scratch(self, n: int, dtype: Any) -> Any:
         return SizesPayload.buffer(int(n), dtype)
