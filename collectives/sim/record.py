@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import struct
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -160,6 +161,10 @@ class Schedule:
         return int(np.count_nonzero(self.req_kind == SEND_KIND))
 
 
+_pages_lock = threading.Lock()
+_pages_users = [0, None]  # blocks inside small_pages now, numpy's setting before the first
+
+
 @contextmanager
 def small_pages() -> Iterator[None]:
     """Within the block numpy does not ask the kernel for transparent huge pages for its big arrays.
@@ -167,16 +172,26 @@ def small_pages() -> Iterator[None]:
     The recording and the replay fill a few hundred MB of fresh arrays once each. Huge pages make
     the kernel compact memory on first touch: on a busy virtual machine that measured 0.3-0.6 s of
     system time per 1024-rank ring, more than the replay loop itself, against about 0.1 s with
-    ordinary pages. (numpy's own switch; a no-op where it does not exist.)
+    ordinary pages. numpy's own switch is process-wide: the first block in switches it off and the
+    last one out restores it, so simulations in several threads leave it as they found it (a
+    no-op where numpy has no such switch).
     """
     core = getattr(np, "_core", None) or getattr(np, "core", None)
     switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
-    previous = switch(False) if switch is not None else None
+    if switch is None:
+        yield
+        return
+    with _pages_lock:
+        if _pages_users[0] == 0:
+            _pages_users[1] = switch(False)
+        _pages_users[0] += 1
     try:
         yield
     finally:
-        if switch is not None:
-            switch(previous)
+        with _pages_lock:
+            _pages_users[0] -= 1
+            if _pages_users[0] == 0:
+                switch(_pages_users[1])
 
 
 def record(algorithm: Callable[..., Iterator[Any]], p: int, n: int, dtype: Any, op: ReduceOp) -> Schedule:

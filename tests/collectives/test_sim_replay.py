@@ -348,3 +348,22 @@ def test_round_major_order():
     items = [(k, r, int(base[r]) + k) for r, c in enumerate(counts) for k in range(c)]
     expected = [q for _, _, q in sorted(items)]  # the item at each new position
     assert [expected.index(q) for q in range(len(expected))] == new_id.tolist()
+
+
+def test_small_pages_restores_numpys_setting_even_when_nested_and_on_errors():
+    from collectives.sim.record import small_pages
+
+    core = getattr(np, "_core", None) or np.core
+    switch = getattr(core.multiarray, "_set_madvise_hugepage", None)
+    if switch is None:
+        pytest.skip("this numpy has no huge-page switch")
+    before = switch(True)
+    try:
+        with small_pages():
+            assert switch(False) is False  # off inside (reading it means setting it: keep it off)
+            with pytest.raises(ValueError), small_pages():
+                raise ValueError
+            assert switch(False) is False  # the inner block's exit did not switch it back on
+        assert switch(True) is True  # on again after the last block
+    finally:
+        switch(before)
