@@ -2,16 +2,19 @@
 
     python benchmarks/sim_speed.py [--cases ring:1024:64M,double_tree:4096:64M,rabenseifner:4096:64M]
                                    [--repeats 1] [--no-reference] [--out benchmarks/results/sim_speed]
+                                   [--prefix sim_speed]
 
 For each case (algorithm:ranks:bytes per rank, the default machine of ``python -m collectives.sim
 run``) it runs ``simulate`` with ``engine="reference"`` (the generator-driven scheduler) and
 ``engine="fast"`` (the schedule recorded once, timed by the compiled loop), alternating which
 goes first in each repeat, and reports CPU seconds (``time.process_time``, which a shared
-machine disturbs less than wall time), wall seconds, and messages per CPU second; for the fast
-engine also how the CPU splits between recording the schedule and replaying it. It checks that
+machine disturbs less than wall time; the raw JSON splits it into user and system time, the
+latter mostly first touches of fresh memory, and counts the page faults), wall seconds, and
+messages per CPU second; for the fast engine also how the CPU splits between recording the
+schedule and replaying it. It checks that
 both give the same predicted time and finish times (exit status 1 otherwise), and writes the raw
 numbers with the machine, its load before and after, the versions and the command to
-``--out``/sim_speed-<date>.json. The first fast run of a process loads (or compiles) the numba
+``--out``/<prefix>-<date>.json. The first fast run of a process loads (or compiles) the numba
 loop: that cost is measured once apart ("warm-up") and left out of the repeats.
 """
 
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -45,12 +49,17 @@ def parse_case(text: str) -> tuple[str, int, int]:
 
 def run_once(name: str, p: int, nbytes: int, engine: str) -> dict:
     """One simulation; CPU and wall seconds measured around the whole call."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
     wall, cpu = time.perf_counter(), time.process_time()
     result = simulate(name, p, nbytes, engine=engine)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "engine": result.engine,
         "cpu_s": cpu,
+        "user_s": after.ru_utime - before.ru_utime,
+        "sys_s": after.ru_stime - before.ru_stime,
+        "page_faults": after.ru_minflt - before.ru_minflt,
         "wall_s": wall,
         "messages": result.messages,
         "messages_per_cpu_s": result.messages / cpu if cpu else None,
@@ -84,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each engine per case (default 1)")
     parser.add_argument("--no-reference", action="store_true", help="time the fast engine only")
     parser.add_argument("--out", default="benchmarks/results/sim_speed", help="directory for the raw JSON")
+    parser.add_argument("--prefix", default="sim_speed", help="the raw JSON's name before its date (default sim_speed)")
     args = parser.parse_args(argv)
     cases = [parse_case(c) for c in args.cases.split(",") if c]
     engines = ["fast"] if args.no_reference else ["reference", "fast"]
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     info["cases"] = rows
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"sim_speed-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = out / f"{args.prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(info, indent=1))
     print(f"load after {info['load_after']}; wrote {path}")
     return status

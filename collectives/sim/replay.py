@@ -17,7 +17,7 @@ import numpy as np
 
 from collectives.sim.cost_model import CostModel, curve_time
 from collectives.sim.network import Network, PairwiseNetwork, make_network
-from collectives.sim.record import SEND_KIND, Schedule
+from collectives.sim.record import Schedule, small_pages
 from collectives.sim.result import SimResult
 from collectives.sim.scheduler import COPY, MSG, REDUCE, default_topology
 from collectives.sim.topology import Topology
@@ -30,8 +30,13 @@ def replay(
     schedule: Schedule, model: CostModel | None = None, topology: Topology | None = None, timeline: bool = False
 ) -> SimResult | None:
     """The reference scheduler's result for ``schedule``, computed by the compiled loop; None on a deadlock."""
-    from collectives.sim.replay_loop import REQUEST, STEP
+    with small_pages():
+        return _replay(schedule, model, topology, timeline)
+
+
+def _replay(schedule: Schedule, model: CostModel | None, topology: Topology | None, timeline: bool) -> SimResult | None:
     from collectives.sim.replay_loop import replay as loop
+    from collectives.sim.replay_tables import local_counters, message_tables, size_classes
 
     wall, cpu = time.perf_counter(), time.process_time()
     p = schedule.p
@@ -40,66 +45,62 @@ def replay(
         raise ValueError(f"the topology has {topology.p} ranks but the simulation has {p}")
     topology = topology or default_topology(p, model)
     network = make_network(topology, model)
-    sends = np.flatnonzero(schedule.req_kind == SEND_KIND)
-    # int64: the narrow rank arrays would overflow in src * p + dst
-    src, dst = schedule.req_rank[sends].astype(np.int64), schedule.req_peer[sends].astype(np.int64)
-    nbytes = schedule.req_bytes[sends]
-    # msg_link, msg_x: per message (send request), in posting order
+    pairwise = isinstance(network, PairwiseNetwork)
+    # A table of p * p pair numbers while that is cheap (zeroed lazily by the kernel: only the
+    # pages of pairs that talk are touched); beyond, the pair keys are sorted.
+    pair_table = np.zeros(p * p if p * p <= 1 << 26 else 0, np.int32)
+    tables = message_tables(
+        schedule.req_kind, schedule.req_peer, schedule.req_bytes, schedule.req_base, p, pair_table, pairwise
+    )
+    msg_size, msg_link, sizes, keys, sent_msgs, sent_bytes, recv_msgs, recv_bytes = tables
     empty_i, empty_f = np.zeros(1, np.int64), np.zeros(0)
-    if isinstance(network, PairwiseNetwork):
-        pairs = src * p + dst
-        used, link_of = np.unique(np.where(src == dst, -1, pairs), return_inverse=True)
-        offset = 1 if used.size and used[0] == -1 else 0  # self-messages use no link
-        msg_link = (link_of.reshape(-1) - offset).astype(np.int32)
-        msg_x = _per_size(nbytes, lambda m: _pair_time(network, m))
-        keys = used[offset:]
+    if pairwise:
+        size_x = np.array([_pair_time(network, m) for m in sizes.tolist()], dtype=np.float64)
         routing = (empty_i, empty_i, empty_f, empty_f, empty_f)
         nlinks = keys.size
         fp = [network.alpha, network.latency]
     else:
-        pairs, route_of = np.unique(src * p + dst, return_inverse=True)
-        msg_link = route_of.reshape(-1).astype(np.int32)
-        msg_x = np.zeros(sends.size)  # a routed message's time depends on its links (the loop's)
-        routing = _routes(network, pairs, p)
+        size_x = np.zeros(sizes.size)  # a routed message's time depends on its links (the loop's)
+        routing = _routes(network, keys, p)
         nlinks = len(topology.link_per_byte)
         fp = [model.alpha, 0.0]
     local = schedule.local_bytes
-    local_dt = _per_size(local, lambda m: _local_time(model, m))
+    local_size, local_sizes = size_classes(local, None)
+    local_dt = np.array([_local_time(model, m) for m in local_sizes.tolist()], dtype=np.float64)
     fp += [model.o, model.g, model.call_overhead, float(model.eager_limit)]
-    ip = [PORTS[model.ports], int(model.sync_send), int(not isinstance(network, PairwiseNetwork)), int(timeline)]
-    max_events = (sends.size + local.size) if timeline else 0
+    ip = [PORTS[model.ports], int(model.sync_send), int(not pairwise), int(timeline)]
+    max_events = (msg_size.size + local.size) if timeline else 0
     out = loop(
-        schedule.ops, schedule.op_base, schedule.req_kind, schedule.req_bytes,
-        schedule.req_base, schedule.partner, schedule.waits, schedule.wait_base, schedule.step_base,
-        local_dt, schedule.local_base, msg_link, msg_x, *routing, nlinks,
+        schedule.ops, schedule.op_base, schedule.req_kind, schedule.req_base, schedule.partner,
+        schedule.waits, schedule.wait_base, schedule.step_base, local_size, local_dt, schedule.local_base,
+        msg_link, msg_size, sizes, size_x, *routing, nlinks,
         np.array(fp, dtype=np.float64), np.array(ip, dtype=np.int64), max_events,
-        np.empty(schedule.req_kind.size, REQUEST), np.empty(int(schedule.step_base[-1]), STEP),
     )  # fmt: skip
     status, finish, steps, link_msgs, link_bytes, link_busy = out[:6]
     if status:
         return None
-    if isinstance(network, PairwiseNetwork):
+    if pairwise:
         network.links = {
             int(k): [0.0, m, b, busy]
             for k, m, b, busy in zip(keys.tolist(), link_msgs.tolist(), link_bytes.tolist(), link_busy.tolist())
         }
     else:
         network.msgs, network.bytes, network.busy = link_msgs.tolist(), link_bytes.tolist(), link_busy.tolist()
-    counters = _counters(schedule, src, dst, nbytes)
+    reduce_bytes, reduce_calls, copy_bytes = local_counters(local, schedule.local_base)
+    counters = {
+        "sent_msgs": sent_msgs.tolist(),
+        "sent_bytes": sent_bytes.tolist(),
+        "recv_msgs": recv_msgs.tolist(),
+        "recv_bytes": recv_bytes.tolist(),
+        "reduce_bytes": reduce_bytes.tolist(),
+        "reduce_calls": reduce_calls.tolist(),
+        "copy_bytes": copy_bytes.tolist(),
+    }
     events = _events(out[6:], local) if timeline else None
     state = SimpleNamespace(p=p, network=network, events=events, model=model, topology=topology, **counters)
     result = SimResult.from_simulator(state, finish.tolist(), int(steps), time.perf_counter() - wall)  # type: ignore[arg-type]
     result.cpu = time.process_time() - cpu
     return result
-
-
-def _per_size(sizes: np.ndarray, cost) -> np.ndarray:
-    """``cost(m)`` for every entry of ``sizes``, evaluated once per distinct size (in Python, exactly)."""
-    if sizes.size == 0:
-        return np.zeros(0)
-    distinct, index = np.unique(sizes, return_inverse=True)
-    table = np.array([cost(int(m)) for m in distinct.tolist()], dtype=np.float64)
-    return table[index.reshape(-1)]
 
 
 def _pair_time(network: PairwiseNetwork, m: int) -> float:
@@ -136,30 +137,6 @@ def _routes(network: Network, pairs: np.ndarray, p: int) -> tuple[np.ndarray, ..
         np.array(slowest, np.float64),
         np.array(network.per_byte, np.float64),
     )
-
-
-def _counters(schedule: Schedule, src: np.ndarray, dst: np.ndarray, nbytes: np.ndarray) -> dict[str, list[int]]:
-    """Per-rank totals: every message was delivered and every local operation done, so they are sums."""
-    p = schedule.p
-
-    def total(where: np.ndarray, weights: np.ndarray | None = None) -> list[int]:
-        if weights is None:
-            return np.bincount(where, minlength=p).tolist()
-        # bincount sums in float64: exact while a rank's total stays below 2**53 bytes
-        return np.bincount(where, weights=weights, minlength=p).astype(np.int64).tolist()
-
-    local = schedule.local_bytes
-    local_rank = np.repeat(np.arange(p, dtype=np.int64), np.diff(schedule.local_base))
-    reduces = local >= 0
-    return {
-        "sent_msgs": total(src),
-        "sent_bytes": total(src, nbytes),
-        "recv_msgs": total(dst),
-        "recv_bytes": total(dst, nbytes),
-        "reduce_bytes": total(local_rank[reduces], local[reduces]),
-        "reduce_calls": total(local_rank[reduces]),
-        "copy_bytes": total(local_rank[~reduces], ~local[~reduces]),
-    }
 
 
 def _events(arrays: tuple[np.ndarray, ...], local: np.ndarray) -> list[tuple[str, int, int, float, float, int]]:

@@ -22,16 +22,19 @@ END, ISEND, IRECV, WAIT, YIELD, REDUCE, COPY, SENDRECV, SEND, RECV, YIELD_LAST =
 PORTS_MULTI, PORTS_ONE, PORTS_NIC = 0, 1, 2
 MSG_EVENT, REDUCE_EVENT, COPY_EVENT = 0, 1, 2
 # ctr: counters shared by the helpers
-HEAP_N, SEQ, EVENTS = 0, 1, 2
+HEAP_N, SEQ, EVENTS, FIFO_HEAD, FIFO_N = range(5)
 # One record per request and per step, so that everything the loop reads about one sits in one cache
 # line (separate arrays per field cost a cache miss each on large runs). ``time`` is when the request
 # was posted until it completes, then when it completed (nothing reads the first after that).
+# A send's size is its class (``size``): an index into the distinct sizes, whose bytes and link time
+# the loop looks up in two small tables, so that a record is half a cache line.
 REQUEST = np.dtype(
-    [("time", "f8"), ("x", "f8"), ("bytes", "i8"), ("partner", "i4"), ("step", "i4"), ("rank", "i4"),
-     ("link", "i4"), ("send", "i1"), ("posted", "i1"), ("isdone", "i1")],
+    [("time", "f8"), ("partner", "i4"), ("step", "i4"), ("rank", "i4"), ("link", "i4"), ("size", "i4"),
+     ("send", "i1"), ("posted", "i1"), ("isdone", "i1")],
     align=True,
 )  # fmt: skip
-STEP = np.dtype([("ready", "f8"), ("pending", "i4"), ("rank", "i4"), ("yielded", "i1")], align=True)
+# A step belongs to the rank of its requests (a rank waits only for its own): 16 bytes, no rank field.
+STEP = np.dtype([("ready", "f8"), ("pending", "i4"), ("yielded", "i1")], align=True)
 # fp: float parameters
 ALPHA, LATENCY, O, G, CALL, EAGER = range(6)
 # ip: int parameters
@@ -46,20 +49,34 @@ def _before(ta, ka, tb, kb):  # pragma: no cover - compiled
 
 @njit(nogil=True, cache=True, inline="always")
 def _push(heap, ctr, t, r, p):  # pragma: no cover - compiled
-    """heapq.heappush of (t, next sequence number, r), in a 4-ary heap of [time, seq * p + r] rows.
+    """heapq.heappush of (t, next sequence number, r), as a row [time, seq * p + r].
 
-    The key is exact in float64 below 2**53 (checked); any heap pops in the same order as heapq,
-    since no two entries have the same (time, seq). Four children share a cache line.
+    The queue is a sorted FIFO in front of a 4-ary heap (``heap``'s rows from ``2p + 4`` on hold
+    the FIFO's ring): an entry no earlier than the FIFO's last joins the FIFO in O(1), others go to
+    the heap, and a pop takes the smaller of the two fronts. Ranks that run in step (a ring's all
+    finish a step at one time) thus mostly skip the heap. The key is exact in float64 below 2**53
+    (checked); the pops come in heapq's order, since no two entries have the same (time, seq).
+    Four children share a cache line.
     """
-    i = ctr[HEAP_N]
-    if i >= heap.shape[0]:
-        raise RuntimeError("replay: event heap overflow (a rank queued twice)")
-    ctr[HEAP_N] = i + 1
     seq = ctr[SEQ]
     ctr[SEQ] = seq + 1
     if seq >= (1 << 53) // p:
         raise RuntimeError("replay: too many events for exact keys")
     key = float(seq * p + r)
+    base, cap = 2 * p + 4, p + 4
+    nf = ctr[FIFO_N]
+    if nf == 0 or heap[base + (ctr[FIFO_HEAD] + nf - 1) % cap, 0] <= t:  # its key is the largest yet
+        if nf >= cap:
+            raise RuntimeError("replay: event queue overflow (a rank queued twice)")
+        row = base + (ctr[FIFO_HEAD] + nf) % cap
+        heap[row, 0] = t
+        heap[row, 1] = key
+        ctr[FIFO_N] = nf + 1
+        return
+    i = ctr[HEAP_N]
+    if i >= base:
+        raise RuntimeError("replay: event heap overflow (a rank queued twice)")
+    ctr[HEAP_N] = i + 1
     while i > 0:  # move the hole up to where (t, key) belongs
         parent = (i - 1) >> 2
         if _before(heap[parent, 0], heap[parent, 1], t, key):
@@ -72,8 +89,26 @@ def _push(heap, ctr, t, r, p):  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _earliest(heap, ctr, p):  # pragma: no cover - compiled
+    """The time of the entry :func:`_pop` would return; infinity when nothing is queued."""
+    t = np.inf
+    if ctr[FIFO_N]:
+        t = heap[2 * p + 4 + ctr[FIFO_HEAD], 0]
+    if ctr[HEAP_N] and heap[0, 0] < t:
+        t = heap[0, 0]
+    return t
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _pop(heap, ctr, p):  # pragma: no cover - compiled
     """heapq.heappop: (time, rank) of the entry with the smallest (time, sequence)."""
+    nf = ctr[FIFO_N]
+    if nf:
+        h = 2 * p + 4 + ctr[FIFO_HEAD]
+        if ctr[HEAP_N] == 0 or _before(heap[h, 0], heap[h, 1], heap[0, 0], heap[0, 1]):
+            ctr[FIFO_HEAD] = (ctr[FIFO_HEAD] + 1) % (p + 4)
+            ctr[FIFO_N] = nf - 1
+            return heap[h, 0], int(heap[h, 1]) % p
     t = heap[0, 0]
     r = int(heap[0, 1]) % p
     n = ctr[HEAP_N] - 1
@@ -109,7 +144,7 @@ def _complete(q, when, req, st, now, heap, ctr, p):  # pragma: no cover - compil
             st[s].ready = when
         st[s].pending -= 1
         if st[s].pending == 0 and st[s].yielded:
-            rk = st[s].rank
+            rk = req[q].rank
             _push(heap, ctr, st[s].ready if st[s].ready > now[rk] else now[rk], rk, p)
 
 
@@ -201,7 +236,7 @@ def round_major(base):  # pragma: no cover - compiled
         start[1 : base[r + 1] - base[r] + 1] += 1
     for k in range(longest):
         start[k + 1] += start[k]
-    new_id = np.empty(base[p], np.int64)
+    new_id = np.empty(base[p], np.int32)  # callers check that ids fit
     for r in range(p):
         for k in range(base[r + 1] - base[r]):
             new_id[base[r] + k] = start[k]
@@ -214,16 +249,18 @@ def replay(
     ops,
     op_base,
     req_kind,
-    req_bytes,
     req_base,
     partner,
     waits,
     wait_base,
     step_base,
+    local_size,
     local_dt,
     local_base,
     msg_link,
-    msg_x,
+    msg_size,
+    size_bytes,
+    size_x,
     route_ptr,
     route_links,
     route_lat,
@@ -233,12 +270,13 @@ def replay(
     fp,
     ip,
     max_events,
-    req,
-    st,
 ):  # pragma: no cover - compiled
     """Time the schedule; returns (status, finish, steps, link_msgs, link_bytes, link_busy, events...).
 
-    ``req`` and ``st`` are uninitialised REQUEST and STEP records, one per request and step.
+    Message m (the m-th send, in posting order) has ``msg_size[m]``, an index into ``size_bytes`` and
+    ``size_x`` (its time on a pair link), and ``msg_link[m]``; local operation i takes
+    ``local_dt[local_size[i]]``.
+
     status 0: every rank returned; 1: some ranks are blocked (a deadlock, which the reference
     scheduler then reports in full).
     """
@@ -249,12 +287,15 @@ def replay(
     # (Filling the records rank by rank, scattered, measured faster than in their own order.)
     req_id = round_major(req_base)
     step_id = round_major(step_base)
-    m = 0  # messages so far: msg_x and msg_link are per message (send), in posting order
+    # Allocated here rather than by numpy, which asks the kernel for huge pages for big arrays: on a
+    # fragmented machine their first touch (compaction) cost more system time than the loop itself.
+    req = np.empty(req_base[p], REQUEST)
+    st = np.empty(step_base[p], STEP)
+    m = 0  # messages so far: msg_size and msg_link are per message (send), in posting order
     for r in range(p):
         for q in range(req_base[r], req_base[r + 1]):
             i = req_id[q]
             req[i].time = 0.0
-            req[i].bytes = req_bytes[q]
             req[i].partner = req_id[partner[q]]
             req[i].step = -1
             req[i].rank = r
@@ -262,20 +303,19 @@ def replay(
             req[i].isdone = 0
             if req_kind[q] == 0:
                 req[i].send = 1
-                req[i].x = msg_x[m]
+                req[i].size = msg_size[m]
                 req[i].link = msg_link[m]
                 m += 1
             else:
                 req[i].send = 0
-                req[i].x = 0.0
+                req[i].size = -1
                 req[i].link = -1
         for s in range(step_base[r], step_base[r + 1]):
             i = step_id[s]
             st[i].ready = 0.0
             st[i].pending = 0
-            st[i].rank = r
             st[i].yielded = 0
-    wait_id = np.empty(waits.size, np.int64)
+    wait_id = np.empty(waits.size, np.int32)
     for j in range(waits.size):
         wait_id[j] = req_id[waits[j]]
     now = np.zeros(p)
@@ -298,14 +338,16 @@ def replay(
     ev_t0 = np.zeros(max_events)
     ev_t1 = np.zeros(max_events)
     ev_n = np.zeros(max_events, np.int64)
-    heap = np.zeros((2 * p + 4, 2))  # at most one entry per rank is ever queued; twice that for safety
-    ctr = np.zeros(4, np.int64)
+    # At most one entry per rank is ever queued: a heap of 2p + 4 rows (twice that, for safety), then
+    # the FIFO's ring of p + 4 (see _push).
+    heap = np.zeros((3 * p + 8, 2))
+    ctr = np.zeros(5, np.int64)
     o, g, call, eager = fp[O], fp[G], fp[CALL], fp[EAGER]
     ports, sync_send, routed, timeline = ip[PORTS], ip[SYNC_SEND], ip[ROUTED], ip[TIMELINE]
     for r in range(p):
         _push(heap, ctr, 0.0, r, p)
     steps = 0
-    while ctr[HEAP_N] > 0:
+    while ctr[HEAP_N] + ctr[FIFO_N] > 0:
         t_pop, r = _pop(heap, ctr, p)
         if t_pop > now[r]:
             now[r] = t_pop
@@ -323,7 +365,7 @@ def replay(
                 if st[s].pending:
                     break  # asleep until _complete finishes the step's last request
                 at = st[s].ready if st[s].ready > now[r] else now[r]
-                if ctr[HEAP_N] == 0 or heap[0, 0] >= at:
+                if _earliest(heap, ctr, p) >= at:
                     now[r] = at  # already complete and nobody is earlier: go on without the heap
                     continue
                 _push(heap, ctr, at, r, p)
@@ -335,7 +377,7 @@ def replay(
             if code == REDUCE or code == COPY:
                 i = lc[r]
                 lc[r] += 1
-                dt = local_dt[i]
+                dt = local_dt[local_size[i]]
                 if dt:
                     if timeline:
                         e = ctr[EVENTS]
@@ -372,7 +414,8 @@ def replay(
                 if req[other].posted:
                     s_req, r_req = (q, other) if is_send else (other, q)
                     # --- Simulator._match ---
-                    nbytes = req[s_req].bytes
+                    size = req[s_req].size
+                    nbytes = size_bytes[size]
                     src, dst = req[s_req].rank, req[r_req].rank
                     start = req[s_req].time
                     posted_at = req[r_req].time
@@ -384,7 +427,7 @@ def replay(
                         src,
                         dst,
                         req[s_req].link,
-                        req[s_req].x,
+                        size_x[size],
                         nbytes,
                         start,
                         fp,

@@ -22,10 +22,10 @@ Request handles count isend/irecv calls over all ranks; step handles count down 
 ranks, so a yielded value is told from a code by its sign and range. The codes are huge (2**60 +
 k), so nothing an algorithm yields by mistake (a request handle, a small number) reads as one.
 
-:func:`parse` turns the tapes into the arrays of :class:`collectives.sim.record.Schedule` (the op
-stream the replay loop walks, requests, waits, local work, steps) and checks every handle: a rank
-may wait only for its own posted requests and yield only steps it made. Anything else is reported
-by a status code (``BAD_*``) and the rank; the caller then falls back to the reference scheduler.
+:func:`parse_rank` appends one rank's tape to the arrays of :class:`collectives.sim.record.Schedule`
+(the op stream the replay loop walks, requests, waits, local work, steps) and checks every handle:
+a rank may wait only for its own posted requests and yield only steps it made. Anything else is
+reported by a status code (``BAD_*``); the caller then falls back to the reference scheduler.
 """
 
 from __future__ import annotations
@@ -37,206 +37,199 @@ TAPE_BASE = 1 << 60
 T_ISEND, T_IRECV, T_WAIT, T_SENDRECV, T_SEND, T_RECV, T_REDUCE, T_COPY = (TAPE_BASE + k for k in range(8))
 # The replay loop's op codes (collectives.sim.replay_loop's, repeated: numba needs plain globals).
 END, ISEND, IRECV, WAIT, YIELD, REDUCE, COPY, SENDRECV, SEND, RECV, YIELD_LAST = range(11)
-# parse's status
-OK, BAD_ENTRY, BAD_YIELD, BAD_WAIT, BAD_PEER, BAD_WAITED, BAD_YIELDED = range(7)
+# parse_rank's status (NEED_ROOM: the output arrays are too small for the rank; grow them and call again)
+OK, BAD_ENTRY, BAD_YIELD, BAD_WAIT, BAD_PEER, BAD_WAITED, BAD_YIELDED, NEED_ROOM = range(8)
+
+
+# parse_rank's fill counters: entries written so far of each output array
+F_OPS, F_REQ, F_WAIT, F_LOCAL = range(4)
 
 
 @njit(nogil=True, cache=True)
-def _sizes(tape, tape_base):  # pragma: no cover - compiled
-    """(ops, requests, waited handles, local entries, steps, handles) per rank, or a status and the rank."""
-    p = tape_base.size - 1
-    counts = np.zeros((p, 6), np.int64)
-    for r in range(p):
-        i, hi = tape_base[r], tape_base[r + 1]
-        nops = nreq = nwait = nlocal = nstep = nhandle = 0
-        while i < hi:
-            code = tape[i]
-            if code < 0:  # a yield
-                nops += 2
-                i += 1
-            elif code == T_SENDRECV:
-                nops += 1
-                nreq += 2
-                nstep += 1
-                i += 6
-            elif code == T_ISEND or code == T_IRECV:
-                nops += 1
-                nreq += 1
-                nhandle += 1
-                i += 4
-            elif code == T_SEND or code == T_RECV:
-                nops += 1
-                nreq += 1
-                nstep += 1
-                i += 4
-            elif code == T_REDUCE or code == T_COPY:
-                nops += 1
-                nlocal += 1
-                i += 2
-            elif code == T_WAIT:
-                k = tape[i + 1]
-                nops += 2
-                nwait += k
-                nstep += 1
-                i += 2 + k
-            else:
-                return BAD_ENTRY, r, counts
-        counts[r] = (nops + 1, nreq, nwait, nlocal, nstep, nhandle)  # + END
-    return OK, -1, counts
-
-
-@njit(nogil=True, cache=True)
-def _bases(column):  # pragma: no cover - compiled
-    out = np.zeros(column.size + 1, np.int64)
-    for r in range(column.size):
-        out[r + 1] = out[r] + column[r]
-    return out
-
-
-@njit(nogil=True, cache=True)
-def parse(tape, tape_base):  # pragma: no cover - compiled
-    """Read every rank's tape (rank r's is ``tape[tape_base[r]:tape_base[r+1]]``).
-
-    Returns (status, rank, (ops, op_base, req_kind, req_rank, req_peer, req_tag, req_bytes,
-    req_base, waits, wait_base, local, local_base), step_base, steps yielded): the schedule's
-    arrays (``local`` holds a reduction's bytes, or ~bytes (negative) for a copy). Besides the
-    handles it checks what the scheduler checks at the end of a run: every request is waited for
-    exactly once, in a step yielded exactly once (else ``BAD_WAITED``, ``BAD_YIELDED``; the rank
-    is -1 there). Narrow integer types where they suffice: the arrays are big, and fresh memory
-    costs page faults.
-    """
-    p = tape_base.size - 1
-    status, bad, counts = _sizes(tape, tape_base)
-    op_base, req_base = _bases(counts[:, 0]), _bases(counts[:, 1])
-    wait_base, local_base = _bases(counts[:, 2]), _bases(counts[:, 3])
-    step_base, handle_base = _bases(counts[:, 4]), _bases(counts[:, 5])
-    nreq = req_base[p]
-    if nreq >= 1 << 31 or step_base[p] >= 1 << 31:
-        raise RuntimeError("record: more than 2**31 requests or steps")
-    ops = np.empty(op_base[p], np.int32)
-    kind = np.empty(nreq, np.int8)
-    rank = np.empty(nreq, np.int32)
-    peer = np.empty(nreq, np.int32)
-    tag = np.empty(nreq, np.int64)
-    nbytes = np.empty(nreq, np.int64)
-    waits = np.empty(wait_base[p], np.int64)
-    local = np.empty(local_base[p], np.int64)
-    req_step = np.full(nreq, -1, np.int32)
-    waited = np.zeros(nreq, np.int32)
-    yields = np.zeros(step_base[p], np.int32)
-    handle_req = np.empty(handle_base[p], np.int64)  # request handle -> request
-    empty = (ops, op_base, kind, rank, peer, tag, nbytes, req_base, waits, wait_base, local, local_base)
-    if status != OK:
-        return status, bad, empty, step_base, 0
-    for r in range(p):
-        i, hi = tape_base[r], tape_base[r + 1]
-        o, q, w, loc, s, h = op_base[r], req_base[r], wait_base[r], local_base[r], step_base[r], handle_base[r]
-        while i < hi:
-            code = tape[i]
-            if code < 0:  # yield of step handle code: global step -1 - code
-                y = -1 - code
-                if not step_base[r] <= y < s:
-                    return BAD_YIELD, r, empty, step_base, 0
-                yields[y] += 1
-                if y == s - 1:
-                    ops[o] = YIELD_LAST
-                    o += 1
-                else:
-                    ops[o] = YIELD
-                    ops[o + 1] = y
-                    o += 2
-                i += 1
-                continue
-            if code == T_REDUCE or code == T_COPY:
-                ops[o] = REDUCE if code == T_REDUCE else COPY
-                local[loc] = tape[i + 1] if code == T_REDUCE else ~tape[i + 1]
-                o += 1
-                loc += 1
-                i += 2
-                continue
-            if code == T_WAIT:
-                k = tape[i + 1]
-                ops[o] = WAIT
-                ops[o + 1] = k
-                o += 2
-                for j in range(i + 2, i + 2 + k):
-                    handle = tape[j]
-                    if not handle_base[r] <= handle < h:  # not a request this rank has posted
-                        return BAD_WAIT, r, empty, step_base, 0
-                    x = handle_req[handle]
-                    waits[w] = x
-                    w += 1
-                    waited[x] += 1
-                    req_step[x] = s
-                s += 1
-                i += 2 + k
-                continue
-            if code == T_SENDRECV:
-                if not (0 <= tape[i + 1] < p and 0 <= tape[i + 2] < p and tape[i + 3] >= 0):
-                    return BAD_PEER, r, empty, step_base, 0
-                ops[o] = SENDRECV
-                kind[q], peer[q], tag[q], nbytes[q] = 0, tape[i + 1], tape[i + 3], tape[i + 4]
-                kind[q + 1], peer[q + 1], tag[q + 1], nbytes[q + 1] = 1, tape[i + 2], tape[i + 3], tape[i + 5]
-                for x in (q, q + 1):
-                    rank[x] = r
-                    waited[x] = 1
-                    req_step[x] = s
-                o += 1
-                q += 2
-                s += 1
-                i += 6
-                continue
-            # ISEND, IRECV, SEND, RECV: one request
-            if not (0 <= tape[i + 1] < p and tape[i + 2] >= 0):
-                return BAD_PEER, r, empty, step_base, 0
-            is_recv = code == T_IRECV or code == T_RECV
-            kind[q], rank[q], peer[q], tag[q], nbytes[q] = is_recv, r, tape[i + 1], tape[i + 2], tape[i + 3]
-            if code == T_ISEND or code == T_IRECV:
-                ops[o] = IRECV if is_recv else ISEND
-                handle_req[h] = q
-                h += 1
-            else:
-                ops[o] = RECV if is_recv else SEND
-                waited[q] = 1
-                req_step[q] = s
-                s += 1
-            o += 1
-            q += 1
+def rank_sizes(tape):  # pragma: no cover - compiled
+    """(status, counts): the rank's (ops, requests, waited handles, local entries, steps, request handles)."""
+    counts = np.zeros(6, np.int64)
+    nops = nreq = nwait = nlocal = nstep = nhandle = 0
+    i, hi = 0, tape.size
+    while i < hi:
+        code = tape[i]
+        if code < 0:  # a yield
+            nops += 2
+            i += 1
+        elif code == T_SENDRECV:
+            nops += 1
+            nreq += 2
+            nstep += 1
+            i += 6
+        elif code == T_ISEND or code == T_IRECV:
+            nops += 1
+            nreq += 1
+            nhandle += 1
             i += 4
-        ops[o] = END
+        elif code == T_SEND or code == T_RECV:
+            nops += 1
+            nreq += 1
+            nstep += 1
+            i += 4
+        elif code == T_REDUCE or code == T_COPY:
+            nops += 1
+            nlocal += 1
+            i += 2
+        elif code == T_WAIT and i + 1 < hi and tape[i + 1] >= 0:
+            k = tape[i + 1]
+            nops += 2
+            nwait += k
+            nstep += 1
+            i += 2 + k
+        else:
+            return BAD_ENTRY, counts
+    if i != hi:  # the last entry is cut short
+        return BAD_ENTRY, counts
+    counts[0], counts[1], counts[2], counts[3], counts[4], counts[5] = nops + 1, nreq, nwait, nlocal, nstep, nhandle
+    return OK, counts  # nops + 1: END
+
+
+@njit(nogil=True, cache=True)
+def parse_rank(
+    tape, p, first_step, first_handle, ops, kind, peer, tag, nbytes, waits, local, fill
+):  # pragma: no cover - compiled
+    """Append one rank's tape to the schedule's arrays; returns (status, its counts from :func:`rank_sizes`).
+
+    The rank's steps are global steps ``first_step ..`` and its request handles ``first_handle ..``;
+    its requests get the global ids ``fill[F_REQ] ..``. Writes ``ops`` (op codes and their operands),
+    per request ``kind``, ``peer``, ``tag``, ``nbytes``, the requests each wait lists (``waits``,
+    global ids) and ``local`` (a reduction's bytes, or ~bytes (negative) for a copy), from the
+    positions in ``fill``, which it advances; ``NEED_ROOM`` (nothing written) if one is too small.
+
+    Besides the handles it checks what the scheduler checks at the end of a run, rank by rank
+    (a rank can only wait for its own requests and yield its own steps): every request is waited
+    for exactly once, in a step yielded exactly once (else ``BAD_WAITED``, ``BAD_YIELDED``).
+    """
+    status, counts = rank_sizes(tape)
+    if status != OK:
+        return status, counts
+    if (
+        fill[F_OPS] + counts[0] > ops.size
+        or fill[F_REQ] + counts[1] > kind.size
+        or fill[F_WAIT] + counts[2] > waits.size
+        or fill[F_LOCAL] + counts[3] > local.size
+    ):
+        return NEED_ROOM, counts
+    nreq, nstep, nhandle = counts[1], counts[4], counts[5]
+    q0 = fill[F_REQ]
+    req_step = np.full(nreq, -1, np.int64)  # the rank's step (from 0) that waits for each request
+    waited = np.zeros(nreq, np.int32)
+    yields = np.zeros(nstep, np.int32)
+    handle_req = np.empty(nhandle, np.int64)  # request handle - first_handle -> the rank's request
+    o, q, w, loc = fill[F_OPS], 0, fill[F_WAIT], fill[F_LOCAL]
+    s = h = 0  # the rank's steps and request handles so far
+    i, hi = 0, tape.size
+    while i < hi:
+        code = tape[i]
+        if code < 0:  # yield of step handle code: global step -1 - code
+            y = -1 - code - first_step
+            if not 0 <= y < s:
+                return BAD_YIELD, counts
+            yields[y] += 1
+            if y == s - 1:
+                ops[o] = YIELD_LAST
+                o += 1
+            else:
+                ops[o] = YIELD
+                ops[o + 1] = first_step + y
+                o += 2
+            i += 1
+            continue
+        if code == T_REDUCE or code == T_COPY:
+            ops[o] = REDUCE if code == T_REDUCE else COPY
+            local[loc] = tape[i + 1] if code == T_REDUCE else ~tape[i + 1]
+            o += 1
+            loc += 1
+            i += 2
+            continue
+        if code == T_WAIT:
+            k = tape[i + 1]
+            ops[o] = WAIT
+            ops[o + 1] = k
+            o += 2
+            for j in range(i + 2, i + 2 + k):
+                handle = tape[j] - first_handle
+                if not 0 <= handle < h:  # not a request this rank has posted
+                    return BAD_WAIT, counts
+                x = handle_req[handle]
+                waits[w] = q0 + x
+                w += 1
+                waited[x] += 1
+                req_step[x] = s
+            s += 1
+            i += 2 + k
+            continue
+        if code == T_SENDRECV:
+            if not (0 <= tape[i + 1] < p and 0 <= tape[i + 2] < p and tape[i + 3] >= 0):
+                return BAD_PEER, counts
+            ops[o] = SENDRECV
+            g = q0 + q
+            kind[g], peer[g], tag[g], nbytes[g] = 0, tape[i + 1], tape[i + 3], tape[i + 4]
+            kind[g + 1], peer[g + 1], tag[g + 1], nbytes[g + 1] = 1, tape[i + 2], tape[i + 3], tape[i + 5]
+            waited[q] = waited[q + 1] = 1
+            req_step[q] = req_step[q + 1] = s
+            o += 1
+            q += 2
+            s += 1
+            i += 6
+            continue
+        # ISEND, IRECV, SEND, RECV: one request
+        if not (0 <= tape[i + 1] < p and tape[i + 2] >= 0):
+            return BAD_PEER, counts
+        is_recv = code == T_IRECV or code == T_RECV
+        g = q0 + q
+        kind[g], peer[g], tag[g], nbytes[g] = is_recv, tape[i + 1], tape[i + 2], tape[i + 3]
+        if code == T_ISEND or code == T_IRECV:
+            ops[o] = IRECV if is_recv else ISEND
+            handle_req[h] = q
+            h += 1
+        else:
+            ops[o] = RECV if is_recv else SEND
+            waited[q] = 1
+            req_step[q] = s
+            s += 1
+        o += 1
+        q += 1
+        i += 4
+    ops[o] = END
     for x in range(nreq):
         if waited[x] != 1:
-            return BAD_WAITED, -1, empty, step_base, 0
+            return BAD_WAITED, counts
         if yields[req_step[x]] != 1:
-            return BAD_YIELDED, -1, empty, step_base, 0
-    yielded = 0
+            return BAD_YIELDED, counts
     for y in yields:
         if y > 1:
-            return BAD_YIELDED, -1, empty, step_base, 0
-        yielded += y
-    return OK, -1, empty, step_base, yielded
+            return BAD_YIELDED, counts
+    fill[F_OPS], fill[F_REQ], fill[F_WAIT], fill[F_LOCAL] = o + 1, q0 + q, w, loc
+    return OK, counts
 
 
 @njit(nogil=True, cache=True)
-def match_keys(kind, rank, peer, tag, p, tags):  # pragma: no cover - compiled
+def match_keys(kind, req_base, peer, tag, p, tags):  # pragma: no cover - compiled
     """The sends and the receives (request ids, in posting order) and each one's key
     ((source * p + destination) * tags + tag), for :func:`collectives.sim.record._match`."""
     n = kind.size
     nsend = 0
     for q in range(n):
         nsend += kind[q] == 0
-    sends, s_key = np.empty(nsend, np.int64), np.empty(nsend, np.int64)
-    recvs, r_key = np.empty(n - nsend, np.int64), np.empty(n - nsend, np.int64)
+    sends, s_key = np.empty(nsend, np.int32), np.empty(nsend, np.int64)
+    recvs, r_key = np.empty(n - nsend, np.int32), np.empty(n - nsend, np.int64)
     i = j = 0
-    for q in range(n):
-        if kind[q] == 0:
-            sends[i] = q
-            s_key[i] = (np.int64(rank[q]) * p + peer[q]) * tags + tag[q]
-            i += 1
-        else:
-            recvs[j] = q
-            r_key[j] = (np.int64(peer[q]) * p + rank[q]) * tags + tag[q]
-            j += 1
+    for r in range(p):
+        for q in range(req_base[r], req_base[r + 1]):
+            if kind[q] == 0:
+                sends[i] = q
+                s_key[i] = (np.int64(r) * p + peer[q]) * tags + tag[q]
+                i += 1
+            else:
+                recvs[j] = q
+                r_key[j] = (np.int64(peer[q]) * p + r) * tags + tag[q]
+                j += 1
     return sends, s_key, recvs, r_key
 
 
@@ -244,7 +237,7 @@ def match_keys(kind, rank, peer, tag, p, tags):  # pragma: no cover - compiled
 def pair_up(sends, s_key, s_order, recvs, r_key, r_order, nbytes):  # pragma: no cover - compiled
     """``partner`` from the sends and receives in key order: (0, partner), or (1, _) if a key has
     more sends than receives or the other way round, (2, _) if a message is larger than its receive."""
-    partner = np.empty(sends.size + recvs.size, np.int64)
+    partner = np.empty(sends.size + recvs.size, np.int32)
     for i in range(sends.size):
         a, b = s_order[i], r_order[i]
         if s_key[a] != r_key[b]:

@@ -144,7 +144,19 @@ def huge_tags(t, buf, op):
         t.reduce(op, inbox, other)
 
 
-@pytest.mark.parametrize("pattern", [fan_in, same_tag_stream, to_self_and_around, huge_tags])
+def growing_ranks(t, buf, op):
+    """Each rank posts more than the one before it and rank 0 nothing, so the recording's arrays,
+    sized from the ranks parsed so far, must grow again and again."""
+    r, p = t.rank, t.size
+    inbox = t.scratch(buf.size, buf.dtype)
+    sends = [t.isend(buf[: k + 1], r + 1, k) for k in range(r)] if r + 1 < p else []
+    for k in range(r - 1):
+        yield t.wait(t.irecv(inbox[: k + 1], r - 1, k))
+        t.reduce(op, buf[: k + 1], inbox[: k + 1])
+    yield t.wait(*sends)
+
+
+@pytest.mark.parametrize("pattern", [fan_in, same_tag_stream, to_self_and_around, huge_tags, growing_ranks])
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_hand_written_patterns_same_on_both_engines(pattern, model):
     for p, topo in ((2, "full"), (5, "switch"), (6, "default"), (7, "ring")):
@@ -336,3 +348,22 @@ def test_round_major_order():
     items = [(k, r, int(base[r]) + k) for r, c in enumerate(counts) for k in range(c)]
     expected = [q for _, _, q in sorted(items)]  # the item at each new position
     assert [expected.index(q) for q in range(len(expected))] == new_id.tolist()
+
+
+def test_small_pages_restores_numpys_setting_even_when_nested_and_on_errors():
+    from collectives.sim.record import small_pages
+
+    core = getattr(np, "_core", None) or np.core
+    switch = getattr(core.multiarray, "_set_madvise_hugepage", None)
+    if switch is None:
+        pytest.skip("this numpy has no huge-page switch")
+    before = switch(True)
+    try:
+        with small_pages():
+            assert switch(False) is False  # off inside (reading it means setting it: keep it off)
+            with pytest.raises(ValueError), small_pages():
+                raise ValueError
+            assert switch(False) is False  # the inner block's exit did not switch it back on
+        assert switch(True) is True  # on again after the last block
+    finally:
+        switch(before)
