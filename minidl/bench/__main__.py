@@ -16,6 +16,8 @@ cross-entropy, backward and an SGD-momentum update on one fixed batch.
 Timing: after warm-up, the engines take single steps in turn, in an order that rotates with
 every step, ``--rounds`` x ``--steps`` steps each; step i of every engine forms a pair, taken
 within a few step times of each other, so the machine's drift cancels in the pair's ratio.
+Above one thread each step starts after an untimed pause (``--settle``, 10 ms by default) so that
+the previous engine's spinning OpenMP or BLAS threads are not still on the cores.
 Reported: each engine's median step time, and for each pair of engines the median (min-max) of
 the per-pair ratios (quartiles too in the JSON, with every step's time). The numpy floor is an
 MLP written by hand in numpy with no autograd at all: the time an engine with zero overhead
@@ -62,6 +64,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=7, help="rounds per model (default: 7)")
     p.add_argument("--steps", type=int, default=10, help="interleaved single steps per engine per round (default: 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per engine first (default: 3)")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="untimed pause before each step, so that the previous engine's spinning threads (OpenMP, "
+        "OpenBLAS) do not share the cores with it (default: 10 ms above one thread, 0 at one thread)",
+    )
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if it is installed")
     p.add_argument("--numpy-reference", action="store_true", help="also time minidl with its numpy references")
     p.add_argument(
@@ -105,6 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--threads, --rounds, --steps, --length and --size must be at least 1")
     if args.warmup < 0 or args.memory_repeats < 0:
         p.error("--warmup and --memory-repeats must be at least 0")
+    if args.settle is not None and not 0 <= args.settle <= 1000:
+        p.error(f"--settle must be between 0 and 1000 ms, got {args.settle}")
     return args
 
 

@@ -34,8 +34,22 @@ def time_steps(step: Callable[[], Any], steps: int) -> float:
     return statistics.median(times)
 
 
-def interleaved(engines: dict[str, Callable[[], Any]], pairs: int) -> dict[str, list[float]]:
-    """Seconds of ``pairs`` single steps per engine, the engines alternating step by step in rotating order."""
+# Untimed pause before each step when the engines run several threads (``settle``): after a step, PyTorch's
+# OpenMP (libgomp) and OpenBLAS's workers keep spinning for a few milliseconds, and the next engine's step
+# would share the cores with them. Measured on the ResNet block at 2 threads: minidl alone 14.2 ms per
+# step, interleaved right after PyTorch's steps 16.3-17.6 ms. A pause lets each step start on cores at
+# rest, as when an engine runs alone; at one thread there is nothing spinning and no pause.
+SETTLE_SECONDS = 0.01
+
+
+def default_settle(threads: int) -> float:
+    """The pause before each step at ``threads`` threads: ``SETTLE_SECONDS`` above one thread, else none."""
+    return SETTLE_SECONDS if threads > 1 else 0.0
+
+
+def interleaved(engines: dict[str, Callable[[], Any]], pairs: int, settle: float = 0.0) -> dict[str, list[float]]:
+    """Seconds of ``pairs`` single steps per engine, the engines alternating step by step in rotating order,
+    each step after an untimed pause of ``settle`` seconds (see ``SETTLE_SECONDS``)."""
     names = list(engines)
     times: dict[str, list[float]] = {k: [] for k in names}
     clock = time.perf_counter
@@ -43,6 +57,8 @@ def interleaved(engines: dict[str, Callable[[], Any]], pairs: int) -> dict[str, 
         shift = i % len(names)
         for k in names[shift:] + names[:shift]:
             step = engines[k]
+            if settle:
+                time.sleep(settle)
             start = clock()
             step()
             times[k].append(clock() - start)
@@ -70,11 +86,13 @@ def run_model(name: str, threads: int, args: argparse.Namespace, use_torch: bool
     for fn in engines.values():
         for _ in range(args.warmup):
             fn()
-    times = interleaved(engines, args.rounds * args.steps)
+    settle = default_settle(threads) if args.settle is None else args.settle / 1e3
+    times = interleaved(engines, args.rounds * args.steps, settle)
     result: dict[str, Any] = {
         "model": name,
         "batch": BATCH[name],
         "threads": threads,
+        "settle_ms": 1e3 * settle,
         "first_step_loss": losses,
         "median_step_ms": {k: 1e3 * statistics.median(v) for k, v in times.items()},
         # per round (``steps`` consecutive pairs): the median step, to see drift over the run

@@ -74,6 +74,21 @@ def test_engines_alternate_single_steps_in_rotating_order():
     assert {k: len(v) for k, v in times.items()} == {"minidl": 4, "torch": 4, "floor": 4}
 
 
+def test_settle_pauses_before_each_step_outside_its_timing():
+    import itertools
+    import time
+
+    from minidl.bench.timing import default_settle, interleaved
+
+    starts = []
+    engines = {k: (lambda: starts.append(time.perf_counter())) for k in ("minidl", "torch")}
+    times = interleaved(engines, 3, settle=0.02)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(starts) == 6 and min(gaps) >= 0.02  # a pause before every step
+    assert max(max(v) for v in times.values()) < 0.01  # and none of it timed
+    assert default_settle(1) == 0.0 and default_settle(2) > 0
+
+
 def test_ratio_summary_pairs_step_by_step():
     from minidl.bench.timing import ratio_summary
 
