@@ -16,8 +16,8 @@ cross-entropy, backward and an SGD-momentum update on one fixed batch.
 Timing: after warm-up, the engines take single steps in turn, in an order that rotates with
 every step, ``--rounds`` x ``--steps`` steps each; step i of every engine forms a pair, taken
 within a few step times of each other, so the machine's drift cancels in the pair's ratio.
-Above one thread each step starts after an untimed pause (``--settle``, 10 ms by default) so that
-the previous engine's spinning OpenMP or BLAS threads are not still on the cores.
+Above one thread each timed step follows an untimed step of the same engine (``--lead-in``, 1 by
+default), so that the previous engine's spinning OpenMP or BLAS threads are off the cores.
 Reported: each engine's median step time, and for each pair of engines the median (min-max) of
 the per-pair ratios (quartiles too in the JSON, with every step's time). The numpy floor is an
 MLP written by hand in numpy with no autograd at all: the time an engine with zero overhead
@@ -65,12 +65,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=10, help="interleaved single steps per engine per round (default: 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per engine first (default: 3)")
     p.add_argument(
-        "--settle",
-        type=float,
+        "--lead-in",
+        type=int,
         default=None,
-        metavar="MS",
-        help="untimed pause before each step, so that the previous engine's spinning threads (OpenMP, "
-        "OpenBLAS) do not share the cores with it (default: 10 ms above one thread, 0 at one thread)",
+        metavar="N",
+        help="untimed steps of an engine before each of its timed steps, so that the previous engine's spinning "
+        "threads (OpenMP, OpenBLAS) are off the cores (default: 1 above one thread, 0 at one thread)",
     )
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if it is installed")
     p.add_argument("--numpy-reference", action="store_true", help="also time minidl with its numpy references")
@@ -115,8 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--threads, --rounds, --steps, --length and --size must be at least 1")
     if args.warmup < 0 or args.memory_repeats < 0:
         p.error("--warmup and --memory-repeats must be at least 0")
-    if args.settle is not None and not 0 <= args.settle <= 1000:
-        p.error(f"--settle must be between 0 and 1000 ms, got {args.settle}")
+    if args.lead_in is not None and args.lead_in < 0:
+        p.error(f"--lead-in must be at least 0, got {args.lead_in}")
     return args
 
 

@@ -34,22 +34,24 @@ def time_steps(step: Callable[[], Any], steps: int) -> float:
     return statistics.median(times)
 
 
-# Untimed pause before each step when the engines run several threads (``settle``): after a step, PyTorch's
-# OpenMP (libgomp) and OpenBLAS's workers keep spinning for a few milliseconds, and the next engine's step
-# would share the cores with them. Measured on the ResNet block at 2 threads: minidl alone 14.2 ms per
-# step, interleaved right after PyTorch's steps 16.3-17.6 ms. A pause lets each step start on cores at
-# rest, as when an engine runs alone; at one thread there is nothing spinning and no pause.
-SETTLE_SECONDS = 0.01
+# Untimed lead-in steps before each timed step when the engines run several threads (``lead_in``): after
+# a step, PyTorch's OpenMP (libgomp) and OpenBLAS's workers keep spinning for a few milliseconds, so the
+# first step after another engine's shares the cores with that engine's threads (the ResNet block at 2
+# threads: minidl alone 14.2 ms per step, right after PyTorch's steps 16.3-17.6 ms), while a pause
+# instead lets the threads fall asleep and bills their wake-up to the next step (PyTorch's MLP step
+# 12.7 -> 14.6 ms). An untimed step of the same engine first puts its own threads in the state they
+# have in a training loop, and the other engine's threads out of the way; at one thread nothing spins.
+LEAD_IN_STEPS = 1
 
 
-def default_settle(threads: int) -> float:
-    """The pause before each step at ``threads`` threads: ``SETTLE_SECONDS`` above one thread, else none."""
-    return SETTLE_SECONDS if threads > 1 else 0.0
+def default_lead_in(threads: int) -> int:
+    """Untimed steps before each timed one at ``threads`` threads: ``LEAD_IN_STEPS`` above one, else none."""
+    return LEAD_IN_STEPS if threads > 1 else 0
 
 
-def interleaved(engines: dict[str, Callable[[], Any]], pairs: int, settle: float = 0.0) -> dict[str, list[float]]:
-    """Seconds of ``pairs`` single steps per engine, the engines alternating step by step in rotating order,
-    each step after an untimed pause of ``settle`` seconds (see ``SETTLE_SECONDS``)."""
+def interleaved(engines: dict[str, Callable[[], Any]], pairs: int, lead_in: int = 0) -> dict[str, list[float]]:
+    """Seconds of ``pairs`` single steps per engine, the engines alternating turn by turn in rotating order,
+    each turn ``lead_in`` untimed steps and one timed step (see ``LEAD_IN_STEPS``)."""
     names = list(engines)
     times: dict[str, list[float]] = {k: [] for k in names}
     clock = time.perf_counter
@@ -57,8 +59,8 @@ def interleaved(engines: dict[str, Callable[[], Any]], pairs: int, settle: float
         shift = i % len(names)
         for k in names[shift:] + names[:shift]:
             step = engines[k]
-            if settle:
-                time.sleep(settle)
+            for _ in range(lead_in):
+                step()
             start = clock()
             step()
             times[k].append(clock() - start)
@@ -86,13 +88,13 @@ def run_model(name: str, threads: int, args: argparse.Namespace, use_torch: bool
     for fn in engines.values():
         for _ in range(args.warmup):
             fn()
-    settle = default_settle(threads) if args.settle is None else args.settle / 1e3
-    times = interleaved(engines, args.rounds * args.steps, settle)
+    lead_in = default_lead_in(threads) if args.lead_in is None else args.lead_in
+    times = interleaved(engines, args.rounds * args.steps, lead_in)
     result: dict[str, Any] = {
         "model": name,
         "batch": BATCH[name],
         "threads": threads,
-        "settle_ms": 1e3 * settle,
+        "lead_in_steps": lead_in,
         "first_step_loss": losses,
         "median_step_ms": {k: 1e3 * statistics.median(v) for k, v in times.items()},
         # per round (``steps`` consecutive pairs): the median step, to see drift over the run

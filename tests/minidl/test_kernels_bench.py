@@ -74,19 +74,25 @@ def test_engines_alternate_single_steps_in_rotating_order():
     assert {k: len(v) for k, v in times.items()} == {"minidl": 4, "torch": 4, "floor": 4}
 
 
-def test_settle_pauses_before_each_step_outside_its_timing():
-    import itertools
+def test_lead_in_steps_run_untimed_before_each_timed_step():
     import time
 
-    from minidl.bench.timing import default_settle, interleaved
+    from minidl.bench.timing import default_lead_in, interleaved
 
-    starts = []
-    engines = {k: (lambda: starts.append(time.perf_counter())) for k in ("minidl", "torch")}
-    times = interleaved(engines, 3, settle=0.02)
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert len(starts) == 6 and min(gaps) >= 0.02  # a pause before every step
-    assert max(max(v) for v in times.values()) < 0.01  # and none of it timed
-    assert default_settle(1) == 0.0 and default_settle(2) > 0
+    log, calls = [], {"minidl": 0, "torch": 0}
+
+    def step(k: str) -> None:  # the two lead-in steps of a turn are slow, the timed third one fast
+        log.append(k)
+        calls[k] += 1
+        if calls[k] % 3:
+            time.sleep(0.02)
+
+    engines = {k: (lambda k=k: step(k)) for k in ("minidl", "torch")}
+    times = interleaved(engines, 2, lead_in=2)
+    assert log == ["minidl"] * 3 + ["torch"] * 3 + ["torch"] * 3 + ["minidl"] * 3  # turns rotate, 2 untimed + 1
+    assert {k: len(v) for k, v in times.items()} == {"minidl": 2, "torch": 2}
+    assert max(max(v) for v in times.values()) < 0.015  # only the third step of each turn was timed
+    assert default_lead_in(1) == 0 and default_lead_in(2) == 1
 
 
 def test_ratio_summary_pairs_step_by_step():
