@@ -3,6 +3,7 @@
     python benchmarks/sim_speed.py [--cases ring:1024:64M,double_tree:4096:64M,rabenseifner:4096:64M]
                                    [--repeats 1] [--no-reference] [--out benchmarks/results/sim_speed]
                                    [--prefix sim_speed]
+    python benchmarks/sim_speed.py --report FILE.json ...   # the docs' table, from committed raw runs
 
 For each case (algorithm:ranks:bytes per rank, the default machine of ``python -m collectives.sim
 run``) it runs ``simulate`` with ``engine="reference"`` (the generator-driven scheduler) and
@@ -16,6 +17,9 @@ both give the same predicted time and finish times (exit status 1 otherwise), an
 numbers with the machine, its load before and after, the versions and the command to
 ``--out``/<prefix>-<date>.json. The first fast run of a process loads (or compiles) the numba
 loop: that cost is measured once apart ("warm-up") and left out of the repeats.
+
+``--report`` prints one markdown row per case and raw file (every run's CPU seconds, their
+median, messages per CPU second at the median, and the load), the table docs/simulator.md quotes.
 """
 
 from __future__ import annotations
@@ -87,7 +91,36 @@ def fast_split(name: str, p: int, nbytes: int) -> dict:
     return {"record_cpu_s": recorded, "replay_cpu_s": time.process_time() - cpu}
 
 
+def report(paths: list[str]) -> None:
+    """The docs' table: per raw file and case, the fast (and reference) engine's CPU seconds of every run."""
+    print(
+        "| run (JSON) | load start-end | case (64 MiB per rank unless said) | messages | fast CPU s (median) "
+        "| fast messages per CPU s | reference CPU s |"
+    )
+    print("| --- | --- | --- | ---: | --- | ---: | --- |")
+    for path in paths:
+        info = json.loads(Path(path).read_text())
+        load = f"{info['load_before'][0]:.1f}-{info['load_after'][0]:.1f}" if info.get("load_after") else "-"
+        for case in info["cases"]:
+            fast = [r["cpu_s"] for r in case["runs"]["fast"]]
+            ref = [r["cpu_s"] for r in case["runs"].get("reference", [])]
+            messages = case["runs"]["fast"][0]["messages"]
+            size = "" if case["bytes"] == 64 << 20 else f", {case['bytes']} B"
+            print(
+                f"| {Path(path).parent.name}/{Path(path).name} | {load} | {case['algorithm']}, {case['ranks']} ranks"
+                f"{size} | {messages:,} | {', '.join(f'{c:.2f}' for c in fast)} ({statistics.median(fast):.2f}) "
+                f"| {messages / statistics.median(fast):,.0f} | {', '.join(f'{c:.1f}' for c in ref) or '-'} |"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--report"]:
+        if len(argv) < 2:
+            sys.exit("sim_speed.py --report: give one or more raw JSON files")
+        report(argv[1:])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default=DEFAULT_CASES, help=f"comma separated (default {DEFAULT_CASES})")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each engine per case (default 1)")
