@@ -12,20 +12,24 @@ here, under the same name, with the same inputs and outputs:
 ``pooling``               max pooling (values and argmax positions) and its scatter-add
                           backward, average pooling and its adjoint, the row scatter of an
                           embedding's backward
-``conv``                  col2im of conv2d's input gradient, straight into NCHW (small planes:
-                          numpy's per-row overhead)
+``conv``                  conv2d's row layout in one call per thread (pad, columns or direct
+                          GEMMs through ``gemm``, copy out; the weight gradient), and col2im of
+                          the input gradient straight into NCHW
 ``loss``                  softmax cross-entropy forward and backward, one pass over the logits
 ``normalization``         batch norm and layer norm: statistics, normalise + affine, backward
 ``optim``                 SGD (momentum, Nesterov), Adam/AdamW (AMSGrad), LARS and LAMB updates
                           and their norms, one pass each
+``gemm``                  not a kernel: numpy's OpenBLAS GEMM callable from kernels, by address
+``workers``               not a kernel: a job's disjoint parts on the rank's BLAS thread count
 ``allocator``             not a kernel: keeps freed memory for reuse (no page faults per step)
 ========================  =====================================================================
 
-GEMMs stay in numpy's BLAS, and so does im2col, where numba lost to numpy's strided copies
-(measured; see docs/performance.md). conv2d's GEMMs write NCHW directly, so it
-needs no layout kernel. Every kernel is compiled with ``nogil=True``
-(a communication thread runs beside it) and ``cache=True``, for float32 and float64 only, and
-runs on the calling thread (no ``parallel=True``: a rank's threads belong to BLAS); see
+GEMMs run in numpy's BLAS: from numpy, or, in conv2d's fused row kernels, numpy's own OpenBLAS
+called from the kernel (``gemm``), so a thread's whole share of the images runs without the GIL.
+Every kernel is compiled with ``nogil=True`` (a communication thread runs beside it) and
+``cache=True``, for float32 and float64 only, and runs on the calling thread (no ``parallel=True``:
+a rank's threads belong to BLAS; above one BLAS thread, ``workers`` shares a big job's disjoint
+parts among that many Python threads instead); see
 :mod:`minidl.kernels.jit` for compilation, caching and the cross-process compile lock, and
 ``docs/performance.md`` for the measurements.
 
