@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from collectives.algorithms.chunking import chunk_bounds
+from collectives.algorithms.chunking import bounds_of
 from collectives.algorithms.folding import Pow2Group, fold_in, fold_messages, fold_out, largest_pow2, pow2_group
 from collectives.algorithms.spec import ZERO_COST, Cost
 from collectives.ops import ReduceOp
@@ -34,7 +34,7 @@ def halving_reduce_scatter(
 ) -> Iterator[Step]:
     """Recursive halving: leaves chunk v of ``chunk_bounds(n, group.size)`` reduced on virtual rank v."""
     q, v = group.size, group.vrank
-    bounds = chunk_bounds(buf.size, q)
+    bounds = bounds_of(buf.size, q)
     lo, d, step = 0, q // 2, 0
     while d >= 1:
         partner = group.real(v ^ d)
@@ -52,7 +52,7 @@ def halving_reduce_scatter(
 def doubling_allgather(t: Transport, buf: np.ndarray, group: Pow2Group, first_tag: int = 0) -> Iterator[Step]:
     """Recursive doubling: virtual rank v starts with chunk v and ends with all of them."""
     q, v = group.size, group.vrank
-    bounds = chunk_bounds(buf.size, q)
+    bounds = bounds_of(buf.size, q)
     d, step = 1, first_tag
     while d < q:
         mine = v & ~(d - 1)  # the window of d chunks this rank has complete
@@ -66,7 +66,7 @@ def doubling_allgather(t: Transport, buf: np.ndarray, group: Pow2Group, first_ta
 
 def largest_half(n: int, q: int) -> int:
     """Scratch for recursive halving: the largest half it ever receives (the first, lower one)."""
-    return chunk_bounds(n, q)[q // 2] if q > 1 else 0
+    return bounds_of(n, q)[q // 2] if q > 1 else 0
 
 
 def rabenseifner_allreduce(t: Transport, buf: np.ndarray, op: ReduceOp) -> Iterator[Step]:
@@ -87,7 +87,7 @@ def rabenseifner_allreduce(t: Transport, buf: np.ndarray, op: ReduceOp) -> Itera
 
 def _sent_elements(q: int, v: int, n: int) -> int:
     """Elements virtual rank v sends in halving + doubling on q ranks."""
-    b = chunk_bounds(n, q)
+    b = bounds_of(n, q)
     total, lo, d = 0, 0, q // 2
     while d >= 1:
         send_lo = lo if v & d else lo + d

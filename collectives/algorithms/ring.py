@@ -30,11 +30,10 @@ with bitwise identical results.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
 
 import numpy as np
 
-from collectives.algorithms.chunking import chunk_bounds, segment_count, segment_elements, segments
+from collectives.algorithms.chunking import bounds_of, segment_count, segment_elements, segments
 from collectives.algorithms.spec import ZERO_COST, Cost
 from collectives.ops import ReduceOp
 from collectives.transport import Step, Transport
@@ -88,12 +87,6 @@ def ring_walk(
                 forwarded.append(t.isend(buf[a:b], right, s + 1))
         yield t.wait(*sending)  # this step's sends: their chunk is overwritten p-1 steps later
         sending = forwarded
-
-
-@lru_cache(maxsize=4096)
-def bounds_of(n: int, p: int) -> tuple[int, ...]:
-    """``chunk_bounds(n, p)``, worked out once per call pattern."""
-    return tuple(chunk_bounds(n, p))
 
 
 def ring_allreduce(t: Transport, buf: np.ndarray, op: ReduceOp, segment_bytes: int = SEGMENT_BYTES) -> Iterator[Step]:
